@@ -1,0 +1,214 @@
+"""How every command runs: settings, event loop, database lifecycle and the error boundary.
+
+Typer has no async commands (an `async def` command exits 0 without running), so each
+command is a plain function that hands its coroutines to `Command.run`. A command is
+one event loop (`asyncio.Runner`, the machinery behind `asyncio.run`), so a command can
+ask the user something between two steps while the loop is idle (Ctrl-C then interrupts
+the prompt as usual) and still use one engine, created inside that loop and always
+disposed on the way out.
+
+This module is imported at start-up: heavy imports stay inside functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from cli.errors import CancelledError, DbtoolError, ExitCode
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from cli.config import Settings
+    from cli.db import Database, RetryCallback
+    from cli.errors import DatabaseUnavailableError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class State:
+    """Root options, stored on the Typer context by the root callback."""
+
+    url: str | None = None
+    env_file: Path | None = None
+    debug: bool = False
+
+
+class Command:
+    """The context of one command run: `with Command(ctx) as cmd: ...`.
+
+    On the way out it disposes the engine, closes the loop, and turns any exception into
+    a one-line message on stderr and the documented exit code (a traceback only with
+    --debug).
+    """
+
+    def __init__(self, ctx: typer.Context) -> None:
+        obj = ctx.find_root().obj
+        self.state = obj if isinstance(obj, State) else State()
+        self._runner = asyncio.Runner()
+        self._settings: Settings | None = None
+        self._db: Database | None = None
+
+    def __enter__(self) -> Command:
+        return self
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from cli.config import load_settings
+
+            self._settings = load_settings(url=self.state.url, env_file=self.state.env_file)
+            if self._settings.echo:
+                _log_sql_to_stderr()
+        return self._settings
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run one step of the command in the command's event loop."""
+        return self._runner.run(coroutine)
+
+    def database(self, *, must_exist: bool = True, wait: float = 0.0) -> Database:
+        """Connect (retrying for up to `wait` seconds); disposed when the command ends."""
+        from cli.db import Database
+
+        settings = self.settings
+        self._db = Database(settings, must_exist=must_exist)
+        with waiting(settings.masked_url, wait) as on_retry:
+            self.run(self._db.connect(wait=wait, on_retry=on_retry))
+        return self._db
+
+    def in_session(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work(session)` in one session of the command's database (commit on success)."""
+        db = self._db if self._db is not None else self.database()
+
+        async def unit() -> T:
+            async with db.session() as session:
+                return await work(session)
+
+        return self.run(unit())
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._db is not None:
+                self._runner.run(self._db.dispose())
+        finally:
+            self._runner.close()
+        if exc is None or isinstance(exc, typer.Exit):
+            return
+        if self.state.debug and not isinstance(exc, KeyboardInterrupt):
+            return  # let the traceback through (Typer never shows locals)
+        code = report_error(exc, self._settings)
+        raise typer.Exit(code) from None
+
+
+def report_error(exc: BaseException, settings: Settings | None) -> int:
+    """Print `exc` as one line on stderr; return the exit code."""
+    from cli import output
+
+    if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
+        exc = CancelledError("cancelled")
+    if not isinstance(exc, DbtoolError) and settings is not None and "sqlalchemy" in sys.modules:
+        from cli.db import translate_error
+
+        exc = translate_error(exc, settings) or exc
+    if isinstance(exc, DbtoolError):
+        output.error(exc.message)
+        return int(exc.exit_code)
+    output.error(f"{describe_unexpected(exc)} (run with --debug for details)")
+    return int(ExitCode.FAILED)
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """One line for an exception dbtool has no specific message for, without SQL or data."""
+    if "sqlalchemy" in sys.modules:
+        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+        if isinstance(exc, DBAPIError):
+            first_line = str(exc.driver_exception).strip().splitlines()[:1]
+            return f"database error: {first_line[0] if first_line else type(exc).__name__}"
+        if isinstance(exc, SQLAlchemyError):
+            return f"database error: {type(exc).__name__}"
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def waiting(target: str, wait: float) -> Iterator[RetryCallback | None]:
+    """While connecting with --wait: a spinner on a terminal, an occasional line otherwise."""
+    if wait <= 0:
+        yield None
+        return
+    from cli import output
+
+    console = output.err_console()
+    if console.is_terminal:
+        with console.status(f"Waiting for {target} ...") as status:
+
+            def update(attempt: int, error: DatabaseUnavailableError, left: float) -> None:
+                status.update(f"Waiting for {target} ({left:.0f}s left): {error.message}")
+
+            yield update
+        return
+
+    last_line = 0.0
+
+    def log(attempt: int, error: DatabaseUnavailableError, left: float) -> None:
+        nonlocal last_line
+        if time.monotonic() - last_line >= 5:
+            last_line = time.monotonic()
+            output.note(f"waiting ({left:.0f}s left): {error.message}")
+
+    yield log
+
+
+def _log_sql_to_stderr() -> None:
+    # SQLAlchemy's echo would add a stdout handler, mixing SQL into data output; a handler
+    # already present on its logger stops that.
+    logger = logging.getLogger("sqlalchemy.engine.Engine")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+
+
+def confirm_typed(expected: str, question: str) -> None:
+    """Ask the user to type `expected`; anything else (or Ctrl-C/EOF) cancels (exit 130)."""
+    from cli import output
+
+    output.note(question)
+    try:
+        answer = typer.prompt(
+            f"Type {expected!r} to confirm", default="", show_default=False, err=True
+        )
+    except (typer.Abort, EOFError, KeyboardInterrupt):
+        raise CancelledError("cancelled, nothing was changed") from None
+    if answer.strip() != expected:
+        raise CancelledError("confirmation did not match, nothing was changed")
+
+
+def confirm_yes(question: str) -> None:
+    """A y/N question; "no", Ctrl-C or EOF cancels (exit 130)."""
+    try:
+        agreed = typer.confirm(question, default=False, err=True)
+    except (typer.Abort, EOFError, KeyboardInterrupt):
+        agreed = False
+    if not agreed:
+        raise CancelledError("cancelled, nothing was changed")

@@ -1,0 +1,312 @@
+"""Settings, resolved in one place: option > process environment > .env file > default.
+
+Nothing here runs at import time; `load_settings()` is called once per command (or once per
+application process) and returns an immutable `Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from cli.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./dbtool.db"
+DEFAULT_APPLICATION_NAME = "dbtool"
+
+# Source labels, as shown by `dbtool config`.
+SOURCE_OPTION = "option"
+SOURCE_ENVIRONMENT = "environment"
+SOURCE_DEFAULT = "default"
+SOURCE_URL = "DATABASE_URL"
+
+POSTGRES_DRIVER = "postgresql+asyncpg"
+SQLITE_DRIVER = "sqlite+aiosqlite"
+_DRIVER_ALIASES = {
+    "postgres": POSTGRES_DRIVER,
+    "postgresql": POSTGRES_DRIVER,
+    "postgresql+asyncpg": POSTGRES_DRIVER,
+    "postgresql+psycopg": POSTGRES_DRIVER,
+    "postgresql+psycopg2": POSTGRES_DRIVER,
+    "sqlite": SQLITE_DRIVER,
+    "sqlite+pysqlite": SQLITE_DRIVER,
+    "sqlite+aiosqlite": SQLITE_DRIVER,
+}
+# libpq's sslmode values, all of which asyncpg's `ssl=` understands under the same names.
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# URL query parameters dbtool understands for PostgreSQL; anything else would reach
+# asyncpg.connect() as an unexpected keyword and fail at connect time.
+_POSTGRES_URL_PARAMS = (
+    "ssl",
+    "sslmode",
+    "application_name",
+    "connect_timeout",
+    "prepared_statement_cache_size",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything dbtool needs to know to open a database, with where each value came from."""
+
+    url: URL = field(default_factory=lambda: make_url(DEFAULT_DATABASE_URL))
+    pool_size: int = 5
+    max_overflow: int = 10
+    pool_timeout: float = 30.0
+    pool_recycle: int = -1
+    pool_pre_ping: bool = False
+    connect_timeout: float = 10.0
+    echo: bool = False
+    protected: bool = False
+    password_min_length: int = 8
+    application_name: str = DEFAULT_APPLICATION_NAME
+    # Environment variable name -> source label ("option", "environment", ".env file ...").
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def backend(self) -> str:
+        """ "postgresql" or "sqlite"."""
+        return self.url.get_backend_name()
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+    @property
+    def pool_capacity(self) -> int:
+        """The most connections one process with this configuration can hold open."""
+        return self.pool_size + self.max_overflow
+
+
+@dataclass(frozen=True)
+class _Spec:
+    attr: str
+    env: str
+    parse: Callable[[str], Any]
+    check: Callable[[Any], bool] = lambda _v: True
+    rule: str = ""
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_int(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
+def _parse_seconds(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("expected a finite number of seconds")
+    return value
+
+
+SETTING_SPECS: tuple[_Spec, ...] = (
+    _Spec("pool_size", "DBTOOL_POOL_SIZE", _parse_int, lambda v: v >= 1, "at least 1"),
+    _Spec("max_overflow", "DBTOOL_MAX_OVERFLOW", _parse_int, lambda v: v >= 0, "0 or more"),
+    _Spec("pool_timeout", "DBTOOL_POOL_TIMEOUT", _parse_seconds, lambda v: v > 0, "above 0"),
+    _Spec(
+        "pool_recycle",
+        "DBTOOL_POOL_RECYCLE",
+        _parse_int,
+        lambda v: v == -1 or v > 0,
+        "-1 (never) or above 0",
+    ),
+    _Spec("pool_pre_ping", "DBTOOL_POOL_PRE_PING", _parse_bool),
+    _Spec("connect_timeout", "DBTOOL_CONNECT_TIMEOUT", _parse_seconds, lambda v: v > 0, "above 0"),
+    _Spec("echo", "DBTOOL_ECHO", _parse_bool),
+    _Spec("protected", "DBTOOL_PROTECTED", _parse_bool),
+    _Spec(
+        "password_min_length",
+        "DBTOOL_PASSWORD_MIN_LENGTH",
+        _parse_int,
+        lambda v: 1 <= v <= 4096,
+        "between 1 and 4096",
+    ),
+)
+URL_ENV = "DATABASE_URL"
+ALL_SETTING_NAMES = (URL_ENV, *(spec.env for spec in SETTING_SPECS))
+
+
+def load_settings(
+    *,
+    url: str | None = None,
+    env_file: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve every setting: `url` argument > environment > .env file > default.
+
+    `env_file` defaults to `.env` in the current directory (ignored when missing); an
+    explicitly given file must exist.
+    """
+    env = os.environ if environ is None else environ
+    dotenv_path, dotenv = _read_dotenv(env_file)
+    dotenv_label = f".env file ({dotenv_path})"
+
+    def lookup(name: str) -> tuple[str, str] | None:
+        # Empty values count as unset, so `DATABASE_URL=` in CI does not mean "no URL".
+        if env.get(name, "").strip():
+            return env[name], SOURCE_ENVIRONMENT
+        if (dotenv.get(name) or "").strip():
+            return str(dotenv[name]), dotenv_label
+        return None
+
+    sources: dict[str, str] = {}
+    if url is not None and url.strip():
+        raw_url, url_source = url, SOURCE_OPTION
+    else:
+        raw_url, url_source = lookup(URL_ENV) or (DEFAULT_DATABASE_URL, SOURCE_DEFAULT)
+    normalised, url_extras = normalize_url(raw_url, url_source)
+    sources[URL_ENV] = url_source
+
+    values: dict[str, Any] = {}
+    for spec in SETTING_SPECS:
+        found = lookup(spec.env)
+        if found is None:
+            sources[spec.env] = SOURCE_DEFAULT
+            continue
+        raw, source = found
+        try:
+            value = spec.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{spec.env}={raw.strip()!r} (from {source}): {exc}") from None
+        if not spec.check(value):
+            raise ConfigError(f"{spec.env}={raw.strip()!r} (from {source}) must be {spec.rule}")
+        values[spec.attr] = value
+        sources[spec.env] = source
+
+    # A libpq-style `connect_timeout` in the URL applies unless the setting was given itself.
+    if "connect_timeout" in url_extras and sources["DBTOOL_CONNECT_TIMEOUT"] == SOURCE_DEFAULT:
+        sources["DBTOOL_CONNECT_TIMEOUT"] = SOURCE_URL
+    elif "connect_timeout" in url_extras:
+        del url_extras["connect_timeout"]
+    return Settings(url=normalised, sources=sources, **{**url_extras, **values})
+
+
+def _read_dotenv(env_file: Path | str | None) -> tuple[Path, dict[str, str | None]]:
+    from dotenv import dotenv_values
+
+    path = Path(env_file) if env_file is not None else Path.cwd() / ".env"
+    if not path.is_file():
+        if env_file is not None:
+            raise ConfigError(f"--env-file {path}: no such file")
+        return path, {}
+    try:
+        # interpolate=False: a password containing "${" must reach us unchanged.
+        return path, dict(dotenv_values(path, interpolate=False, encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def str_url(url: str | URL) -> str:
+    return url if isinstance(url, str) else url.render_as_string(hide_password=False)
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as it may be shown anywhere: password replaced by ***."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except ArgumentError:
+        return "<unparsable URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
+    """Parse and normalise a database URL to an async driver dbtool supports.
+
+    Returns the URL and any settings carried in its query string (application name,
+    connect timeout) that must not be passed to the driver as-is. Raises ConfigError,
+    whose message never contains the raw URL (it may hold a password).
+    """
+    where = f"{URL_ENV} (from {source})"
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise ConfigError(
+            f"{where} is not a valid database URL; expected e.g. "
+            "postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.db"
+        ) from None
+    except ValueError as exc:  # e.g. a non-numeric port
+        raise ConfigError(f"{where} is not a valid database URL: {exc}") from None
+
+    driver = _DRIVER_ALIASES.get(url.drivername)
+    if driver is None:
+        raise ConfigError(
+            f"{where} uses unsupported driver {url.drivername!r}; dbtool supports "
+            "PostgreSQL (postgresql://, via asyncpg) and SQLite (sqlite://, via aiosqlite)"
+        )
+    url = url.set(drivername=driver)
+    if driver == SQLITE_DRIVER:
+        return url, {}
+
+    if url.host and "@" in url.host:
+        raise ConfigError(
+            f"{where} has an '@' in its host part; percent-encode '@' in the password as %40"
+        )
+    if not url.database:
+        raise ConfigError(f"{where} names no database (add /dbname after the host)")
+    extras: dict[str, Any] = {}
+    query = dict(url.query)
+    unknown = sorted(set(query) - set(_POSTGRES_URL_PARAMS))
+    if unknown:
+        raise ConfigError(
+            f"{where} has unsupported parameter(s) {', '.join(unknown)}; "
+            f"supported: {', '.join(_POSTGRES_URL_PARAMS)}"
+        )
+    for key in ("ssl", "sslmode"):
+        if key in query:
+            value = _single(query.pop(key), key, where)
+            if value not in _SSL_MODES:
+                raise ConfigError(
+                    f"{where}: {key}={value!r} must be one of {', '.join(_SSL_MODES)}"
+                )
+            query["ssl"] = value  # asyncpg spells libpq's sslmode as ssl
+    if "application_name" in query:
+        extras["application_name"] = _single(
+            query.pop("application_name"), "application_name", where
+        )
+    if "connect_timeout" in query:
+        raw_timeout = _single(query.pop("connect_timeout"), "connect_timeout", where)
+        try:
+            timeout = _parse_seconds(raw_timeout)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: connect_timeout={raw_timeout!r}: {exc}") from None
+        if timeout <= 0:
+            raise ConfigError(f"{where}: connect_timeout must be above 0")
+        extras["connect_timeout"] = timeout
+    return url.set(query=query), extras
+
+
+def _single(value: str | tuple[str, ...], key: str, where: str) -> str:
+    if isinstance(value, tuple):
+        raise ConfigError(f"{where}: parameter {key} is given more than once")
+    return value
+
+
+def describe_settings(settings: Settings) -> list[tuple[str, Any, str]]:
+    """(name, value, source) for every setting; the URL comes with its password masked."""
+    rows: list[tuple[str, Any, str]] = [
+        (URL_ENV, settings.masked_url, settings.sources.get(URL_ENV, SOURCE_DEFAULT))
+    ]
+    for spec in SETTING_SPECS:
+        value = getattr(settings, spec.attr)
+        rows.append((spec.env, value, settings.sources.get(spec.env, SOURCE_DEFAULT)))
+    return rows

@@ -1,0 +1,332 @@
+"""The database lifecycle: one engine and one session factory per process (or per command).
+
+`Database` is what the CLI uses for every command and what applications use for their
+lifespan, e.g. with FastAPI:
+
+    db = Database.from_url("postgresql://app@db/app")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        async with db:                     # connect() ... dispose()
+            yield
+
+    SessionDep = Annotated[AsyncSession, Depends(db.session_dependency, scope="function")]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from cli.config import Settings, load_settings, mask_url, normalize_url, str_url
+from cli.errors import DatabaseUnavailableError, DbtoolError, SchemaMissingError
+
+# How long a SQLite connection waits for another writer's lock before "database is locked".
+SQLITE_BUSY_TIMEOUT = 30.0
+
+RetryCallback = Callable[[int, DatabaseUnavailableError, float], None]
+"""Called before each retry while waiting: (attempt number, why it failed, seconds left)."""
+
+
+class UnavailableError(DatabaseUnavailableError):
+    """A connection failure, with whether waiting and retrying can help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Database:
+    """Owns the async engine and the session factory; create it inside the running loop.
+
+    Use it as an async context manager, or call `connect()` and `dispose()` yourself.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, must_exist: bool = True) -> None:
+        self.settings = settings if settings is not None else load_settings()
+        # False only for commands that create the database (init): an embedded SQLite file
+        # is never created as a side effect of, say, `users list`.
+        self.must_exist = must_exist
+        self._engine: AsyncEngine | None = None
+        self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
+
+    @classmethod
+    def from_url(cls, url: str | URL, **settings: Any) -> Database:
+        """A Database for `url` (normalised like DATABASE_URL), other settings as given."""
+        normalised, extras = normalize_url(str_url(url), "argument")
+        return cls(Settings(url=normalised, **{**extras, **settings}))
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("Database is not connected: call `await db.connect()` first")
+        return self._engine
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        if self._sessionmaker is None:
+            raise RuntimeError("Database is not connected: call `await db.connect()` first")
+        return self._sessionmaker
+
+    @property
+    def dialect(self) -> str:
+        """ "postgresql" or "sqlite"."""
+        return self.settings.backend
+
+    async def connect(
+        self, *, wait: float = 0.0, on_retry: RetryCallback | None = None, verify: bool = True
+    ) -> Self:
+        """Create the engine in the running event loop and (by default) prove it can connect.
+
+        With `wait` > 0, retry failures that waiting can cure (refused, starting up, timeout)
+        until `wait` seconds have passed. Raises DatabaseUnavailableError.
+        """
+        if self._engine is not None:
+            return self
+        _check_sqlite_file(self.settings.url, must_exist=self.must_exist)
+        self._engine = create_engine(self.settings)
+        self._sessionmaker = async_sessionmaker(self._engine, expire_on_commit=False)
+        if verify:
+            try:
+                await retry_connect(self._ping, self.settings, wait=wait, on_retry=on_retry)
+            except BaseException:
+                await self.dispose()
+                raise
+        return self
+
+    async def _ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+
+    async def dispose(self) -> None:
+        """Close every pooled connection. Safe to call twice."""
+        engine, self._engine, self._sessionmaker = self._engine, None, None
+        if engine is not None:
+            await engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return await self.connect()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.dispose()
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commit when the block succeeds, roll back on any exception
+        (including cancellation), and always close, returning the connection to the pool."""
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+            except BaseException:
+                # If the connection itself is gone, rollback fails too; close() below then
+                # discards it. The original exception is the one worth reporting.
+                with contextlib.suppress(SQLAlchemyError, OSError):
+                    await session.rollback()
+                raise
+            await session.commit()
+
+    async def session_dependency(self) -> AsyncIterator[AsyncSession]:
+        """A FastAPI dependency yielding one session per request, with `session()`'s rules.
+
+        Declare it with `Depends(db.session_dependency, scope="function")` so the commit
+        happens before the response is sent (FastAPI's default "request" scope runs it after).
+        """
+        async with self.session() as session:
+            yield session
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction (Core-level work such as DDL): commit or roll back."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """The engine for `settings`; call it inside the event loop that will use it."""
+    options: dict[str, Any] = {
+        "echo": settings.echo,
+        # Emails and hashes never appear in error messages or echo logs.
+        "hide_parameters": True,
+        "pool_pre_ping": settings.pool_pre_ping,
+    }
+    url = settings.url
+    if settings.backend == "postgresql":
+        options["connect_args"] = {
+            "timeout": settings.connect_timeout,
+            "server_settings": {"application_name": settings.application_name},
+        }
+    else:
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
+    if settings.backend == "postgresql" or not _is_sqlite_memory(url):
+        options.update(
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_timeout=settings.pool_timeout,
+            pool_recycle=settings.pool_recycle,
+        )
+    engine = create_async_engine(url, **options)
+    if settings.backend == "sqlite":
+        _use_sqlite_transactions(engine)
+    return engine
+
+
+def _use_sqlite_transactions(engine: AsyncEngine) -> None:
+    """Make SQLite transactions real: DDL inside them, and the write lock taken up front.
+
+    Python's sqlite3 driver (under aiosqlite) neither begins a transaction before DDL nor
+    takes the write lock until the first write, so concurrent `init` runs race and two
+    writers can deadlock. BEGIN IMMEDIATE takes the lock at the start and waits (busy
+    timeout) for other writers instead.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file behind a SQLite URL, or None for in-memory and URI-style databases."""
+    if url.get_backend_name() != "sqlite" or _is_sqlite_memory(url) or "uri" in url.query:
+        return None
+    return Path(url.database or "")
+
+
+def _check_sqlite_file(url: URL, *, must_exist: bool) -> None:
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if must_exist and not path.exists():
+        raise UnavailableError(
+            f"SQLite database file {path} does not exist (`dbtool init` creates it)",
+            retryable=False,
+        )
+    if not path.parent.is_dir():
+        raise UnavailableError(
+            f"cannot create SQLite database {path}: directory {path.parent} does not exist",
+            retryable=False,
+        )
+
+
+async def retry_connect(
+    attempt: Callable[[], Any],
+    settings: Settings,
+    *,
+    wait: float = 0.0,
+    on_retry: RetryCallback | None = None,
+) -> None:
+    """Run `attempt` (a coroutine function that connects), retrying as `connect()` describes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    delay = 0.25
+    for number in range(1, 1_000_000):
+        try:
+            await attempt()
+            return
+        except Exception as exc:
+            error = connection_error(exc, settings)
+            if error is None:
+                raise
+            remaining = deadline - loop.time()
+            if not error.retryable or remaining <= 0:
+                raise error from exc
+            if on_retry is not None:
+                on_retry(number, error, remaining)
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 2.0)
+
+
+_AUTH_FAILED = ("28P01", "28000")
+_RETRYABLE_SQLSTATES = {
+    "57P03": "the server is starting up",
+    "53300": "the server has too many connections",
+}
+
+
+def connection_error(exc: BaseException, settings: Settings) -> UnavailableError | None:
+    """Translate a failure to connect into a one-line, password-free error; None if `exc`
+    is not a connection failure."""
+    if isinstance(exc, UnavailableError):
+        return exc
+    cause = exc.driver_exception if isinstance(exc, DBAPIError) else exc
+    url = settings.url
+    target = f"cannot connect to {mask_url(url)}"
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate in _AUTH_FAILED:
+        return UnavailableError(
+            f"{target}: authentication failed for user {url.username!r}", retryable=False
+        )
+    if sqlstate == "3D000":
+        return UnavailableError(
+            f"{target}: database {url.database!r} does not exist "
+            "(`dbtool init --create-database` creates it)",
+            retryable=False,
+        )
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return UnavailableError(f"{target}: {_RETRYABLE_SQLSTATES[sqlstate]}", retryable=True)
+    if isinstance(cause, socket.gaierror):
+        return UnavailableError(f"{target}: unknown host {url.host!r}", retryable=True)
+    if isinstance(cause, ConnectionRefusedError):
+        where = f"{url.host or 'localhost'}:{url.port or 5432}"
+        return UnavailableError(
+            f"{target}: connection refused (is the server running on {where}?)", retryable=True
+        )
+    if isinstance(cause, TimeoutError):
+        return UnavailableError(
+            f"{target}: timed out after {settings.connect_timeout:g}s", retryable=True
+        )
+    if isinstance(cause, ssl.SSLError):
+        return UnavailableError(f"{target}: SSL error: {cause.reason}", retryable=False)
+    if isinstance(cause, (ConnectionError, OSError)) and not isinstance(exc, DBAPIError):
+        return UnavailableError(f"{target}: {cause}", retryable=True)
+    if settings.backend == "sqlite" and "unable to open database file" in str(cause):
+        return UnavailableError(f"{target}: unable to open the database file", retryable=False)
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return UnavailableError(f"{target}: the connection was lost", retryable=True)
+    return None
+
+
+def translate_error(exc: BaseException, settings: Settings) -> DbtoolError | None:
+    """The domain error for a database exception dbtool understands, else None."""
+    if isinstance(exc, DbtoolError):
+        return exc
+    lost = connection_error(exc, settings)
+    if lost is not None:
+        return lost
+    if isinstance(exc, DBAPIError):
+        cause = exc.driver_exception
+        text = str(cause)
+        if getattr(cause, "sqlstate", None) == "42P01" or text.startswith("no such table"):
+            return SchemaMissingError(
+                "the tool's tables do not exist in this database; run `dbtool init` first"
+            )
+    return None

@@ -1,0 +1,84 @@
+"""The errors dbtool's library raises, each carrying the exit code the CLI turns it into.
+
+This module is imported on every command path (even `--help`), so it must stay free of
+heavy imports.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes documented in the README; CI scripts rely on them."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    UNAVAILABLE = 3
+    CONFLICT = 4
+    REFUSED = 5
+    CANCELLED = 130
+
+
+class DbtoolError(Exception):
+    """Base class: an expected failure with a one-line, secret-free message."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(DbtoolError):
+    """A setting is missing, malformed or contradictory."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UsageError(DbtoolError):
+    """The command line or its input cannot be acted upon as given."""
+
+    exit_code = ExitCode.USAGE
+
+
+class DatabaseUnavailableError(DbtoolError):
+    """The database cannot be reached: refused, unknown host, bad credentials, missing, timeout."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class ConflictError(DbtoolError):
+    """Something that must be unique already exists."""
+
+    exit_code = ExitCode.CONFLICT
+
+
+class RefusedError(DbtoolError):
+    """A destructive action was not confirmed, or its target is protected."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class CancelledError(DbtoolError):
+    """The user said no, or pressed Ctrl-C."""
+
+    exit_code = ExitCode.CANCELLED
+
+
+class NotFoundError(DbtoolError):
+    """The thing asked for does not exist."""
+
+
+class SchemaMissingError(DbtoolError):
+    """The tool's tables have not been created yet."""
+
+
+class InvalidInputError(DbtoolError):
+    """A value given on the command line (email, username, password) breaks the rules."""
+
+    exit_code = ExitCode.USAGE

@@ -1,0 +1,123 @@
+"""Shared fixtures: an isolated environment, and the same tests on SQLite and PostgreSQL.
+
+PostgreSQL comes from DBTOOL_TEST_POSTGRES_URL (default: postgres on 127.0.0.1:5432). Each
+test gets a database of its own, created and dropped here. Without a reachable server the
+PostgreSQL tests skip, unless DBTOOL_REQUIRE_POSTGRES=1 (CI), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from pwdlib.hashers.bcrypt import BcryptHasher
+
+from cli import passwords
+from tests.helpers import (
+    REQUIRE_POSTGRES,
+    TEST_DB_PREFIX,
+    Dbtool,
+    PasswordServer,
+    pg_execute,
+    postgres_problem,
+    postgres_url,
+)
+
+# Settings the tool reads; a developer's own values must not leak into the tests.
+TOOL_ENV_PREFIXES = ("DBTOOL_", "DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> None:
+    problem = postgres_problem()
+    if problem is None:
+        return
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"DBTOOL_REQUIRE_POSTGRES=1 but {problem}")
+    pytest.skip(problem)
+
+
+@pytest.fixture
+def new_postgres_database(postgres_available: None) -> Iterator[str]:
+    """The name of a fresh, empty PostgreSQL database, dropped after the test."""
+    name = f"{TEST_DB_PREFIX}{uuid.uuid4().hex[:12]}"
+    pg_execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def password_postgres() -> Iterator[str]:
+    """A throw-away PostgreSQL server that checks passwords (scram-sha-256), for the
+    authentication-failure paths; the shared server trusts local connections. Its URL's
+    password is "right-pw"."""
+    # Not under pytest's tmp_path: its parents are private to root, and the server must run
+    # as the postgres user.
+    directory = Path(tempfile.mkdtemp(prefix="dbtool-pgauth-"))
+    try:
+        server = PasswordServer.start(directory)
+        if isinstance(server, str):
+            pytest.skip(server)
+        try:
+            yield server.url
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No tool settings from the developer's environment or .env; a fresh working directory."""
+    for name in list(os.environ):
+        if name.startswith(TOOL_ENV_PREFIXES) and name != "DBTOOL_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast Argon2 parameters in-process (subprocess tests hash with the real defaults)."""
+    cheap = Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1)
+    monkeypatch.setattr(passwords, "_hasher", PasswordHash((cheap, BcryptHasher())))
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", marks=pytest.mark.sqlite),
+        pytest.param("postgres", marks=pytest.mark.postgres),
+    ]
+)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL to an empty database (no tables yet) on the backend under test."""
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    return postgres_url(request.getfixturevalue("new_postgres_database"))
+
+
+@pytest.fixture
+def dbtool(database_url: str) -> Dbtool:
+    return Dbtool(database_url)
+
+
+@pytest.fixture
+def initialised(dbtool: Dbtool) -> Dbtool:
+    """The CLI against a database where `dbtool init` has run."""
+    result = dbtool("init")
+    assert result.exit_code == 0, result.output
+    return dbtool

@@ -1,0 +1,311 @@
+"""Helpers for the tests: running the real CLI, and reading the database independently."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+from typer.testing import CliRunner
+
+from cli.main import app
+
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+POSTGRES_URL = os.environ.get("DBTOOL_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+REQUIRE_POSTGRES = os.environ.get("DBTOOL_REQUIRE_POSTGRES") == "1"
+TEST_DB_PREFIX = "dbtool_test_"
+
+
+def postgres_dsn(database: str | None = None) -> str:
+    """A plain libpq DSN for asyncpg, optionally for another database."""
+    url = make_url(POSTGRES_URL).set(drivername="postgresql")
+    if database is not None:
+        url = url.set(database=database)
+    return url.render_as_string(hide_password=False)
+
+
+def postgres_url(database: str) -> str:
+    url = make_url(POSTGRES_URL).set(drivername="postgresql+asyncpg", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+async def _pg_execute(sql: str, database: str | None) -> None:
+    conn = await asyncpg.connect(postgres_dsn(database), timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def pg_execute(sql: str, database: str | None = None) -> None:
+    asyncio.run(_pg_execute(sql, database))
+
+
+def postgres_problem() -> str | None:
+    """Why the test PostgreSQL server cannot be used, or None."""
+    try:
+        pg_execute("SELECT 1")
+    except Exception as exc:
+        return f"PostgreSQL at {make_url(POSTGRES_URL)!r} is not reachable: {exc!r}"
+    return None
+
+
+@dataclass
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def dbtool_executable() -> str:
+    """The installed `dbtool` console script of the interpreter running the tests."""
+    script = Path(sys.executable).parent / "dbtool"
+    found = str(script) if script.exists() else shutil.which("dbtool")
+    assert found, "the dbtool console script is not installed (pip install -e '.[test]')"
+    return found
+
+
+class Dbtool:
+    """Runs the real CLI against one database: in-process through Typer's test runner (stdin
+    is then not a terminal), or as a subprocess of the installed console script."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __call__(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> Result:
+        result = CliRunner().invoke(app, ["--url", self.url, *args], input=input, env=env)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return Result(result.exit_code, result.stdout, result.stderr)
+
+    def spawn(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [dbtool_executable(), "--url", self.url, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kwargs,
+        )
+
+    def run(self, *args: str, input: str | None = None, timeout: float = 60) -> Result:
+        """The console script in a subprocess, to completion."""
+        process = self.spawn(*args)
+        stdout, stderr = process.communicate(input, timeout=timeout)
+        return Result(process.returncode, stdout, stderr)
+
+
+def assert_clean_error(result: Result, exit_code: int, *fragments: str) -> str:
+    """One `error:` line with the expected exit code, and no traceback; returns the line."""
+    assert result.exit_code == exit_code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def run_sql(url: str, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    """Run SQL against `url` with a plain SQLAlchemy engine, independent of dbtool's code."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+
+        async def go() -> list[tuple[Any, ...]]:
+            engine = create_async_engine(parsed)
+            try:
+                async with engine.begin() as conn:
+                    result = await conn.execute(text(sql), params or {})
+                    return [tuple(row) for row in result] if result.returns_rows else []
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(go())
+    engine = create_engine(parsed.set(drivername="sqlite"))
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(sql), params or {})
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def table_names(url: str) -> set[str]:
+    if make_url(url).get_backend_name() == "postgresql":
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    return {row[0] for row in run_sql(url, sql)}
+
+
+def _become_terminal_session() -> None:
+    """In the child: a new session whose controlling terminal is the pty on stdin, so that
+    Ctrl-C typed into it arrives as SIGINT, as in a real shell."""
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+class Terminal:
+    """The console script run with a pseudo-terminal as stdin/stdout/stderr, so prompts and
+    terminal-only behaviour can be exercised for real."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        import pty
+
+        self._master, slave = pty.openpty()
+        self.process = subprocess.Popen(
+            [dbtool_executable(), *args],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**os.environ, "COLUMNS": "200", "TERM": "xterm", **(env or {})},
+            preexec_fn=_become_terminal_session,
+        )
+        os.close(slave)
+        self.transcript = ""
+
+    def _read(self, timeout: float) -> bool:
+        import select
+
+        ready, _, _ = select.select([self._master], [], [], timeout)
+        if not ready:
+            return False
+        try:
+            chunk = os.read(self._master, 4096)
+        except OSError:  # the child closed the terminal
+            return False
+        if not chunk:
+            return False
+        self.transcript += chunk.decode(errors="replace")
+        return True
+
+    def expect(self, text: str, timeout: float = 20) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text not in self.transcript:
+            left = deadline - time.monotonic()
+            if left <= 0 or (not self._read(min(left, 0.5)) and self.process.poll() is not None):
+                if text in self.transcript:
+                    return
+                raise AssertionError(f"did not see {text!r} in:\n{self.transcript}")
+
+    def send(self, line: str) -> None:
+        os.write(self._master, (line + "\n").encode())
+
+    def send_raw(self, data: bytes) -> None:
+        os.write(self._master, data)
+
+    def wait(self, timeout: float = 30) -> int:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            self._read(0.2)
+        while self._read(0.05):
+            pass
+        code = self.process.wait(timeout=max(deadline - time.monotonic(), 1))
+        os.close(self._master)
+        return code
+
+
+@dataclass
+class PasswordServer:
+    """A private PostgreSQL instance with password authentication (initdb + pg_ctl)."""
+
+    directory: Path
+    port: int
+    run_as: list[str]
+    bindir: Path
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres:right-pw@127.0.0.1:{self.port}/postgres"
+
+    @classmethod
+    def start(cls, directory: Path) -> PasswordServer | str:
+        """The running server, or why one cannot be started here."""
+        import glob
+        import pwd
+        import socket
+
+        binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+        if not binaries:
+            return "no PostgreSQL server binaries (initdb) on this machine"
+        bindir = Path(binaries[-1]).parent
+        run_as: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                return "running as root and there is no postgres user to run a server as"
+            os.chown(directory, owner.pw_uid, owner.pw_gid)
+            run_as = ["runuser", "-u", "postgres", "--"]
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        password_file = directory / "pw"
+        password_file.write_text("right-pw\n")
+        password_file.chmod(0o644)
+        data = directory / "data"
+        steps = [
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-A",
+                "scram-sha-256",
+                f"--pwfile={password_file}",
+            ],
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-l",
+                str(directory / "log"),
+                "-o",
+                f"-p {port} -k {directory} -c listen_addresses=127.0.0.1",
+                "start",
+            ],
+        ]
+        for step in steps:
+            done = subprocess.run([*run_as, *step], capture_output=True, text=True, timeout=120)
+            if done.returncode != 0:
+                return f"could not start a private PostgreSQL server: {done.stderr.strip()}"
+        return cls(directory, port, run_as, bindir)
+
+    def stop(self) -> None:
+        subprocess.run(
+            [
+                *self.run_as,
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            capture_output=True,
+            timeout=60,
+        )

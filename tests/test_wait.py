@@ -1,0 +1,110 @@
+"""--wait: retry while the server is not up yet, fail fast when waiting cannot help."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.helpers import POSTGRES_URL, Dbtool, assert_clean_error, postgres_url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def forwarder(port: int, target: tuple[str, int]) -> Iterator[None]:
+    """Accept connections on `port` and relay them to the real server (a server that
+    "comes up" when the test decides)."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*target)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def serve() -> asyncio.Server:
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        started.set()
+        return server
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        server = loop.run_until_complete(serve())
+        loop.run_forever()
+        server.close()
+        loop.run_until_complete(server.wait_closed())
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started.wait(5)
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+@pytest.mark.postgres
+def test_wait_retries_until_the_server_answers(new_postgres_database: str) -> None:
+    port = free_port()
+    server = make_url(POSTGRES_URL)
+    url = make_url(postgres_url(new_postgres_database)).set(host="127.0.0.1", port=port)
+    dbtool = Dbtool(url.render_as_string(hide_password=False))
+    process = dbtool.spawn("init", "--wait", "30", "--json")
+    time.sleep(2.0)  # the CLI is now retrying against a closed port
+    assert process.poll() is None, process.communicate()
+    with forwarder(port, (server.host or "127.0.0.1", server.port or 5432)):
+        stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert json.loads(stdout)["created"] == ["users"]
+    assert "connection refused" in stderr  # it said what it was waiting for
+
+
+@pytest.mark.postgres
+def test_wait_gives_up_with_exit_3(postgres_available: None) -> None:
+    dbtool = Dbtool(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    start = time.monotonic()
+    result = dbtool("ping", "--wait", "1.5")
+    assert time.monotonic() - start >= 1.5
+    assert_clean_error(result, 3, "connection refused")
+
+
+@pytest.mark.postgres
+def test_wait_does_not_retry_what_waiting_cannot_fix(postgres_available: None) -> None:
+    missing = postgres_url(f"missing_{uuid.uuid4().hex[:8]}")
+    start = time.monotonic()
+    result = Dbtool(missing)("ping", "--wait", "30")
+    assert time.monotonic() - start < 10
+    assert_clean_error(result, 3, "does not exist")
+
+
+@pytest.mark.sqlite
+def test_wait_on_a_missing_sqlite_file_fails_fast(tmp_path: Path) -> None:
+    start = time.monotonic()
+    result = Dbtool(f"sqlite:///{tmp_path / 'none.db'}")("ping", "--wait", "30")
+    assert time.monotonic() - start < 10
+    assert_clean_error(result, 3, "does not exist")
