@@ -246,10 +246,10 @@ def users_list(
     from cli import output, users
     from cli.models import PUBLIC_USER_FIELDS
 
-    if as_json and as_csv:
-        raise typer.BadParameter("choose one of --json and --csv", param_hint="--json/--csv")
     selection = users.UserFilter(active=active, superuser=superuser or None, search=search)
     with Command(ctx) as cmd:
+        if as_json and as_csv:
+            raise UsageError("choose one of --json and --csv")
         found = cmd.in_session(
             lambda session: users.list_users(session, selection, limit=limit, offset=offset)
         )

@@ -181,6 +181,7 @@ class Terminal:
         )
         os.close(slave)
         self.transcript = ""
+        self._seen = 0
 
     def _read(self, timeout: float) -> bool:
         import select
@@ -198,15 +199,17 @@ class Terminal:
         return True
 
     def expect(self, text: str, timeout: float = 20) -> None:
+        """Wait for `text` to appear after what earlier expects matched."""
         import time
 
         deadline = time.monotonic() + timeout
-        while text not in self.transcript:
+        while (found := self.transcript.find(text, self._seen)) < 0:
             left = deadline - time.monotonic()
             if left <= 0 or (not self._read(min(left, 0.5)) and self.process.poll() is not None):
-                if text in self.transcript:
-                    return
+                if (found := self.transcript.find(text, self._seen)) >= 0:
+                    break
                 raise AssertionError(f"did not see {text!r} in:\n{self.transcript}")
+        self._seen = found + len(text)
 
     def send(self, line: str) -> None:
         os.write(self._master, (line + "\n").encode())

@@ -1,0 +1,68 @@
+"""The README and help text stay true to the code."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from cli.config import ALL_SETTING_NAMES
+from cli.errors import ExitCode
+from cli.main import app
+from tests.helpers import dbtool_executable
+
+ROOT = Path(__file__).parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def all_commands() -> dict[str, typer.main.TyperCommand]:
+    group = typer.main.get_command(app)
+    assert isinstance(group, typer.main.TyperGroup)
+    commands: dict[str, typer.main.TyperCommand] = {}
+    for name, command in group.commands.items():
+        if isinstance(command, typer.main.TyperGroup):
+            commands |= {f"{name} {sub}": cmd for sub, cmd in command.commands.items()}  # type: ignore[misc]
+        else:
+            commands[name] = command  # type: ignore[assignment]
+    return commands
+
+
+def readme_test_command() -> str:
+    section = README.split("## Tests", 1)[1]
+    match = re.search(r"```bash\n(.+?)\n```", section)
+    assert match, "the README's Tests section has no command"
+    return match.group(1)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert readme_test_command() in ci.splitlines()
+    assert readme_test_command() in README.split("## Configuration")[0]  # the quickstart too
+
+
+@pytest.mark.parametrize("name", sorted(all_commands()))
+def test_every_command_has_help_and_is_in_the_readme(name: str) -> None:
+    command = all_commands()[name]
+    assert command.help, f"{name} has no help text"
+    assert f"`{name.split()[-1]}" in README or f"dbtool {name}" in README, name
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    for setting in (*ALL_SETTING_NAMES, "DBTOOL_USER_PASSWORD"):
+        assert f"| `{setting}` |" in README, setting
+
+
+def test_exit_code_table_matches_the_code() -> None:
+    table = dict(re.findall(r"^\| (\d+) \| (.+) \|$", README, re.MULTILINE))
+    assert sorted(int(code) for code in table) == sorted(int(code) for code in ExitCode)
+
+
+def test_console_script_and_module_entry_points() -> None:
+    script = subprocess.run([dbtool_executable(), "--version"], capture_output=True, text=True)
+    assert script.returncode == 0 and script.stdout.startswith("dbtool ")
+    module = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True)
+    assert module.returncode == 0 and "users" in module.stdout
