@@ -12,16 +12,13 @@ This module is imported at start-up: heavy imports stay inside functions.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import typer
 
@@ -37,8 +34,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class State:
+class State(NamedTuple):
     """Root options, stored on the Typer context by the root callback."""
 
     url: str | None = None
@@ -55,6 +51,8 @@ class Command:
     """
 
     def __init__(self, ctx: typer.Context) -> None:
+        import asyncio  # not at module level: `dbtool --help` must not pay for it
+
         obj = ctx.find_root().obj
         self.state = obj if isinstance(obj, State) else State()
         self._runner = asyncio.Runner()
@@ -119,6 +117,8 @@ class Command:
 
 def report_error(exc: BaseException, settings: Settings | None) -> int:
     """Print `exc` as one line on stderr; return the exit code."""
+    import asyncio
+
     from cli import output
 
     if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
@@ -180,6 +180,8 @@ def waiting(target: str, wait: float) -> Iterator[RetryCallback | None]:
 
 
 def _log_sql_to_stderr() -> None:
+    import logging
+
     # SQLAlchemy's echo would add a stdout handler, mixing SQL into data output; a handler
     # already present on its logger stops that.
     logger = logging.getLogger("sqlalchemy.engine.Engine")

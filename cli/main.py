@@ -5,8 +5,6 @@ result. Library modules (and SQLAlchemy, drivers, hashing) are imported inside t
 commands, so `dbtool --help`, `--version` and shell completion stay fast.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Annotated, Any
 

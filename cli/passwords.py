@@ -7,12 +7,12 @@ when the password is next checked (`verify_password` returns the new hash).
 
 from __future__ import annotations
 
-from pwdlib import PasswordHash
-from pwdlib.exceptions import UnknownHashError
-from pwdlib.hashers.argon2 import Argon2Hasher
-from pwdlib.hashers.bcrypt import BcryptHasher
+from typing import TYPE_CHECKING
 
 from cli.errors import DbtoolError, InvalidInputError
+
+if TYPE_CHECKING:
+    from pwdlib import PasswordHash
 
 MAX_PASSWORD_LENGTH = 4096
 DEFAULT_MIN_LENGTH = 8
@@ -21,9 +21,13 @@ _hasher: PasswordHash | None = None
 
 
 def password_hasher() -> PasswordHash:
-    """Built on first use, not at import (hashing modules load only for commands that hash)."""
+    """Built on first use: the hashing modules load only for commands that hash."""
     global _hasher
     if _hasher is None:
+        from pwdlib import PasswordHash
+        from pwdlib.hashers.argon2 import Argon2Hasher
+        from pwdlib.hashers.bcrypt import BcryptHasher
+
         _hasher = PasswordHash((Argon2Hasher(), BcryptHasher()))
     return _hasher
 
@@ -34,6 +38,8 @@ def hash_password(password: str) -> str:
 
 def verify_password(password: str, stored_hash: str) -> tuple[bool, str | None]:
     """(matches, replacement hash or None). Note pwdlib's order: password first, then hash."""
+    from pwdlib.exceptions import UnknownHashError
+
     try:
         return password_hasher().verify_and_update(password, stored_hash)
     except UnknownHashError:
@@ -48,6 +54,9 @@ def verify_password(password: str, stored_hash: str) -> tuple[bool, str | None]:
 
 def is_password_hash(value: str) -> bool:
     """True if `value` is an Argon2 or bcrypt hash dbtool can verify against."""
+    from pwdlib.hashers.argon2 import Argon2Hasher
+    from pwdlib.hashers.bcrypt import BcryptHasher
+
     return Argon2Hasher.identify(value) or BcryptHasher.identify(value)
 
 

@@ -4,8 +4,6 @@ Passwords never come from a plain option (shell history, process lists): a hidde
 on a terminal, the first line of stdin with --password-stdin, or DBTOOL_USER_PASSWORD.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from collections.abc import Callable
@@ -109,7 +107,7 @@ def _prompt_hidden(text: str) -> str:
         raise CancelledError("cancelled, nothing was changed") from None
 
 
-def _render_user(user: User, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+def _render_user(user: "User", as_json: bool, extra: dict[str, Any] | None = None) -> None:
     from cli import output
     from cli.users import public_fields
 
@@ -120,7 +118,7 @@ def _render_user(user: User, as_json: bool, extra: dict[str, Any] | None = None)
         output.print_table(("Field", "Value"), fields.items())
 
 
-def _describe(user: User) -> str:
+def _describe(user: "User") -> str:
     roles = [
         role
         for role, present in (("superuser", user.is_superuser), ("inactive", not user.is_active))
@@ -184,7 +182,7 @@ def users_add(
 
         password = read_new_password(password_stdin, policy)
 
-        async def add(session: AsyncSession) -> tuple[User, bool]:
+        async def add(session: "AsyncSession") -> "tuple[User, bool]":
             try:
                 user = await users.add_user(
                     session,

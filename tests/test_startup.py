@@ -1,0 +1,101 @@
+"""Start-up: which modules each command loads (deterministic, not timed).
+
+dbtool runs dozens of times per CI pipeline and on every completion keystroke, so help,
+version and completion must not pay for SQLAlchemy, the drivers or hashing, and a command
+loads only what it uses. The timings themselves live in benchmarks/.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import postgres_url
+
+HEAVY = ("sqlalchemy", "asyncpg", "aiosqlite", "pwdlib", "argon2", "bcrypt", "email_validator")
+
+# Runs the real entry point and reports the top-level packages loaded when it exits.
+PROBE = """
+import atexit, json, sys
+atexit.register(lambda: sys.stderr.write(
+    "\\nMODULES=" + json.dumps(sorted({m.split(".")[0] for m in sys.modules})) + "\\n"))
+sys.argv = ["dbtool", *json.loads(sys.argv[1])]
+from cli.main import main
+main()
+"""
+
+
+def loaded_modules(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        input=stdin,
+        env=env,
+        timeout=60,
+    )
+    marker = done.stderr.rsplit("MODULES=", 1)
+    assert len(marker) == 2, done.stderr
+    return set(json.loads(marker[1]))
+
+
+@pytest.mark.parametrize(
+    "args", [("--help",), ("--version",), ("users", "--help"), ("init", "--help"), ()]
+)
+def test_help_and_version_load_no_database_or_hashing_modules(args: tuple[str, ...]) -> None:
+    loaded = loaded_modules(*args)
+    assert "typer" in loaded  # the probe really ran the CLI
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_shell_completion_loads_no_database_modules() -> None:
+    import os
+
+    env = {**os.environ, "_DBTOOL_COMPLETE": "complete_bash", "COMP_WORDS": "dbtool users li",
+           "COMP_CWORD": "2"}  # fmt: skip
+    probe = PROBE.replace(
+        'sys.argv = ["dbtool", *json.loads(sys.argv[1])]', 'sys.argv = ["dbtool"]'
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert "list" in done.stdout  # it completed "li" to "list"
+    loaded = set(json.loads(done.stderr.rsplit("MODULES=", 1)[1]))
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_importing_the_cli_builds_nothing() -> None:
+    """Importing the package and the Typer app reads no settings and builds no console."""
+    code = (
+        "import sys, cli, cli.main, cli.command, cli.users_cmd;"
+        "print(sorted(m for m in sys.modules if m.startswith(('rich', 'dotenv', 'asyncio'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.sqlite
+def test_a_sqlite_command_never_loads_asyncpg(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    loaded = loaded_modules("--url", url, "init")
+    assert {"sqlalchemy", "aiosqlite"} <= loaded
+    assert "asyncpg" not in loaded
+    listed = loaded_modules("--url", url, "users", "list")
+    assert not listed & {"asyncpg", "pwdlib", "argon2", "email_validator"}
+    added = loaded_modules("--url", url, "users", "add", "ada@example.com", "--password-stdin",
+                           stdin="long enough pw\n")  # fmt: skip
+    assert {"pwdlib", "argon2", "email_validator"} <= added
+    assert "asyncpg" not in added
+
+
+@pytest.mark.postgres
+def test_a_postgres_command_never_loads_aiosqlite(new_postgres_database: str) -> None:
+    url = postgres_url(new_postgres_database)
+    loaded = loaded_modules("--url", url, "init")
+    assert {"sqlalchemy", "asyncpg"} <= loaded
+    assert "aiosqlite" not in loaded
+    listed = loaded_modules("--url", url, "users", "list")
+    assert not listed & {"aiosqlite", "pwdlib", "argon2", "email_validator"}
