@@ -68,10 +68,11 @@ class Database:
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
 
     @classmethod
-    def from_url(cls, url: str | URL, **settings: Any) -> Database:
-        """A Database for `url` (normalised like DATABASE_URL), other settings as given."""
+    def from_url(cls, url: str | URL, *, must_exist: bool = True, **settings: Any) -> Database:
+        """A Database for `url` (normalised like DATABASE_URL); other Settings fields as
+        keywords, e.g. `Database.from_url(url, pool_size=20, application_name="api")`."""
         normalised, extras = normalize_url(str_url(url), "argument")
-        return cls(Settings(url=normalised, **{**extras, **settings}))
+        return cls(Settings(url=normalised, **{**extras, **settings}), must_exist=must_exist)
 
     @property
     def engine(self) -> AsyncEngine:

@@ -66,3 +66,35 @@ def test_console_script_and_module_entry_points() -> None:
     assert script.returncode == 0 and script.stdout.startswith("dbtool ")
     module = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True)
     assert module.returncode == 0 and "users" in module.stdout
+
+
+def test_readme_application_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The FastAPI example under "Use from your application" works as printed."""
+    import asyncio
+
+    import httpx
+
+    section = README.split("## Use from your application", 1)[1]
+    code = re.search(r"```python\n(.+?)\n```", section, re.DOTALL)
+    assert code
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'app.db'}")
+    from tests.helpers import Dbtool
+
+    assert Dbtool(f"sqlite:///{tmp_path / 'app.db'}")("init").exit_code == 0
+    namespace: dict[str, object] = {"__name__": "readme_example"}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)
+    app = namespace["app"]
+
+    async def exercise() -> tuple[int, dict[str, str]]:
+        async with app.router.lifespan_context(app):  # type: ignore[attr-defined]
+            transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+                created = await client.post(
+                    "/users", params={"email": "Ada@Example.com", "password": "long enough pw"}
+                )
+                shown = await client.get("/users/ada")
+                return created.status_code, shown.json()
+
+    status, shown = asyncio.run(exercise())
+    assert status == 200
+    assert shown == {"email": "ada@example.com"}
