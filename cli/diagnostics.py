@@ -1,14 +1,27 @@
-"""What the database says about itself: reachability, server version, latency."""
+"""What the database says about itself: reachability, version, size, and connections.
+
+A command-line process starts with an empty pool, so the client side alone says little;
+`pool_report` puts the pool this configuration gives every process beside what the server
+sees from all of them (pg_stat_activity), and how many more such processes fit.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
-from cli.db import Database
+from cli.db import Database, sqlite_path
+from cli.schema import describe_tables, model_tables
+
+USAGE_WARNING_RATIO = 0.8
+IDLE_IN_TRANSACTION_WARNING = 60.0
 
 
 @dataclass(frozen=True)
@@ -44,3 +57,333 @@ async def ping(db: Database, *, rounds: int = 5) -> PingResult:
         version=version,
         latency_ms=round(statistics.median(timings), 3),
     )
+
+
+# --- dbtool info ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InfoReport:
+    database: str
+    server: str
+    version: str
+    database_name: str
+    size_bytes: int
+    tables: list[dict[str, Any]]
+    missing_tables: list[str]
+
+    @property
+    def schema_complete(self) -> bool:
+        return not self.missing_tables
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "schema_complete": self.schema_complete}
+
+
+async def info(db: Database) -> InfoReport:
+    """Server, database size, the tool's tables with row counts, and what is missing."""
+    product, version = await server_version(db)
+    async with db.engine.connect() as conn:
+        if db.dialect == "postgresql":
+            name = str(await conn.scalar(text("SELECT current_database()")))
+            size = await conn.scalar(text("SELECT pg_database_size(current_database())"))
+        else:
+            path = sqlite_path(db.settings.url)
+            name = str(path) if path is not None else ":memory:"
+            size = await conn.scalar(
+                text("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
+            )
+    tables = await describe_tables(db)
+    present = {table.name for table in tables}
+    return InfoReport(
+        database=db.settings.masked_url,
+        server=product,
+        version=version,
+        database_name=name,
+        size_bytes=int(size or 0),
+        tables=[{"name": table.name, "rows": table.rows} for table in tables],
+        missing_tables=[name for name in model_tables() if name not in present],
+    )
+
+
+# --- dbtool pool-status --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientPool:
+    """The pool this configuration gives each process, and this process's live counters."""
+
+    pool_class: str
+    pool_size: int | None
+    max_overflow: int | None
+    pool_timeout: float | None
+    pool_recycle: int | None
+    pool_pre_ping: bool
+    capacity: int | None
+    counters: bool
+    checked_in: int | None = None
+    checked_out: int | None = None
+    overflow: int | None = None
+    note: str | None = None
+
+
+def client_pool(db: Database) -> ClientPool:
+    settings = db.settings
+    pool = db.engine.pool
+    name = type(pool).__name__
+    if isinstance(pool, QueuePool):
+        return ClientPool(
+            pool_class=name,
+            pool_size=pool.size(),
+            max_overflow=settings.max_overflow,
+            pool_timeout=pool.timeout(),
+            pool_recycle=settings.pool_recycle,
+            pool_pre_ping=settings.pool_pre_ping,
+            capacity=pool.size() + settings.max_overflow,
+            counters=True,
+            checked_in=pool.checkedin(),
+            checked_out=pool.checkedout(),
+            # SQLAlchemy counts overflow from -pool_size upwards; only the part above the
+            # pool size is overflow in the usual sense.
+            overflow=max(pool.overflow(), 0),
+        )
+    notes = {
+        StaticPool: "StaticPool shares one connection with everything; it keeps no counters",
+        NullPool: "NullPool opens a new connection for every checkout; it keeps no counters",
+    }
+    return ClientPool(
+        pool_class=name,
+        pool_size=None,
+        max_overflow=None,
+        pool_timeout=None,
+        pool_recycle=None,
+        pool_pre_ping=settings.pool_pre_ping,
+        capacity=1 if isinstance(pool, StaticPool) else None,
+        counters=False,
+        note=notes.get(type(pool), f"{name} keeps no counters"),
+    )
+
+
+@dataclass(frozen=True)
+class Backend:
+    pid: int
+    application_name: str
+    state: str
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    product: str
+    version: str
+    database_name: str
+    max_connections: int
+    reserved_connections: int
+    in_use: int
+    available: int
+    usage_percent: float
+    headroom_processes: int | None
+    database_connections: int
+    by_application: list[dict[str, Any]]
+    oldest_transaction: Backend | None
+    longest_idle_in_transaction: Backend | None
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    connections: int
+    hold_seconds: float
+    succeeded: int
+    timed_out: int
+    failed: int
+    needed_overflow: int
+    wait_p50_ms: float | None
+    wait_p95_ms: float | None
+    wait_max_ms: float | None
+    checked_out_after: int | None
+    seconds: float
+
+
+@dataclass
+class PoolReport:
+    database: str
+    client: ClientPool
+    server: ServerReport | None
+    probe: ProbeReport | None = None
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_SETTINGS_SQL = text(
+    "SELECT name, setting::int FROM pg_settings WHERE name IN "
+    "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+)
+_IN_USE_SQL = text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+_BY_APPLICATION_SQL = text(
+    "SELECT coalesce(application_name, ''), coalesce(state, 'unknown'), count(*)"
+    " FROM pg_stat_activity"
+    " WHERE datname = current_database() AND backend_type = 'client backend'"
+    " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+)
+_OLDEST_SQL = text(
+    "SELECT pid, coalesce(application_name, ''), coalesce(state, 'unknown'),"
+    " extract(epoch FROM clock_timestamp() - {since})::float8"
+    " FROM pg_stat_activity"
+    " WHERE datname = current_database() AND backend_type = 'client backend' AND {where}"
+    " ORDER BY {since} LIMIT 1"
+)
+
+
+async def server_report(db: Database) -> ServerReport | None:
+    """What PostgreSQL sees; None for SQLite (an embedded database has no server side)."""
+    if db.dialect != "postgresql":
+        return None
+    product, version = await server_version(db)
+    async with db.engine.connect() as conn:
+        settings = {name: int(value) for name, value in await conn.execute(_SETTINGS_SQL)}
+        in_use = int(await conn.scalar(_IN_USE_SQL) or 0)
+        database_name = str(await conn.scalar(text("SELECT current_database()")))
+        by_application = [
+            {"application_name": app, "state": state, "count": int(count)}
+            for app, state, count in await conn.execute(_BY_APPLICATION_SQL)
+        ]
+        oldest = await _one_backend(
+            conn, since="xact_start", where="xact_start IS NOT NULL AND pid <> pg_backend_pid()"
+        )
+        idle = await _one_backend(
+            conn, since="state_change", where="state LIKE 'idle in transaction%'"
+        )
+    max_connections = settings["max_connections"]
+    reserved = settings.get("superuser_reserved_connections", 0) + settings.get(
+        "reserved_connections", 0
+    )
+    available = max(max_connections - reserved - in_use, 0)
+    capacity = db.settings.pool_capacity
+    return ServerReport(
+        product=product,
+        version=version,
+        database_name=database_name,
+        max_connections=max_connections,
+        reserved_connections=reserved,
+        in_use=in_use,
+        available=available,
+        usage_percent=round(100 * in_use / max_connections, 1),
+        headroom_processes=available // capacity if capacity > 0 else None,
+        database_connections=sum(row["count"] for row in by_application),
+        by_application=by_application,
+        oldest_transaction=oldest,
+        longest_idle_in_transaction=idle,
+    )
+
+
+async def _one_backend(conn: Any, *, since: str, where: str) -> Backend | None:
+    row = (await conn.execute(text(_OLDEST_SQL.text.format(since=since, where=where)))).first()
+    if row is None:
+        return None
+    pid, application, state, age = row
+    return Backend(int(pid), str(application), str(state), round(float(age), 1))
+
+
+async def probe(db: Database, connections: int, *, hold: float = 0.05) -> ProbeReport:
+    """Check out `connections` connections at once, each running a short query and keeping its
+    connection for `hold` seconds; report how long checkouts waited and what came back."""
+    pool = db.engine.pool
+    waits: list[float] = []
+    outcome = {"succeeded": 0, "timed_out": 0, "failed": 0}
+    peak = 0
+
+    def on_checkout(*_: Any) -> None:
+        nonlocal peak
+        if isinstance(pool, QueuePool):
+            peak = max(peak, pool.checkedout())
+
+    async def one() -> None:
+        start = time.perf_counter()
+        try:
+            # A connection rather than an ORM session, so the wait measured is the pool's
+            # alone (on SQLite a session's BEGIN IMMEDIATE would add the write-lock wait).
+            async with db.engine.connect() as conn:
+                waits.append(time.perf_counter() - start)
+                await conn.exec_driver_sql("SELECT 1")
+                await asyncio.sleep(hold)
+            outcome["succeeded"] += 1
+        except PoolTimeoutError:
+            waits.append(time.perf_counter() - start)  # it waited the whole pool timeout
+            outcome["timed_out"] += 1
+        except Exception:
+            outcome["failed"] += 1
+
+    started = time.perf_counter()
+    event.listen(pool, "checkout", on_checkout)
+    try:
+        await asyncio.gather(*(one() for _ in range(connections)))
+    finally:
+        event.remove(pool, "checkout", on_checkout)
+    elapsed = time.perf_counter() - started
+
+    def ms(value: float) -> float:
+        return round(value * 1000, 2)
+
+    ordered = sorted(waits)
+    return ProbeReport(
+        connections=connections,
+        hold_seconds=hold,
+        **outcome,
+        # Connections open at once beyond the pool size: what the probe drew from overflow.
+        needed_overflow=max(peak - pool.size(), 0) if isinstance(pool, QueuePool) else 0,
+        wait_p50_ms=ms(statistics.median(ordered)) if ordered else None,
+        wait_p95_ms=ms(ordered[max(0, round(0.95 * len(ordered)) - 1)]) if ordered else None,
+        wait_max_ms=ms(ordered[-1]) if ordered else None,
+        checked_out_after=pool.checkedout() if isinstance(pool, QueuePool) else None,
+        seconds=round(elapsed, 3),
+    )
+
+
+async def pool_report(
+    db: Database,
+    *,
+    probe_connections: int = 0,
+    probe_hold: float = 0.05,
+    idle_in_transaction_warning: float = IDLE_IN_TRANSACTION_WARNING,
+) -> PoolReport:
+    """The whole picture: client pool, server side, optional probe, and warnings."""
+    probed = await probe(db, probe_connections, hold=probe_hold) if probe_connections else None
+    server = await server_report(db)
+    report = PoolReport(
+        database=db.settings.masked_url, client=client_pool(db), server=server, probe=probed
+    )
+    if server is None:
+        report.notes.append(
+            "SQLite is an embedded database: there is no server side, and connections are "
+            "only those of the processes that have the file open"
+        )
+    else:
+        if server.in_use > USAGE_WARNING_RATIO * server.max_connections:
+            report.warnings.append(
+                f"{server.in_use} of {server.max_connections} connections are in use "
+                f"({server.usage_percent:g}%)"
+            )
+        idle = server.longest_idle_in_transaction
+        if idle is not None and idle.age_seconds > idle_in_transaction_warning:
+            report.warnings.append(
+                f"pid {idle.pid} ({idle.application_name or 'no application name'}) has been "
+                f"idle in transaction for {idle.age_seconds:g}s (more than "
+                f"{idle_in_transaction_warning:g}s): it holds locks and a connection"
+            )
+        if server.headroom_processes == 0:
+            report.warnings.append(
+                f"no room for another process with this pool ({db.settings.pool_capacity} "
+                f"connections): only {server.available} free"
+            )
+    if probed is not None:
+        if probed.timed_out:
+            report.warnings.append(
+                f"{probed.timed_out} of {probed.connections} probe connections timed out waiting "
+                f"{db.settings.pool_timeout:g}s for a connection"
+            )
+        if probed.checked_out_after:
+            report.warnings.append(f"{probed.checked_out_after} connections were not returned")
+    return report

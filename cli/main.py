@@ -5,8 +5,9 @@ result. Library modules (and SQLAlchemy, drivers, hashing) are imported inside t
 commands, so `dbtool --help`, `--version` and shell completion stay fast.
 """
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +15,9 @@ from cli import __version__
 from cli.command import Command, State, confirm_typed
 from cli.errors import RefusedError
 from cli.users_cmd import users_app
+
+if TYPE_CHECKING:
+    from cli.diagnostics import PoolReport
 
 app = typer.Typer(
     name="dbtool",
@@ -260,6 +264,133 @@ def ping(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = False
             f"{result.server} {result.version} at {result.database}: "
             f"{result.latency_ms:.2f} ms round trip"
         )
+
+
+@app.command("pool-status")
+def pool_status(
+    ctx: typer.Context,
+    probe: Annotated[
+        int,
+        typer.Option(
+            "--probe",
+            metavar="N",
+            min=0,
+            help="Check out N connections at once through the pool, each running a short "
+            "query, and report checkout waits, overflow, timeouts and that all came back.",
+        ),
+    ] = 0,
+    probe_hold: Annotated[
+        float,
+        typer.Option(
+            "--probe-hold",
+            metavar="SECONDS",
+            min=0,
+            help="How long each probe keeps its connection.",
+        ),
+    ] = 0.05,
+    idle_warning: Annotated[
+        float,
+        typer.Option(
+            "--idle-warning",
+            metavar="SECONDS",
+            min=0,
+            help="Warn about sessions idle in a transaction for longer than this.",
+        ),
+    ] = 60.0,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Refresh the report until Ctrl-C.", show_default=False),
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval", metavar="SECONDS", min=0.1, help="Refresh interval for --watch."
+        ),
+    ] = 2.0,
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the connection pool this configuration gives each process, and who holds
+    connections on the server (PostgreSQL): by application and state, the oldest and
+    idle-in-transaction sessions, and how many more processes fit."""
+    from cli import diagnostics, output
+
+    def render(report: "PoolReport") -> None:
+        if as_json and watch:
+            output.print_json_line(report.as_dict())  # a stream: one object per refresh
+        elif as_json:
+            output.print_json(report.as_dict())
+        else:
+            output.print_renderable(output.pool_report_renderable(report))
+
+    with Command(ctx) as cmd:
+        db = cmd.database(wait=wait)
+
+        def collect(probe_connections: int) -> "PoolReport":
+            return cmd.run(
+                diagnostics.pool_report(
+                    db,
+                    probe_connections=probe_connections,
+                    probe_hold=probe_hold,
+                    idle_in_transaction_warning=idle_warning,
+                )
+            )
+
+        if not watch:
+            render(collect(probe))
+        else:
+            _watch(lambda: collect(0), render, interval, live=not as_json)
+
+
+def _watch(
+    collect: Callable[[], "PoolReport"],
+    render: Callable[["PoolReport"], None],
+    interval: float,
+    *,
+    live: bool,
+) -> None:
+    """Refresh until Ctrl-C (which ends the command normally, exit 0)."""
+    import time
+
+    from cli import output
+
+    try:
+        if live and output.out_console().is_terminal:
+            from rich.live import Live
+
+            with Live(console=output.out_console(), auto_refresh=False) as screen:
+                while True:
+                    screen.update(output.pool_report_renderable(collect()), refresh=True)
+                    time.sleep(interval)
+        while True:
+            render(collect())
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        output.note("stopped")
+
+
+@app.command()
+def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show the server and its version, the database size, the tool's tables with row
+    counts, and whether the schema is complete."""
+    from cli import diagnostics, output
+
+    with Command(ctx) as cmd:
+        db = cmd.database()
+        report = cmd.run(diagnostics.info(db))
+    if as_json:
+        output.print_json(report.as_dict())
+        return
+    rows = [
+        ("database", report.database),
+        ("server", f"{report.server} {report.version}"),
+        ("name", report.database_name),
+        ("size", f"{report.size_bytes:,} bytes"),
+        *((f"table {t['name']}", f"{t['rows']:,} rows") for t in report.tables),
+        ("schema", "complete" if report.schema_complete else
+         f"incomplete: missing {', '.join(report.missing_tables)} (run `dbtool init`)"),
+    ]  # fmt: skip
+    output.print_table(("", ""), rows)
 
 
 @app.command("config")

@@ -13,11 +13,15 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from cli.diagnostics import PoolReport
 
 
 @cache
@@ -71,6 +75,12 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def print_json_line(data: Any) -> None:
+    """One compact JSON object per line (a stream, e.g. `pool-status --watch --json`)."""
+    sys.stdout.write(json.dumps(data, default=to_jsonable, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
 def cell(value: Any) -> str:
     """A value as one table/CSV cell."""
     if value is None:
@@ -105,3 +115,108 @@ def csv_cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     return cell(value)
+
+
+# --- reports ---------------------------------------------------------------------------------
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:g}s" if value >= 0 else "off"
+
+
+def pool_report_renderable(report: PoolReport) -> RenderableType:
+    """`dbtool pool-status` for people: client pool, server side, probe, warnings."""
+    parts: list[RenderableType] = [Text.assemble(("Database ", "bold"), report.database)]
+    client = report.client
+    pool = Table.grid(padding=(0, 2))
+    pool.add_row("class", client.pool_class)
+    if client.pool_size is not None:
+        pool.add_row(
+            "configured",
+            f"size {client.pool_size}, max overflow {client.max_overflow}, timeout "
+            f"{_seconds(client.pool_timeout)}, recycle {_seconds(client.pool_recycle)}, "
+            f"pre-ping {'on' if client.pool_pre_ping else 'off'}",
+        )
+        pool.add_row("per process", f"up to {client.capacity} connections")
+    if client.counters:
+        pool.add_row(
+            "this process",
+            f"{client.checked_in} idle in pool, {client.checked_out} checked out, "
+            f"{client.overflow} overflow",
+        )
+    if client.note:
+        pool.add_row("note", client.note)
+    parts.append(Panel(pool, title="Client pool", title_align="left", expand=False))
+
+    server = report.server
+    if server is not None:
+        summary = Table.grid(padding=(0, 2))
+        summary.add_row("server", f"{server.product} {server.version}")
+        summary.add_row(
+            "connections",
+            f"{server.in_use} in use of {server.max_connections} "
+            f"({server.usage_percent:g}%), {server.reserved_connections} reserved, "
+            f"{server.available} free",
+        )
+        summary.add_row(
+            "headroom",
+            f"{server.headroom_processes} more processes with this pool "
+            f"({client.capacity} connections each)",
+        )
+        for label, backend in (
+            ("oldest transaction", server.oldest_transaction),
+            ("idle in transaction", server.longest_idle_in_transaction),
+        ):
+            if backend is not None:
+                summary.add_row(
+                    label,
+                    Text(
+                        f"{backend.age_seconds:g}s, pid {backend.pid} "
+                        f"({backend.application_name or 'no application name'}, {backend.state})"
+                    ),
+                )
+        table = Table("application", "state", "connections", header_style="bold")
+        for row in server.by_application:
+            table.add_row(
+                Text(row["application_name"] or "(none)"), Text(row["state"]), str(row["count"])
+            )
+        parts.append(
+            Panel(
+                Group(summary, Text(f"\nIn database {server.database_name}:"), table),
+                title="Server",
+                title_align="left",
+                expand=False,
+            )
+        )
+    probe = report.probe
+    if probe is not None:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row(
+            "connections",
+            f"{probe.connections} at once, each held {probe.hold_seconds:g}s",
+        )
+        grid.add_row(
+            "outcome",
+            f"{probe.succeeded} ok, {probe.timed_out} timed out, {probe.failed} failed, "
+            f"{probe.needed_overflow} needed overflow",
+        )
+        grid.add_row(
+            "checkout wait",
+            f"p50 {probe.wait_p50_ms} ms, p95 {probe.wait_p95_ms} ms, max {probe.wait_max_ms} ms",
+        )
+        returned = (
+            "all connections returned"
+            if probe.checked_out_after == 0
+            else f"{probe.checked_out_after} still checked out"
+        )
+        grid.add_row("afterwards", returned if probe.checked_out_after is not None else "-")
+        parts.append(Panel(grid, title="Probe", title_align="left", expand=False))
+    parts.extend(Text.assemble(("note: ", "dim"), note) for note in report.notes)
+    parts.extend(Text.assemble(("warning: ", "bold yellow"), w) for w in report.warnings)
+    return Group(*parts)
+
+
+def print_renderable(renderable: RenderableType) -> None:
+    out_console().print(renderable)

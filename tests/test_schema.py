@@ -166,6 +166,8 @@ COMMANDS_THAT_CONNECT = [
     ("drop", "--yes"),
     ("reset", "--yes"),
     ("ping",),
+    ("pool-status",),
+    ("info",),
     ("users", "add", "alice@example.com", "--password-stdin"),
     ("users", "list"),
     ("users", "show", "alice@example.com"),

@@ -1,0 +1,229 @@
+"""pool-status and info: the client pool, the server's view, the probe, watch mode."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.helpers import Dbtool, Terminal, dbtool_executable, postgres_dsn, postgres_url
+
+
+def pool_status(dbtool: Dbtool, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = dbtool("pool-status", "--json", *args, env=env)
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_client_side_reports_the_configured_pool(initialised: Dbtool) -> None:
+    env = {"DBTOOL_POOL_SIZE": "4", "DBTOOL_MAX_OVERFLOW": "6", "DBTOOL_POOL_TIMEOUT": "7"}
+    client = pool_status(initialised, env=env)["client"]
+    assert client["pool_class"] == "AsyncAdaptedQueuePool"
+    assert (client["pool_size"], client["max_overflow"], client["capacity"]) == (4, 6, 10)
+    assert client["pool_timeout"] == 7 and client["pool_pre_ping"] is False
+    assert client["counters"] is True
+    assert client["checked_out"] == 0 and client["overflow"] == 0  # never negative
+    assert client["checked_in"] >= 1
+
+
+@pytest.mark.sqlite
+def test_sqlite_has_no_server_side(tmp_path: Any) -> None:
+    dbtool = Dbtool(f"sqlite:///{tmp_path / 'x.db'}")
+    assert dbtool("init").exit_code == 0
+    report = pool_status(dbtool)
+    assert report["server"] is None
+    assert any("no server side" in note for note in report["notes"])
+    text = dbtool("pool-status").stdout
+    assert "Client pool" in text and "no server side" in text
+
+
+@pytest.mark.sqlite
+def test_pools_without_counters_say_so() -> None:
+    client = pool_status(Dbtool("sqlite://"))["client"]  # in memory: a StaticPool
+    assert client["pool_class"] == "StaticPool"
+    assert client["counters"] is False and client["checked_out"] is None
+    assert "no counters" in client["note"]
+
+
+def test_probe_beyond_capacity_times_out_and_returns_every_connection(
+    initialised: Dbtool,
+) -> None:
+    env = {"DBTOOL_POOL_SIZE": "2", "DBTOOL_MAX_OVERFLOW": "1", "DBTOOL_POOL_TIMEOUT": "0.2"}
+    report = pool_status(initialised, "--probe", "10", "--probe-hold", "0.6", env=env)
+    probe = report["probe"]
+    assert probe["connections"] == 10
+    assert probe["succeeded"] == 3  # pool size + overflow
+    assert probe["needed_overflow"] == 1
+    assert probe["timed_out"] == 7
+    assert probe["failed"] == 0
+    assert probe["checked_out_after"] == 0
+    assert probe["wait_max_ms"] >= 200  # the ones that timed out waited the pool timeout
+    assert any("7 of 10 probe connections timed out" in w for w in report["warnings"])
+    assert report["client"]["checked_out"] == 0
+
+
+def test_probe_within_capacity(initialised: Dbtool) -> None:
+    probe = pool_status(initialised, "--probe", "8")["probe"]
+    assert (probe["succeeded"], probe["timed_out"], probe["needed_overflow"]) == (8, 0, 3)
+    assert probe["checked_out_after"] == 0
+    assert 0 <= probe["wait_p50_ms"] <= probe["wait_p95_ms"] <= probe["wait_max_ms"]
+
+
+class HeldConnections:
+    """Connections of the test's own, under a distinct application name, held open in a
+    background event loop while the CLI looks at the server."""
+
+    def __init__(self, database: str, application_name: str) -> None:
+        self.dsn = postgres_dsn(database)
+        self.application_name = application_name
+        self.connections: list[asyncpg.Connection] = []
+        self.pids: list[int] = []
+
+    async def open(self, idle: int, idle_in_transaction: int) -> None:
+        for number in range(idle + idle_in_transaction):
+            conn = await asyncpg.connect(
+                self.dsn, server_settings={"application_name": self.application_name}
+            )
+            self.connections.append(conn)
+            self.pids.append(conn.get_server_pid())
+            if number >= idle:
+                await conn.execute("BEGIN; SELECT 1")  # then left idle in the transaction
+
+    async def close(self) -> None:
+        for conn in self.connections:
+            await conn.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio
+async def test_server_side_shows_exactly_who_holds_connections(
+    new_postgres_database: str,
+) -> None:
+    application = f"probe-{uuid.uuid4().hex[:6]}"
+    held = HeldConnections(new_postgres_database, application)
+    await held.open(idle=3, idle_in_transaction=1)
+    try:
+        await asyncio.sleep(1.2)  # longer than the idle-in-transaction limit below
+        process = await asyncio.create_subprocess_exec(
+            dbtool_executable(), "--url", postgres_url(new_postgres_database), "pool-status",
+            "--json", "--idle-warning", "1",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await process.communicate()
+    finally:
+        await held.close()
+    assert process.returncode == 0, stderr.decode()
+    report = json.loads(stdout)
+    server = report["server"]
+    ours = {
+        row["state"]: row["count"]
+        for row in server["by_application"]
+        if row["application_name"] == application
+    }
+    assert ours == {"idle": 3, "idle in transaction": 1}
+    idle = server["longest_idle_in_transaction"]
+    assert idle["application_name"] == application and idle["pid"] == held.pids[-1]
+    assert idle["age_seconds"] >= 1
+    assert server["oldest_transaction"]["pid"] == held.pids[-1]
+    assert server["database_connections"] >= 4 and server["in_use"] >= 4
+    assert server["available"] == (
+        server["max_connections"] - server["reserved_connections"] - server["in_use"]
+    )
+    capacity = report["client"]["capacity"]
+    assert server["headroom_processes"] == server["available"] // capacity
+    assert any(
+        f"pid {held.pids[-1]} ({application}) has been idle in transaction" in warning
+        for warning in report["warnings"]
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio
+async def test_usage_above_80_percent_warns(new_postgres_database: str) -> None:
+    conn = await asyncpg.connect(postgres_dsn(new_postgres_database))
+    try:
+        max_connections = int(await conn.fetchval("SHOW max_connections"))
+        in_use = int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            )
+        )
+    finally:
+        await conn.close()
+    # Leave room for the CLI's own connection and the server's reserved slots.
+    extra = int(0.8 * max_connections) + 1 - in_use
+    if extra > 200 or in_use + extra + 5 > max_connections:
+        pytest.skip(f"max_connections={max_connections} is too large or too full to fill here")
+    held = HeldConnections(new_postgres_database, "filler")
+    await held.open(idle=extra, idle_in_transaction=0)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            dbtool_executable(), "--url", postgres_url(new_postgres_database), "pool-status",
+            "--json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await process.communicate()
+    finally:
+        await held.close()
+    assert process.returncode == 0, stderr.decode()
+    report = json.loads(stdout)
+    assert report["server"]["usage_percent"] > 80
+    assert any("connections are in use" in warning for warning in report["warnings"])
+
+
+def test_human_report(initialised: Dbtool, backend: str) -> None:
+    result = initialised("pool-status", "--probe", "3")
+    assert result.exit_code == 0, result.output
+    assert "Client pool" in result.stdout and "Probe" in result.stdout
+    assert "all connections returned" in result.stdout
+    if backend == "postgres":
+        assert "Server" in result.stdout and "more processes with this pool" in result.stdout
+
+
+def test_watch_refreshes_until_ctrl_c_on_a_terminal(initialised: Dbtool) -> None:
+    terminal = Terminal("--url", initialised.url, "pool-status", "--watch", "--interval", "0.3")
+    terminal.expect("Client pool")
+    terminal.expect("Client pool")  # refreshed
+    terminal.send_raw(b"\x03")
+    assert terminal.wait() == 0, terminal.transcript
+    assert "Traceback" not in terminal.transcript
+
+
+def test_watch_json_streams_until_interrupted(initialised: Dbtool) -> None:
+    process = initialised.spawn("pool-status", "--watch", "--json", "--interval", "0.2")
+    time.sleep(2.5)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    reports = [json.loads(line) for line in stdout.splitlines()]
+    assert len(reports) >= 2
+    assert all(report["client"]["checked_out"] == 0 for report in reports)
+
+
+def test_info(initialised: Dbtool, backend: str) -> None:
+    initialised("users", "add", "alice@example.com", "--password-stdin", input="long enough pw\n")
+    result = initialised("info", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["server"] == ("PostgreSQL" if backend == "postgres" else "SQLite")
+    assert data["tables"] == [{"name": "users", "rows": 1}]
+    assert data["schema_complete"] is True and data["missing_tables"] == []
+    assert data["size_bytes"] > 0
+    assert "complete" in initialised("info").stdout
+
+
+def test_info_before_init_reports_the_missing_tables(database_url: str, backend: str) -> None:
+    dbtool = Dbtool(database_url)
+    if backend == "sqlite":
+        assert dbtool("init").exit_code == 0
+        assert dbtool("drop", "--yes").exit_code == 0
+    data = json.loads(dbtool("info", "--json").stdout)
+    assert data["schema_complete"] is False and data["missing_tables"] == ["users"]
+    assert "run `dbtool init`" in dbtool("info").stdout
