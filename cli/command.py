@@ -86,6 +86,13 @@ class Command:
             self.run(self._db.connect(wait=wait, on_retry=on_retry))
         return self._db
 
+    @property
+    def db(self) -> Database:
+        """The database `database()` connected."""
+        if self._db is None:
+            raise RuntimeError("call Command.database() first")
+        return self._db
+
     def in_session(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `work(session)` in one session of the command's database (commit on success)."""
         db = self._db if self._db is not None else self.database()

@@ -267,6 +267,8 @@ async def retry_connect(
 
 
 _AUTH_FAILED = ("28P01", "28000")
+# connection_exception (08xxx) and the server ending the session (admin_shutdown, crash).
+_LOST_SQLSTATES = ("08000", "08003", "08006", "57P01", "57P02")
 _RETRYABLE_SQLSTATES = {
     "57P03": "the server is starting up",
     "53300": "the server has too many connections",
@@ -311,7 +313,12 @@ def connection_error(exc: BaseException, settings: Settings) -> UnavailableError
         return UnavailableError(f"{target}: {cause}", retryable=True)
     if settings.backend == "sqlite" and "unable to open database file" in str(cause):
         return UnavailableError(f"{target}: unable to open the database file", retryable=False)
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    if (
+        sqlstate in _LOST_SQLSTATES
+        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+        # asyncpg used directly (COPY) raises its own InterfaceError for a dead connection.
+        or (type(cause).__module__.startswith("asyncpg") and "connection is closed" in str(cause))
+    ):
         return UnavailableError(f"{target}: the connection was lost", retryable=True)
     return None
 

@@ -398,6 +398,7 @@ def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the effective settings and where each one comes from (passwords masked)."""
     from cli import output
     from cli.config import describe_settings
+    from cli.formats import csv_value
 
     with Command(ctx) as cmd:
         rows = describe_settings(cmd.settings)
@@ -408,7 +409,7 @@ def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
     else:
         output.print_table(
             ("Setting", "Value", "Source"),
-            ((name, output.csv_cell(value), source) for name, value, source in rows),
+            ((name, csv_value(value), source) for name, value, source in rows),
         )
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import sys
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import cache
@@ -19,6 +18,8 @@ from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
+
+from cli.formats import csv_value, json_default
 
 if TYPE_CHECKING:
     from cli.diagnostics import PoolReport
@@ -62,22 +63,14 @@ def success(message: str) -> None:
     err_console().print(Text.assemble(("✓ ", "green"), message))
 
 
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, default=to_jsonable, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.write(json.dumps(data, default=json_default, ensure_ascii=False, indent=2) + "\n")
     sys.stdout.flush()
 
 
 def print_json_line(data: Any) -> None:
     """One compact JSON object per line (a stream, e.g. `pool-status --watch --json`)."""
-    sys.stdout.write(json.dumps(data, default=to_jsonable, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(data, default=json_default, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 
@@ -104,17 +97,8 @@ def print_table(
 def print_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(columns)
-    writer.writerows([csv_cell(value) for value in row] for row in rows)
+    writer.writerows([csv_value(value) for value in row] for row in rows)
     sys.stdout.flush()
-
-
-def csv_cell(value: Any) -> str:
-    """A value as a CSV field that `users import` reads back unchanged."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return cell(value)
 
 
 # --- reports ---------------------------------------------------------------------------------

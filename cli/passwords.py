@@ -7,6 +7,7 @@ when the password is next checked (`verify_password` returns the new hash).
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from cli.errors import DbtoolError, InvalidInputError
@@ -52,12 +53,17 @@ def verify_password(password: str, stored_hash: str) -> tuple[bool, str | None]:
         return False, None
 
 
-def is_password_hash(value: str) -> bool:
-    """True if `value` is an Argon2 or bcrypt hash dbtool can verify against."""
-    from pwdlib.hashers.argon2 import Argon2Hasher
-    from pwdlib.hashers.bcrypt import BcryptHasher
+# Complete encoded hashes, stricter than pwdlib's identify() (which also accepts an Argon2
+# parameter string without salt or digest): what import accepts must verify later.
+_ARGON2_HASH = re.compile(
+    r"\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{16,}"
+)
+_BCRYPT_HASH = re.compile(r"\$2[abxy]\$\d{2}\$[A-Za-z0-9+/.]{53}")
 
-    return Argon2Hasher.identify(value) or BcryptHasher.identify(value)
+
+def is_password_hash(value: str) -> bool:
+    """True if `value` is a complete Argon2 or bcrypt hash dbtool can verify against."""
+    return bool(_ARGON2_HASH.fullmatch(value) or _BCRYPT_HASH.fullmatch(value))
 
 
 def policy_violation(

@@ -6,7 +6,11 @@ on a terminal, the first line of stdin with --password-stdin, or DBTOOL_USER_PAS
 
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -41,6 +45,17 @@ PasswordStdinOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+class FormatChoice(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class ConflictChoice(StrEnum):
+    fail = "fail"
+    skip = "skip"
+    update = "update"
 
 
 class PasswordMismatchError(DbtoolError):
@@ -385,3 +400,285 @@ def users_delete(
             confirm_yes(f"Delete user {_describe(user)}?")
         cmd.in_session(lambda session: users.delete_user(session, str(user.id)))
     output.success(f"Deleted user {_describe(user)}")
+
+
+def _count_lines(path: str) -> int | None:
+    """Rows in a regular file (for the progress bar's total and ETA); None for stdin."""
+    if path == "-":
+        return None
+    with open(path, "rb") as stream:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
+
+
+@users_app.command("import")
+def users_import(
+    ctx: typer.Context,
+    file: Annotated[
+        str,
+        typer.Argument(metavar="FILE", help="CSV with a header row, or JSON Lines; - for stdin."),
+    ],
+    fmt: Annotated[
+        FormatChoice | None,
+        typer.Option("--format", help="csv or jsonl (default: from the file extension)."),
+    ] = None,
+    on_conflict: Annotated[
+        ConflictChoice,
+        typer.Option(
+            "--on-conflict",
+            help="fail: import nothing if an email or username is taken (or repeated in the "
+            "file); skip: leave existing users as they are; update: overwrite existing users "
+            "(matched by email) with the file's values.",
+        ),
+    ] = ConflictChoice.fail,
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            help="Import the valid rows even if some are invalid.",
+            show_default=False,
+        ),
+    ] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects",
+            metavar="FILE",
+            help="Write the invalid rows here, with their line number and reason "
+            "(plain passwords redacted).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows read, hashed and sent at a time.")
+    ] = 5000,
+    as_json: JsonOption = False,
+) -> None:
+    """Import users from CSV or JSON Lines: all or nothing, in one transaction.
+
+    Columns: email (required), username, password (plain, hashed here) or hashed_password
+    (Argon2 or bcrypt), is_active, is_superuser; and id, created_at, updated_at as written
+    by `users export`.
+    """
+    from cli import output, transfer
+
+    with Command(ctx) as cmd:
+        chosen = transfer.detect_format(file, transfer.Format(fmt.value) if fmt else None)
+        source = sys.stdin if file == "-" else _open_input(file)
+        with (
+            source,
+            _rejects_writer(rejects, chosen) as on_reject,
+            _import_progress(None if file == "-" else _count_lines(file), chosen) as on_progress,
+        ):
+            db = cmd.database()
+            try:
+                report = cmd.run(
+                    transfer.import_users(
+                        db,
+                        transfer.read_records(source, chosen),
+                        on_conflict=transfer.OnConflict(on_conflict.value),
+                        skip_invalid=skip_invalid,
+                        batch_size=batch_size,
+                        min_password_length=cmd.settings.password_min_length,
+                        on_reject=on_reject,
+                        on_progress=on_progress,
+                    )
+                )
+            except (transfer.ImportRejectedError, transfer.ImportConflictError) as exc:
+                _report_import_problems(exc.report)
+                raise
+    _report_import_problems(report)
+    if as_json:
+        output.print_json(report.summary())
+    else:
+        output.success(
+            f"Imported {report.rows:,} rows in {report.seconds:.1f}s: {report.inserted:,} "
+            f"inserted, {report.updated:,} updated, {report.skipped:,} skipped, "
+            f"{report.rejected:,} rejected"
+        )
+
+
+def _open_input(path: str) -> Any:
+    try:
+        return open(path, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _report_import_problems(report: Any) -> None:
+    """The first invalid rows and conflicts, one per line on stderr."""
+    from cli import output
+
+    for rejection in report.rejections:
+        output.note(f"line {rejection.line}: {rejection.reason}")
+    if report.rejected > len(report.rejections):
+        output.note(f"... and {report.rejected - len(report.rejections):,} more invalid rows")
+    for conflict in report.conflicts:
+        output.note(f"conflict: {conflict}")
+
+
+@contextmanager
+def _rejects_writer(path: Path | None, fmt: Any) -> Iterator[Callable[[Any], None] | None]:
+    """Write rejected rows (line, reason, then the row, plain passwords redacted)."""
+    if path is None:
+        yield None
+        return
+    import csv
+    import json
+
+    from cli.transfer import IMPORT_COLUMNS, Format
+
+    with open(path, "w", encoding="utf-8", newline="") as stream:
+        writer = csv.writer(stream, lineterminator="\n") if fmt is Format.CSV else None
+        if writer is not None:
+            writer.writerow(["line", "reason", *IMPORT_COLUMNS])
+
+        def write(rejection: Any) -> None:
+            row = {
+                key: ("(redacted)" if key == "password" and value else value)
+                for key, value in rejection.record.items()
+                if key in IMPORT_COLUMNS
+            }
+            if writer is not None:
+                values = [row.get(name) or "" for name in IMPORT_COLUMNS]
+                writer.writerow([rejection.line, rejection.reason, *values])
+            else:
+                record = {"line": rejection.line, "reason": rejection.reason, **row}
+                stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+        yield write
+
+
+@contextmanager
+def _import_progress(total: int | None, fmt: Any) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal; nothing otherwise."""
+    from cli import output
+
+    if not output.stderr_is_terminal():
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from cli.transfer import Format
+
+    rows_total = None if total is None else max(total - (1 if fmt is Format.CSV else 0), 0)
+    with Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} rows/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=output.err_console(),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("import", total=rows_total, rate="-")
+        started = time.perf_counter()
+
+        def update(rows: int) -> None:
+            rate = rows / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, completed=rows, rate=f"{rate:,.0f}")
+
+        yield update
+
+
+@users_app.command("export")
+def users_export(
+    ctx: typer.Context,
+    output_path: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write here instead of stdout (replaced only once the export is complete).",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        FormatChoice | None,
+        typer.Option("--format", help="csv or jsonl (default: from -o's extension, else csv)."),
+    ] = None,
+    include_hashes: Annotated[
+        bool,
+        typer.Option(
+            "--include-hashes",
+            help="Include hashed_password (needed to import the users elsewhere).",
+            show_default=False,
+        ),
+    ] = False,
+    active: Annotated[
+        bool | None,
+        typer.Option(
+            "--active/--inactive", help="Only active, or only inactive, users.", show_default=False
+        ),
+    ] = None,
+    superuser: Annotated[
+        bool, typer.Option("--superuser", help="Only superusers.", show_default=False)
+    ] = False,
+    search: Annotated[
+        str | None,
+        typer.Option(
+            "--search",
+            metavar="TEXT",
+            help="Only users whose email or username contains TEXT (any case).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Export users as CSV or JSON Lines, streaming (the same filters as `users list`)."""
+    from cli import output, transfer
+    from cli.users import UserFilter
+
+    selection = UserFilter(active=active, superuser=superuser or None, search=search)
+    with Command(ctx) as cmd:
+        chosen = transfer.detect_format(
+            output_path, transfer.Format(fmt.value) if fmt else None, default=transfer.Format.CSV
+        )
+        columns = transfer.export_columns(include_hashes)
+
+        async def export(stream: Any) -> int:
+            writer = transfer.ExportWriter(stream, chosen, columns)
+            count = 0
+            async with cmd.db.session() as session:
+                async for row in transfer.stream_users(
+                    session, selection, include_hashes=include_hashes
+                ):
+                    writer.write(row)
+                    count += 1
+            return count
+
+        cmd.database()
+        if output_path in (None, "-"):
+            count = cmd.run(export(sys.stdout))
+            sys.stdout.flush()
+        else:
+            with _replace_when_done(Path(output_path)) as stream:
+                count = cmd.run(export(stream))
+    where = "stdout" if output_path in (None, "-") else output_path
+    output.note(f"Exported {count:,} users to {where}")
+
+
+@contextmanager
+def _replace_when_done(path: Path) -> Iterator[Any]:
+    """Write to a temporary file beside `path`, renamed over it only on success: an
+    interrupted export never leaves a half-written file."""
+    import tempfile
+
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            yield stream
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

@@ -175,6 +175,8 @@ COMMANDS_THAT_CONNECT = [
     ("users", "check-password", "alice@example.com", "--password-stdin"),
     ("users", "update", "alice@example.com", "--inactive"),
     ("users", "delete", "alice@example.com", "--yes"),
+    ("users", "import", "-", "--format", "jsonl"),
+    ("users", "export"),
 ]
 
 

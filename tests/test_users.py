@@ -90,7 +90,7 @@ def test_add_options(initialised: Dbtool) -> None:
 def test_default_username_is_sanitised(initialised: Dbtool) -> None:
     assert add(initialised, "john.o'neil+news@example.com")["username"] == "john.o_neil_news"
     result = initialised("users", "add", "jo@example.com", "--password-stdin", input=PASSWORD)
-    assert_clean_error(result, 2, "cannot derive a username", "--username")
+    assert_clean_error(result, 2, "cannot derive a username", "give one explicitly")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,25 @@
+"""How values are written to CSV and JSON, so that `users import` reads exports back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+
+def csv_value(value: Any) -> str:
+    """A value as a CSV field: true/false, ISO 8601 timestamps, empty for None."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return "" if value is None else str(value)
+
+
+def json_default(value: Any) -> Any:
+    """`json.dumps(default=...)` for the types dbtool's rows contain."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
