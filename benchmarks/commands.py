@@ -7,7 +7,6 @@ dependencies allow.
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import time
 import uuid
@@ -15,6 +14,7 @@ import uuid
 from benchmarks.harness import (
     DBTOOL,
     Row,
+    admin_sql,
     clean_env,
     import_only_command,
     modules_loaded_by,
@@ -112,10 +112,10 @@ def _postgres(runs: int, server_url: str) -> list[Row]:
         return base.set(database=name).render_as_string(hide_password=False)
 
     def create(number: int) -> None:
-        _admin(server_url, f'CREATE DATABASE "{prefix}_{number + 10}"')
+        admin_sql(server_url, f'CREATE DATABASE "{prefix}_{number + 10}"')
 
     try:
-        _admin(server_url, f'CREATE DATABASE "{prefix}_probe"')
+        admin_sql(server_url, f'CREATE DATABASE "{prefix}_probe"')
         needed = modules_loaded_by(["--url", url(f"{prefix}_probe"), "init"])
         medians = time_interleaved(
             {
@@ -130,7 +130,7 @@ def _postgres(runs: int, server_url: str) -> list[Row]:
         )
     finally:
         for name in names:
-            _admin(server_url, f'DROP DATABASE IF EXISTS "{name}"')
+            admin_sql(server_url, f'DROP DATABASE IF EXISTS "{name}"')
     ms = {name: seconds * 1000 for name, seconds in medians.items()}
     return [
         Row(
@@ -140,19 +140,3 @@ def _postgres(runs: int, server_url: str) -> list[Row]:
             ms["init imports"],
         ),
     ]
-
-
-def _admin(server_url: str, sql: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    dsn = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-    async def go() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())

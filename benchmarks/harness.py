@@ -170,3 +170,22 @@ def compile_package() -> None:
 def clean_env() -> dict[str, str]:
     """The environment without dbtool settings that could change what is measured."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("DBTOOL_", "DATABASE_URL"))}
+
+
+def admin_sql(server_url: str, sql: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE, TRUNCATE ...) through asyncpg."""
+    import asyncio
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    dsn = make_url(server_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def go() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())

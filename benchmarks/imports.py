@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.harness import DBTOOL, Row, clean_env, run_quiet
+from benchmarks.harness import DBTOOL, Row, admin_sql, clean_env, run_quiet
 
 HASH = (
     "$argon2id$v=19$m=65536,t=3,p=4$ExDYM8hOYqkOufkaUmEYLQ"
@@ -135,26 +135,13 @@ def _run(
 
 def _psql(dsn: str, command: str) -> None:
     if shutil.which("psql") is None:
-        _asyncpg_execute(dsn, command)
+        admin_sql(dsn, command)
         return
     subprocess.run(
         ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", dsn, "-c", command],
         check=True,
         capture_output=True,
     )
-
-
-def _asyncpg_execute(dsn: str, sql: str) -> None:
-    import asyncpg
-
-    async def go() -> None:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
 
 
 async def _orm_rows_per_second(url: str, sample: int) -> float:

@@ -1,10 +1,23 @@
-"""How values are written to CSV and JSON, so that `users import` reads exports back."""
+"""File formats of import/export and how values are written to them, so that `users
+import` reads exports back. Light on purpose: the CLI imports it to declare its options."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
+
+
+class Format(StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
+class OnConflict(StrEnum):
+    FAIL = "fail"
+    SKIP = "skip"
+    UPDATE = "update"
 
 
 def csv_value(value: Any) -> str:

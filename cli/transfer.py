@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any, cast
@@ -48,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from cli import passwords
 from cli.db import Database
 from cli.errors import ConflictError, DbtoolError, InvalidInputError, UsageError
-from cli.formats import csv_value, json_default
+from cli.formats import Format, OnConflict, csv_value, json_default
 from cli.models import EMAIL_MAX_LENGTH, PUBLIC_USER_FIELDS, User, UTCDateTime
 from cli.users import UserFilter, filtered
 from cli.validation import normalize_email, normalize_username, username_from_email
@@ -67,17 +66,6 @@ IMPORT_COLUMNS = (
 EXPORT_HASH_COLUMN = "hashed_password"
 REPORT_LIMIT = 20
 DEFAULT_BATCH_SIZE = 5000
-
-
-class Format(StrEnum):
-    CSV = "csv"
-    JSONL = "jsonl"
-
-
-class OnConflict(StrEnum):
-    FAIL = "fail"
-    SKIP = "skip"
-    UPDATE = "update"
 
 
 def detect_format(

@@ -8,20 +8,21 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from enum import StrEnum
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.command import Command, confirm_yes
 from cli.errors import DbtoolError, RefusedError, UsageError
+from cli.formats import Format, OnConflict
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from cli.models import User
+    from cli.transfer import ImportReport
 
 users_app = typer.Typer(
     help="Manage the users table: add, list, show, update, delete, passwords.",
@@ -46,16 +47,24 @@ PasswordStdinOption = Annotated[
     ),
 ]
 
-
-class FormatChoice(StrEnum):
-    csv = "csv"
-    jsonl = "jsonl"
-
-
-class ConflictChoice(StrEnum):
-    fail = "fail"
-    skip = "skip"
-    update = "update"
+ActiveFilterOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--active/--inactive", help="Only active, or only inactive, users.", show_default=False
+    ),
+]
+SuperuserFilterOption = Annotated[
+    bool, typer.Option("--superuser", help="Only superusers.", show_default=False)
+]
+SearchOption = Annotated[
+    str | None,
+    typer.Option(
+        "--search",
+        metavar="TEXT",
+        help="Only users whose email or username contains TEXT (any case).",
+        show_default=False,
+    ),
+]
 
 
 class PasswordMismatchError(DbtoolError):
@@ -228,26 +237,9 @@ def users_add(
 @users_app.command("list")
 def users_list(
     ctx: typer.Context,
-    active: Annotated[
-        bool | None,
-        typer.Option(
-            "--active/--inactive",
-            help="Only active, or only inactive, users.",
-            show_default=False,
-        ),
-    ] = None,
-    superuser: Annotated[
-        bool, typer.Option("--superuser", help="Only superusers.", show_default=False)
-    ] = False,
-    search: Annotated[
-        str | None,
-        typer.Option(
-            "--search",
-            metavar="TEXT",
-            help="Only users whose email or username contains TEXT (any case).",
-            show_default=False,
-        ),
-    ] = None,
+    active: ActiveFilterOption = None,
+    superuser: SuperuserFilterOption = False,
+    search: SearchOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many users.")] = 50,
     offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many users.")] = 0,
     as_json: JsonOption = False,
@@ -418,18 +410,18 @@ def users_import(
         typer.Argument(metavar="FILE", help="CSV with a header row, or JSON Lines; - for stdin."),
     ],
     fmt: Annotated[
-        FormatChoice | None,
+        Format | None,
         typer.Option("--format", help="csv or jsonl (default: from the file extension)."),
     ] = None,
     on_conflict: Annotated[
-        ConflictChoice,
+        OnConflict,
         typer.Option(
             "--on-conflict",
             help="fail: import nothing if an email or username is taken (or repeated in the "
             "file); skip: leave existing users as they are; update: overwrite existing users "
             "(matched by email) with the file's values.",
         ),
-    ] = ConflictChoice.fail,
+    ] = OnConflict.FAIL,
     skip_invalid: Annotated[
         bool,
         typer.Option(
@@ -462,12 +454,11 @@ def users_import(
     from cli import output, transfer
 
     with Command(ctx) as cmd:
-        chosen = transfer.detect_format(file, transfer.Format(fmt.value) if fmt else None)
-        source = sys.stdin if file == "-" else _open_input(file)
+        chosen = transfer.detect_format(file, fmt)
         with (
-            source,
+            nullcontext(sys.stdin) if file == "-" else _open_text(file, "r") as source,
             _rejects_writer(rejects, chosen) as on_reject,
-            _import_progress(None if file == "-" else _count_lines(file), chosen) as on_progress,
+            _import_progress(file, chosen) as on_progress,
         ):
             db = cmd.database()
             try:
@@ -475,7 +466,7 @@ def users_import(
                     transfer.import_users(
                         db,
                         transfer.read_records(source, chosen),
-                        on_conflict=transfer.OnConflict(on_conflict.value),
+                        on_conflict=on_conflict,
                         skip_invalid=skip_invalid,
                         batch_size=batch_size,
                         min_password_length=cmd.settings.password_min_length,
@@ -497,14 +488,16 @@ def users_import(
         )
 
 
-def _open_input(path: str) -> Any:
+def _open_text(path: str | Path, mode: str) -> IO[str]:
+    """A file for the csv and json modules (a BOM at the start of an input is skipped)."""
     try:
-        return open(path, encoding="utf-8-sig", newline="")
+        return open(path, mode, encoding="utf-8-sig" if mode == "r" else "utf-8", newline="")
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        action = "read" if mode == "r" else "write"
+        raise UsageError(f"cannot {action} {path}: {exc.strerror}") from None
 
 
-def _report_import_problems(report: Any) -> None:
+def _report_import_problems(report: "ImportReport") -> None:
     """The first invalid rows and conflicts, one per line on stderr."""
     from cli import output
 
@@ -517,7 +510,7 @@ def _report_import_problems(report: Any) -> None:
 
 
 @contextmanager
-def _rejects_writer(path: Path | None, fmt: Any) -> Iterator[Callable[[Any], None] | None]:
+def _rejects_writer(path: Path | None, fmt: Format) -> Iterator[Callable[[Any], None] | None]:
     """Write rejected rows (line, reason, then the row, plain passwords redacted)."""
     if path is None:
         yield None
@@ -525,9 +518,9 @@ def _rejects_writer(path: Path | None, fmt: Any) -> Iterator[Callable[[Any], Non
     import csv
     import json
 
-    from cli.transfer import IMPORT_COLUMNS, Format
+    from cli.transfer import IMPORT_COLUMNS
 
-    with open(path, "w", encoding="utf-8", newline="") as stream:
+    with _open_text(path, "w") as stream:
         writer = csv.writer(stream, lineterminator="\n") if fmt is Format.CSV else None
         if writer is not None:
             writer.writerow(["line", "reason", *IMPORT_COLUMNS])
@@ -549,13 +542,14 @@ def _rejects_writer(path: Path | None, fmt: Any) -> Iterator[Callable[[Any], Non
 
 
 @contextmanager
-def _import_progress(total: int | None, fmt: Any) -> Iterator[Callable[[int], None] | None]:
+def _import_progress(path: str, fmt: Format) -> Iterator[Callable[[int], None] | None]:
     """A progress bar on stderr when it is a terminal; nothing otherwise."""
     from cli import output
 
     if not output.stderr_is_terminal():
         yield None
         return
+    total = _count_lines(path)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -564,8 +558,6 @@ def _import_progress(total: int | None, fmt: Any) -> Iterator[Callable[[int], No
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
-
-    from cli.transfer import Format
 
     rows_total = None if total is None else max(total - (1 if fmt is Format.CSV else 0), 0)
     with Progress(
@@ -602,7 +594,7 @@ def users_export(
         ),
     ] = None,
     fmt: Annotated[
-        FormatChoice | None,
+        Format | None,
         typer.Option("--format", help="csv or jsonl (default: from -o's extension, else csv)."),
     ] = None,
     include_hashes: Annotated[
@@ -613,24 +605,9 @@ def users_export(
             show_default=False,
         ),
     ] = False,
-    active: Annotated[
-        bool | None,
-        typer.Option(
-            "--active/--inactive", help="Only active, or only inactive, users.", show_default=False
-        ),
-    ] = None,
-    superuser: Annotated[
-        bool, typer.Option("--superuser", help="Only superusers.", show_default=False)
-    ] = False,
-    search: Annotated[
-        str | None,
-        typer.Option(
-            "--search",
-            metavar="TEXT",
-            help="Only users whose email or username contains TEXT (any case).",
-            show_default=False,
-        ),
-    ] = None,
+    active: ActiveFilterOption = None,
+    superuser: SuperuserFilterOption = False,
+    search: SearchOption = None,
 ) -> None:
     """Export users as CSV or JSON Lines, streaming (the same filters as `users list`)."""
     from cli import output, transfer
@@ -638,9 +615,7 @@ def users_export(
 
     selection = UserFilter(active=active, superuser=superuser or None, search=search)
     with Command(ctx) as cmd:
-        chosen = transfer.detect_format(
-            output_path, transfer.Format(fmt.value) if fmt else None, default=transfer.Format.CSV
-        )
+        chosen = transfer.detect_format(output_path, fmt, default=Format.CSV)
         columns = transfer.export_columns(include_hashes)
 
         async def export(stream: Any) -> int:

@@ -207,3 +207,45 @@ def test_env_example_documents_every_setting() -> None:
     example = (Path(__file__).parents[1] / ".env.example").read_text()
     for name in (*ALL_SETTING_NAMES, "DBTOOL_USER_PASSWORD"):
         assert f"{name}=" in example, f"{name} is missing from .env.example"
+
+
+def test_echo_logs_sql_to_stderr_with_parameters_hidden(tmp_path: Path) -> None:
+    from tests.helpers import Dbtool
+
+    dbtool = Dbtool(f"sqlite:///{tmp_path / 'echo.db'}")
+    assert dbtool("init").exit_code == 0
+    added = dbtool("users", "add", "secret.person@example.com", "--password-stdin",
+                   input="long enough pw\n", env={"DBTOOL_ECHO": "true"})  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert "INSERT INTO users" in added.stderr
+    assert "secret.person" not in added.stderr.split("Created user")[0]  # parameters hidden
+    listed = dbtool("users", "list", "--json", env={"DBTOOL_ECHO": "true"})
+    assert json.loads(listed.stdout)[0]["email"] == "secret.person@example.com"  # stdout: data
+    assert "SELECT" in listed.stderr
+
+
+def test_debug_shows_a_traceback_without_locals(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.helpers import dbtool_executable
+
+    url = "postgresql://app:TopSecret99@127.0.0.1:1/app"
+    plain = subprocess.run(
+        [dbtool_executable(), "--url", url, "ping"], capture_output=True, text=True
+    )
+    assert plain.returncode == 3 and "Traceback" not in plain.stderr
+    debug = subprocess.run(
+        [dbtool_executable(), "--url", url, "--debug", "ping"], capture_output=True, text=True
+    )
+    assert debug.returncode != 0
+    assert "Traceback" in debug.stderr
+    assert "TopSecret99" not in debug.stderr + debug.stdout
+
+
+def test_user_text_in_errors_is_not_rich_markup(tmp_path: Path) -> None:
+    from tests.helpers import Dbtool
+
+    dbtool = Dbtool(f"sqlite:///{tmp_path / 'm.db'}")
+    assert dbtool("init").exit_code == 0
+    result = dbtool("users", "show", "[bold]x[/bold]")
+    assert_clean_error(result, 1, "no user matches '[bold]x[/bold]'")
