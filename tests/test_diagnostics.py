@@ -101,6 +101,18 @@ class HeldConnections:
             await conn.close()
 
 
+async def pool_status_while_held(database: str, *args: str) -> dict[str, Any]:
+    """`pool-status --json` from the installed CLI, while this event loop holds connections."""
+    process = await asyncio.create_subprocess_exec(
+        dbtool_executable(), "--url", postgres_url(database), "pool-status", "--json", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await process.communicate()
+    assert process.returncode == 0, stderr.decode()
+    report: dict[str, Any] = json.loads(stdout)
+    return report
+
+
 @pytest.mark.postgres
 @pytest.mark.asyncio
 async def test_server_side_shows_exactly_who_holds_connections(
@@ -111,16 +123,9 @@ async def test_server_side_shows_exactly_who_holds_connections(
     await held.open(idle=3, idle_in_transaction=1)
     try:
         await asyncio.sleep(1.2)  # longer than the idle-in-transaction limit below
-        process = await asyncio.create_subprocess_exec(
-            dbtool_executable(), "--url", postgres_url(new_postgres_database), "pool-status",
-            "--json", "--idle-warning", "1",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        stdout, stderr = await process.communicate()
+        report = await pool_status_while_held(new_postgres_database, "--idle-warning", "1")
     finally:
         await held.close()
-    assert process.returncode == 0, stderr.decode()
-    report = json.loads(stdout)
     server = report["server"]
     ours = {
         row["state"]: row["count"]
@@ -164,15 +169,9 @@ async def test_usage_above_80_percent_warns(new_postgres_database: str) -> None:
     held = HeldConnections(new_postgres_database, "filler")
     await held.open(idle=extra, idle_in_transaction=0)
     try:
-        process = await asyncio.create_subprocess_exec(
-            dbtool_executable(), "--url", postgres_url(new_postgres_database), "pool-status",
-            "--json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        stdout, stderr = await process.communicate()
+        report = await pool_status_while_held(new_postgres_database)
     finally:
         await held.close()
-    assert process.returncode == 0, stderr.decode()
-    report = json.loads(stdout)
     assert report["server"]["usage_percent"] > 80
     assert any("connections are in use" in warning for warning in report["warnings"])
 
