@@ -8,8 +8,8 @@ MINIMAL_APP = str(ROOT / "benchmarks" / "minimal_typer_app.py")
 
 
 def run(runs: int, **_: object) -> list[Row]:
-    # Start-up figures are short and this is a shared machine: take twice the runs.
-    runs *= 2
+    # Start-up figures are short and this is a shared machine: take four times the runs.
+    runs *= 4
     env = clean_env()
     medians = time_interleaved(
         {

@@ -10,24 +10,42 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from cli import __version__
 from cli.command import Command, State, confirm_typed
 from cli.errors import RefusedError
-from cli.users_cmd import users_app
 
 if TYPE_CHECKING:
     from cli.diagnostics import PoolReport
 
+
+class RootGroup(TyperGroup):
+    """The root command, with `dbtool users` loaded only when it is used: every other
+    command (and --version) then skips importing and building its nine subcommands."""
+
+    lazy = ("users",)
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        return [*super().list_commands(ctx), *(n for n in self.lazy if n not in self.commands)]
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:  # type: ignore[override]
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            from cli.users_cmd import users_app
+
+            self.commands[cmd_name] = typer.main.get_command(users_app)
+        return super().get_command(ctx, cmd_name)
+
+
 app = typer.Typer(
     name="dbtool",
+    cls=RootGroup,
     help="Database admin for async SQLAlchemy applications: schema, users, connections.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
 )
-app.add_typer(users_app, name="users")
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the result as JSON on stdout.", show_default=False)
@@ -310,9 +328,12 @@ def pool_status(
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the connection pool this configuration gives each process, and who holds
-    connections on the server (PostgreSQL): by application and state, the oldest and
-    idle-in-transaction sessions, and how many more processes fit."""
+    """Show the pool each process gets, who holds connections on the server, and the room left.
+
+    The client side: the pool this configuration gives each process. The server side
+    (PostgreSQL): connections by application and state, the oldest and idle-in-transaction
+    sessions, free connections, and how many more processes with this pool fit.
+    """
     from cli import diagnostics, output
 
     def render(report: "PoolReport") -> None:
@@ -371,8 +392,10 @@ def _watch(
 
 @app.command()
 def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Show the server and its version, the database size, the tool's tables with row
-    counts, and whether the schema is complete."""
+    """Show the server, the database size, the tool's tables and whether the schema is complete.
+
+    Each table comes with its row count; missing tables are named.
+    """
     from cli import diagnostics, output
 
     with Command(ctx) as cmd:

@@ -25,8 +25,13 @@ if TYPE_CHECKING:
     from cli.transfer import ImportReport
 
 users_app = typer.Typer(
+    name="users",
     help="Manage the users table: add, list, show, update, delete, passwords.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+    add_completion=False,  # completion is installed from the root command
 )
 
 PASSWORD_ENV = "DBTOOL_USER_PASSWORD"
@@ -183,9 +188,9 @@ def users_add(
     password_stdin: PasswordStdinOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a user. The password comes from a hidden prompt, --password-stdin or
-    DBTOOL_USER_PASSWORD.
+    """Create a user.
 
+    The password comes from a hidden prompt, --password-stdin or DBTOOL_USER_PASSWORD.
     CI bootstrap: dbtool users add admin@example.com --superuser --if-not-exists
     --password-stdin <<< "$ADMIN_PASSWORD"
     """

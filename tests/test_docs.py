@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer.main
@@ -19,15 +20,19 @@ ROOT = Path(__file__).parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def all_commands() -> dict[str, typer.main.TyperCommand]:
+def all_commands() -> dict[str, Any]:
+    """Every command, subcommands as "users add", as the CLI resolves them (lazily)."""
     group = typer.main.get_command(app)
     assert isinstance(group, typer.main.TyperGroup)
-    commands: dict[str, typer.main.TyperCommand] = {}
-    for name, command in group.commands.items():
+    ctx = typer.Context(group)
+    commands: dict[str, Any] = {}
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
         if isinstance(command, typer.main.TyperGroup):
-            commands |= {f"{name} {sub}": cmd for sub, cmd in command.commands.items()}  # type: ignore[misc]
+            commands |= {f"{name} {sub}": command.get_command(ctx, sub)
+                         for sub in command.list_commands(ctx)}  # fmt: skip
         else:
-            commands[name] = command  # type: ignore[assignment]
+            commands[name] = command
     return commands
 
 

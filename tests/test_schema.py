@@ -181,18 +181,9 @@ COMMANDS_THAT_CONNECT = [
 
 
 def test_the_command_table_above_covers_every_command() -> None:
-    import typer.main
+    from tests.test_docs import all_commands
 
-    from cli.main import app
-
-    group = typer.main.get_command(app)
-    assert isinstance(group, typer.main.TyperGroup)
-    names: set[tuple[str, ...]] = set()
-    for name, command in group.commands.items():
-        if isinstance(command, typer.main.TyperGroup):
-            names |= {(name, sub) for sub in command.commands}
-        else:
-            names.add((name,))
+    names = {tuple(name.split()) for name in all_commands()}
     covered = {args[:2] if args[0] == "users" else args[:1] for args in COMMANDS_THAT_CONNECT}
     assert names - covered == NO_DATABASE_COMMANDS
 
