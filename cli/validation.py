@@ -22,7 +22,7 @@ USERNAME_RULE = (
 # and normalises to the same lower-case form (tests/test_validation.py checks that
 # property); anything else goes to email-validator.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_LABEL = r"(?![A-Za-z0-9]{2}--)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LABEL = r"(?![A-Za-z0-9-]{2}--)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _fast_pattern: re.Pattern[str] | None = None
 
 

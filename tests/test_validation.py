@@ -36,6 +36,7 @@ def strict(raw: str) -> str | None:
 @given(st.one_of(near_valid, st.text(max_size=80), st.emails().map(str)))
 @example("Ada.Lovelace@Example.COM")
 @example("a@ab--cd.com")
+@example("0@0---0.com")
 @example("x@sub.example.test")
 @example(("a" * 64) + "@example.com")
 @example(("a" * 65) + "@example.com")
