@@ -32,7 +32,9 @@ def strict(raw: str) -> str | None:
         return None
 
 
-@settings(max_examples=2000, deadline=None)
+# Derandomized, so that CI is repeatable; the same test ran with 30,000 random examples when
+# the fast path was written (and found the "0---0" label case kept below).
+@settings(max_examples=2000, deadline=None, derandomize=True)
 @given(st.one_of(near_valid, st.text(max_size=80), st.emails().map(str)))
 @example("Ada.Lovelace@Example.COM")
 @example("a@ab--cd.com")
