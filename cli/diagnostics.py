@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
 from cli.db import Database, sqlite_path
@@ -228,7 +229,8 @@ _BY_APPLICATION_SQL = text(
     " WHERE datname = current_database() AND backend_type = 'client backend'"
     " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
 )
-_OLDEST_SQL = text(
+# The longest-running backend by `since`, among those matching `where` (both fixed below).
+_BACKEND_SQL = (
     "SELECT pid, coalesce(application_name, ''), coalesce(state, 'unknown'),"
     " extract(epoch FROM clock_timestamp() - {since})::float8"
     " FROM pg_stat_activity"
@@ -279,8 +281,8 @@ async def server_report(db: Database) -> ServerReport | None:
     )
 
 
-async def _one_backend(conn: Any, *, since: str, where: str) -> Backend | None:
-    row = (await conn.execute(text(_OLDEST_SQL.text.format(since=since, where=where)))).first()
+async def _one_backend(conn: AsyncConnection, *, since: str, where: str) -> Backend | None:
+    row = (await conn.execute(text(_BACKEND_SQL.format(since=since, where=where)))).first()
     if row is None:
         return None
     pid, application, state, age = row

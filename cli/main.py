@@ -383,9 +383,10 @@ def _watch(
                 while True:
                     screen.update(output.pool_report_renderable(collect()), refresh=True)
                     time.sleep(interval)
-        while True:
-            render(collect())
-            time.sleep(interval)
+        else:  # a pipe or --json: one report (or JSON line) after another
+            while True:
+                render(collect())
+                time.sleep(interval)
     except KeyboardInterrupt:
         output.note("stopped")
 
