@@ -224,7 +224,7 @@ def test_echo_logs_sql_to_stderr_with_parameters_hidden(tmp_path: Path) -> None:
     assert "SELECT" in listed.stderr
 
 
-def test_debug_shows_a_traceback_without_locals(tmp_path: Path) -> None:
+def test_debug_shows_a_traceback_without_locals() -> None:
     import subprocess
 
     from tests.helpers import dbtool_executable

@@ -147,7 +147,7 @@ def test_ping_reports_server_and_latency(initialised: Dbtool, backend: str) -> N
     assert 0 < data["latency_ms"] < 1000
 
 
-def test_every_database_command_needs_the_database(database_url: str, backend: str) -> None:
+def test_every_database_command_needs_the_database(backend: str) -> None:
     """Each command really runs its coroutine: pointed at a database that cannot be
     reached, it fails with exit 3 instead of silently succeeding."""
     if backend == "postgres":
