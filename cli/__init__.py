@@ -24,6 +24,10 @@ _EXPORTS = {
     "User": "cli.models",
     "DbtoolError": "cli.errors",
     "ExitCode": "cli.errors",
+    "UserModel": "cli.appmodels",
+    "user_model_for": "cli.appmodels",
+    "load_models": "cli.appmodels",
+    "UserRecord": "cli.users",
 }
 
 __all__ = [
@@ -33,15 +37,21 @@ __all__ = [
     "ExitCode",
     "Settings",
     "User",
+    "UserModel",
+    "UserRecord",
     "__version__",
+    "load_models",
     "load_settings",
+    "user_model_for",
 ]
 
 if TYPE_CHECKING:
+    from cli.appmodels import UserModel, load_models, user_model_for
     from cli.config import Settings, load_settings
     from cli.db import Database
     from cli.errors import DbtoolError, ExitCode
     from cli.models import Base, User
+    from cli.users import UserRecord
 
 
 def __getattr__(name: str) -> Any:

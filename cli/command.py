@@ -27,6 +27,7 @@ from cli.errors import CancelledError, DbtoolError, ExitCode
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from cli.appmodels import Models
     from cli.config import Settings
     from cli.db import Database, RetryCallback
     from cli.errors import DatabaseUnavailableError
@@ -40,6 +41,7 @@ class State(NamedTuple):
     url: str | None = None
     env_file: Path | None = None
     debug: bool = False
+    models: str | None = None
 
 
 class Command:
@@ -67,10 +69,24 @@ class Command:
         if self._settings is None:
             from cli.config import load_settings
 
-            self._settings = load_settings(url=self.state.url, env_file=self.state.env_file)
+            self._settings = load_settings(
+                url=self.state.url,
+                env_file=self.state.env_file,
+                options={"DBTOOL_MODELS": self.state.models},
+            )
             if self._settings.echo:
                 _log_sql_to_stderr()
         return self._settings
+
+    @property
+    def models(self) -> Models:
+        """The models the command works on (importing the application's, if configured)."""
+        if self._db is not None:
+            return self._db.models
+        from cli.appmodels import load_models
+
+        settings = self.settings
+        return load_models(settings.models, settings.user_model, settings.user_fields)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run one step of the command in the command's event loop."""
@@ -131,7 +147,7 @@ def report_error(exc: BaseException, settings: Settings | None) -> int:
     if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
         exc = CancelledError("cancelled")
     if not isinstance(exc, DbtoolError) and settings is not None and "sqlalchemy" in sys.modules:
-        from cli.db import translate_error
+        from cli.dberrors import translate_error
 
         exc = translate_error(exc, settings) or exc
     if isinstance(exc, DbtoolError):
@@ -147,8 +163,9 @@ def describe_unexpected(exc: BaseException) -> str:
         from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
         if isinstance(exc, DBAPIError):
-            first_line = str(exc.driver_exception).strip().splitlines()[:1]
-            return f"database error: {first_line[0] if first_line else type(exc).__name__}"
+            from cli.dberrors import first_line
+
+            return f"database error: {first_line(exc)}"
         if isinstance(exc, SQLAlchemyError):
             return f"database error: {type(exc).__name__}"
     if isinstance(exc, OSError) and exc.strerror:

@@ -65,6 +65,10 @@ class Settings:
     echo: bool = False
     protected: bool = False
     password_min_length: int = 8
+    password_hash: str = "argon2"
+    models: str | None = None
+    user_model: str | None = None
+    user_fields: str | None = None
     application_name: str = DEFAULT_APPLICATION_NAME
     # Environment variable name -> source label ("option", "environment", ".env file ...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -109,6 +113,17 @@ def _parse_int(raw: str) -> int:
         raise ValueError("expected a whole number") from None
 
 
+def _parse_text(raw: str) -> str:
+    return raw.strip()
+
+
+def _parse_scheme(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in PASSWORD_SCHEMES:
+        raise ValueError(f"expected one of {', '.join(PASSWORD_SCHEMES)}")
+    return value
+
+
 def _parse_seconds(raw: str) -> float:
     try:
         value = float(raw.strip())
@@ -118,6 +133,8 @@ def _parse_seconds(raw: str) -> float:
         raise ValueError("expected a finite number of seconds")
     return value
 
+
+PASSWORD_SCHEMES = ("argon2", "bcrypt")
 
 SETTING_SPECS: tuple[_Spec, ...] = (
     _Spec("pool_size", "DBTOOL_POOL_SIZE", _parse_int, lambda v: v >= 1, "at least 1"),
@@ -141,8 +158,14 @@ SETTING_SPECS: tuple[_Spec, ...] = (
         lambda v: 1 <= v <= 4096,
         "between 1 and 4096",
     ),
+    _Spec("password_hash", "DBTOOL_PASSWORD_HASH", _parse_scheme),
+    _Spec("models", "DBTOOL_MODELS", _parse_text),
+    _Spec("user_model", "DBTOOL_USER_MODEL", _parse_text),
+    _Spec("user_fields", "DBTOOL_USER_FIELDS", _parse_text),
 )
 URL_ENV = "DATABASE_URL"
+# Settings that can also be given as a root option.
+OPTION_FLAGS = {URL_ENV: "--url", "DBTOOL_MODELS": "--models"}
 ALL_SETTING_NAMES = (URL_ENV, *(spec.env for spec in SETTING_SPECS))
 
 
@@ -151,12 +174,22 @@ def load_settings(
     url: str | None = None,
     env_file: Path | str | None = None,
     environ: Mapping[str, str] | None = None,
+    options: Mapping[str, str | None] | None = None,
 ) -> Settings:
-    """Resolve every setting: `url` argument > environment > .env file > default.
+    """Resolve every setting: option > environment > .env file > default.
 
+    `url` is the --url option; `options` holds other settings given as options, by setting
+    name (e.g. {"DBTOOL_MODELS": "app.models:Base"}). An option given but blank is an error
+    rather than "unset": `--url "$UNSET"` must not quietly mean another database.
     `env_file` defaults to `.env` in the current directory (ignored when missing); an
     explicitly given file must exist.
     """
+    given = {URL_ENV: url, **(options or {})}
+    for name, value in given.items():
+        if value is not None and not value.strip():
+            raise ConfigError(
+                f"{OPTION_FLAGS.get(name, name)} is empty: give a value or leave it out"
+            )
     env = os.environ if environ is None else environ
     dotenv_path, dotenv = _read_dotenv(env_file)
     dotenv_label = f".env file ({dotenv_path})"
@@ -170,7 +203,7 @@ def load_settings(
         return None
 
     sources: dict[str, str] = {}
-    if url is not None and url.strip():
+    if url is not None:
         raw_url, url_source = url, SOURCE_OPTION
     else:
         raw_url, url_source = lookup(URL_ENV) or (DEFAULT_DATABASE_URL, SOURCE_DEFAULT)
@@ -179,7 +212,8 @@ def load_settings(
 
     values: dict[str, Any] = {}
     for spec in SETTING_SPECS:
-        found = lookup(spec.env)
+        option = given.get(spec.env)
+        found = (option, SOURCE_OPTION) if option is not None else lookup(spec.env)
         if found is None:
             sources[spec.env] = SOURCE_DEFAULT
             continue

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
-import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
@@ -26,7 +24,7 @@ from typing import Any, Self
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -35,22 +33,19 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from cli.config import Settings, load_settings, mask_url, normalize_url, str_url
-from cli.errors import DatabaseUnavailableError, DbtoolError, SchemaMissingError
+from cli.appmodels import Models, UserModel, load_models
+from cli.config import Settings, load_settings, normalize_url, str_url
+from cli.dberrors import UnavailableError, connection_error
+from cli.errors import DatabaseUnavailableError
 
 # How long a SQLite connection waits for another writer's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT = 30.0
 
+# Where a session made by `Database.session()` finds its Database (see `database_of`).
+SESSION_DATABASE_KEY = "dbtool.database"
+
 RetryCallback = Callable[[int, DatabaseUnavailableError, float], None]
 """Called before each retry while waiting: (attempt number, why it failed, seconds left)."""
-
-
-class UnavailableError(DatabaseUnavailableError):
-    """A connection failure, with whether waiting and retrying can help."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 class Database:
@@ -66,6 +61,7 @@ class Database:
         self.must_exist = must_exist
         self._engine: AsyncEngine | None = None
         self._sessionmaker: async_sessionmaker[AsyncSession] | None = None
+        self._models: Models | None = None
 
     @classmethod
     def from_url(cls, url: str | URL, *, must_exist: bool = True, **settings: Any) -> Database:
@@ -87,6 +83,19 @@ class Database:
         return self._sessionmaker
 
     @property
+    def models(self) -> Models:
+        """The models this database is managed with (DBTOOL_MODELS, or the built-in ones)."""
+        if self._models is None:
+            settings = self.settings
+            self._models = load_models(settings.models, settings.user_model, settings.user_fields)
+        return self._models
+
+    @property
+    def user_model(self) -> UserModel:
+        """The table the users commands work on; ConfigError when it cannot be told."""
+        return self.models.user
+
+    @property
     def dialect(self) -> str:
         """ "postgresql" or "sqlite"."""
         return self.settings.backend
@@ -103,7 +112,10 @@ class Database:
             return self
         _check_sqlite_file(self.settings.url, must_exist=self.must_exist)
         self._engine = create_engine(self.settings)
-        self._sessionmaker = async_sessionmaker(self._engine, expire_on_commit=False)
+        # The services find the settings and models in use through the session's info.
+        self._sessionmaker = async_sessionmaker(
+            self._engine, expire_on_commit=False, info={SESSION_DATABASE_KEY: self}
+        )
         if verify:
             try:
                 await retry_connect(self._ping, self.settings, wait=wait, on_retry=on_retry)
@@ -266,75 +278,7 @@ async def retry_connect(
             delay = min(delay * 2, 2.0)
 
 
-_AUTH_FAILED = ("28P01", "28000")
-# connection_exception (08xxx) and the server ending the session (admin_shutdown, crash).
-_LOST_SQLSTATES = ("08000", "08003", "08006", "57P01", "57P02")
-_RETRYABLE_SQLSTATES = {
-    "57P03": "the server is starting up",
-    "53300": "the server has too many connections",
-}
-
-
-def connection_error(exc: BaseException, settings: Settings) -> UnavailableError | None:
-    """Translate a failure to connect into a one-line, password-free error; None if `exc`
-    is not a connection failure."""
-    if isinstance(exc, UnavailableError):
-        return exc
-    cause = exc.driver_exception if isinstance(exc, DBAPIError) else exc
-    url = settings.url
-    target = f"cannot connect to {mask_url(url)}"
-    sqlstate = getattr(cause, "sqlstate", None)
-    if sqlstate in _AUTH_FAILED:
-        return UnavailableError(
-            f"{target}: authentication failed for user {url.username!r}", retryable=False
-        )
-    if sqlstate == "3D000":
-        return UnavailableError(
-            f"{target}: database {url.database!r} does not exist "
-            "(`dbtool init --create-database` creates it)",
-            retryable=False,
-        )
-    if sqlstate in _RETRYABLE_SQLSTATES:
-        return UnavailableError(f"{target}: {_RETRYABLE_SQLSTATES[sqlstate]}", retryable=True)
-    if isinstance(cause, socket.gaierror):
-        return UnavailableError(f"{target}: unknown host {url.host!r}", retryable=True)
-    if isinstance(cause, ConnectionRefusedError):
-        where = f"{url.host or 'localhost'}:{url.port or 5432}"
-        return UnavailableError(
-            f"{target}: connection refused (is the server running on {where}?)", retryable=True
-        )
-    if isinstance(cause, TimeoutError):
-        return UnavailableError(
-            f"{target}: timed out after {settings.connect_timeout:g}s", retryable=True
-        )
-    if isinstance(cause, ssl.SSLError):
-        return UnavailableError(f"{target}: SSL error: {cause.reason}", retryable=False)
-    if isinstance(cause, (ConnectionError, OSError)) and not isinstance(exc, DBAPIError):
-        return UnavailableError(f"{target}: {cause}", retryable=True)
-    if settings.backend == "sqlite" and "unable to open database file" in str(cause):
-        return UnavailableError(f"{target}: unable to open the database file", retryable=False)
-    if (
-        sqlstate in _LOST_SQLSTATES
-        or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
-        # asyncpg used directly (COPY) raises its own InterfaceError for a dead connection.
-        or (type(cause).__module__.startswith("asyncpg") and "connection is closed" in str(cause))
-    ):
-        return UnavailableError(f"{target}: the connection was lost", retryable=True)
-    return None
-
-
-def translate_error(exc: BaseException, settings: Settings) -> DbtoolError | None:
-    """The domain error for a database exception dbtool understands, else None."""
-    if isinstance(exc, DbtoolError):
-        return exc
-    lost = connection_error(exc, settings)
-    if lost is not None:
-        return lost
-    if isinstance(exc, DBAPIError):
-        cause = exc.driver_exception
-        text = str(cause)
-        if getattr(cause, "sqlstate", None) == "42P01" or text.startswith("no such table"):
-            return SchemaMissingError(
-                "the tool's tables do not exist in this database; run `dbtool init` first"
-            )
-    return None
+def database_of(session: AsyncSession) -> Database | None:
+    """The Database that made `session`, if dbtool made it."""
+    found = session.info.get(SESSION_DATABASE_KEY)
+    return found if isinstance(found, Database) else None

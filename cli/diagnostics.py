@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
 from cli.db import Database, sqlite_path
-from cli.schema import describe_tables, model_tables
+from cli.schema import describe_tables
 
 USAGE_WARNING_RATIO = 0.8
 IDLE_IN_TRANSACTION_WARNING = 60.0
@@ -70,19 +70,22 @@ class InfoReport:
     version: str
     database_name: str
     size_bytes: int
+    models: str
     tables: list[dict[str, Any]]
     missing_tables: list[str]
+    mismatched_tables: list[dict[str, Any]]
 
     @property
     def schema_complete(self) -> bool:
-        return not self.missing_tables
+        return not self.missing_tables and not self.mismatched_tables
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "schema_complete": self.schema_complete}
 
 
 async def info(db: Database) -> InfoReport:
-    """Server, database size, the tool's tables with row counts, and what is missing."""
+    """Server, database size, the models' tables with row counts, and what is missing or
+    does not match."""
     product, version = await server_version(db)
     async with db.engine.connect() as conn:
         if db.dialect == "postgresql":
@@ -94,16 +97,17 @@ async def info(db: Database) -> InfoReport:
             size = await conn.scalar(
                 text("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
             )
-    tables = await describe_tables(db)
-    present = {table.name for table in tables}
+    state = await describe_tables(db)
     return InfoReport(
         database=db.settings.masked_url,
         server=product,
         version=version,
         database_name=name,
         size_bytes=int(size or 0),
-        tables=[{"name": table.name, "rows": table.rows} for table in tables],
-        missing_tables=[name for name in model_tables() if name not in present],
+        models=db.models.source,
+        tables=[{"name": table.name, "rows": table.rows} for table in state.present],
+        missing_tables=[table.name for table in state.missing],
+        mismatched_tables=[table.as_dict() for table in state.mismatched],
     )
 
 

@@ -4,8 +4,9 @@ import` reads exports back. Light on purpose: the CLI imports it to declare its 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from enum import StrEnum
+from datetime import date
+from decimal import Decimal
+from enum import Enum, StrEnum
 from typing import Any
 
 
@@ -24,15 +25,23 @@ def csv_value(value: Any) -> str:
     """A value as a CSV field: true/false, ISO 8601 timestamps, empty for None."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, datetime):
+    if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, Enum):
+        return str(value.value)
+    if isinstance(value, dict | list):
+        import json
+
+        return json.dumps(value, default=json_default, ensure_ascii=False)
     return "" if value is None else str(value)
 
 
 def json_default(value: Any) -> Any:
     """`json.dumps(default=...)` for the types dbtool's rows contain."""
-    if isinstance(value, datetime):
+    if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, uuid.UUID):
+    if isinstance(value, uuid.UUID | Decimal):
         return str(value)
+    if isinstance(value, Enum):
+        return value.value
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")

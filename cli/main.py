@@ -17,7 +17,9 @@ from cli.command import Command, State, confirm_typed
 from cli.errors import RefusedError
 
 if TYPE_CHECKING:
+    from cli.db import Database
     from cli.diagnostics import PoolReport
+    from cli.schema import DropPlan
 
 
 class RootGroup(TyperGroup):
@@ -100,6 +102,16 @@ def root(
             show_default=False,
         ),
     ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            metavar="MODULE:ATTR",
+            help="The application's models: a declarative base, MetaData or SQLModel, e.g. "
+            "app.models:Base (default: DBTOOL_MODELS, else dbtool's built-in users table).",
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks for errors.", show_default=False)
     ] = False,
@@ -119,7 +131,7 @@ def root(
     Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 cannot reach the
     database, 4 conflict, 5 refused, 130 cancelled.
     """
-    ctx.obj = State(url=url, env_file=env_file, debug=debug)
+    ctx.obj = State(url=url, env_file=env_file, debug=debug, models=models)
 
 
 @app.command()
@@ -137,7 +149,11 @@ def init(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create the tool's tables that are missing. Safe to re-run and to run concurrently."""
+    """Create the models' tables that are missing. Safe to re-run and to run concurrently.
+
+    Exits 1 without creating anything when a table of the models' name exists with other
+    columns (it is not the table the models describe).
+    """
     from cli import output, schema
     from cli.command import waiting
 
@@ -182,15 +198,45 @@ def _refuse_if_protected(cmd: Command, allow_protected: bool, action: str) -> No
         )
 
 
-def _confirm_destruction(cmd: Command, tables: list[Any], yes: bool, action: str) -> None:
-    """Show what will be destroyed; then --yes, a typed confirmation, or refusal."""
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Also drop tables whose columns do not match the models, and (PostgreSQL, with "
+        "CASCADE) the foreign keys of tables outside the models that reference them.",
+        show_default=False,
+    ),
+]
+
+
+def _plan_destruction(cmd: Command, db: "Database", force: bool) -> "DropPlan":
+    """What drop/reset would drop and keep; refuses (exit 5) when tables outside the models
+    depend on a table to drop."""
+    from cli import schema
+
+    state = cmd.run(schema.describe_tables(db, dependents=True))
+    plan = schema.plan_drop(state, db.models, force=force)
+    if plan.blocked:
+        raise RefusedError(
+            f"cannot drop: {'; '.join(plan.blocked)}; drop or change those first, or use --force"
+        )
+    return plan
+
+
+def _confirm_destruction(cmd: Command, plan: "DropPlan", yes: bool, action: str) -> None:
+    """Show what will be destroyed and kept; then --yes, a typed confirmation, or refusal."""
     from cli import output, schema
 
     settings = cmd.settings
-    output.note(f"This will {action} in {settings.masked_url}:")
-    for table in tables:
-        output.note(f"  - table {table.name} ({table.rows} rows)")
-    if yes:
+    if plan.drop:
+        output.note(f"This will {action} in {settings.masked_url}:")
+        for table in plan.drop:
+            output.note(f"  - table {table.name} ({table.rows} rows)")
+    if plan.skipped:
+        output.note("Kept, as they are not the tables the models describe (--force drops them):")
+        for table, reason in plan.skipped:
+            output.note(f"  - table {table.name} ({table.rows} rows): {reason}")
+    if not plan.drop or yes:
         return
     if not output.stdin_is_terminal():
         raise RefusedError(f"not confirmed: pass --yes to {action} without a terminal")
@@ -198,69 +244,90 @@ def _confirm_destruction(cmd: Command, tables: list[Any], yes: bool, action: str
     confirm_typed(name, "This cannot be undone.")
 
 
+def _drop_summary(plan: "DropPlan") -> dict[str, Any]:
+    return {
+        "dropped": [{"table": table.name, "rows": table.rows} for table in plan.drop],
+        "skipped": [
+            {"table": table.name, "rows": table.rows, "reason": reason}
+            for table, reason in plan.skipped
+        ],
+    }
+
+
+def _refuse_skipped(plan: "DropPlan") -> None:
+    if plan.skipped:
+        names = ", ".join(table.name for table, _ in plan.skipped)
+        raise RefusedError(
+            f"kept {names}: not the table(s) the models describe; pass --force to drop them too"
+        )
+
+
 @app.command()
 def drop(
     ctx: typer.Context,
     yes: YesOption = False,
+    force: ForceOption = False,
     allow_protected: AllowProtectedOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Drop the tool's tables (after showing them with their row counts and confirming)."""
+    """Drop the models' tables (after showing them with their row counts and confirming).
+
+    A table whose columns do not match the models is kept (exit 5) unless --force is given.
+    """
     from cli import output, schema
 
     with Command(ctx) as cmd:
         _refuse_if_protected(cmd, allow_protected, "drop tables in")
         db = cmd.database()
-        tables = cmd.run(schema.describe_tables(db))
-        if tables:
-            _confirm_destruction(cmd, tables, yes, "drop these tables")
-            dropped = cmd.run(schema.drop_schema(db))
-        else:
-            dropped = []
-
-    rows = {table.name: table.rows for table in tables}
-    if as_json:
-        output.print_json(
-            {
-                "database": cmd.settings.masked_url,
-                "dropped": [{"table": name, "rows": rows.get(name, 0)} for name in dropped],
-            }
-        )
-    elif dropped:
-        output.success(f"Dropped tables: {', '.join(dropped)}")
-    else:
-        output.note(
-            f"Nothing to drop: none of the tool's tables exist in {cmd.settings.masked_url}"
-        )
+        plan = _plan_destruction(cmd, db, force)
+        _confirm_destruction(cmd, plan, yes, "drop these tables")
+        if plan.drop:
+            plan = cmd.run(schema.drop_schema(db, force=force))
+        if as_json:
+            output.print_json({"database": cmd.settings.masked_url, **_drop_summary(plan)})
+        elif plan.drop:
+            output.success(f"Dropped tables: {', '.join(t.name for t in plan.drop)}")
+        elif not plan.skipped:
+            output.note(
+                f"Nothing to drop: none of the models' tables exist in {cmd.settings.masked_url}"
+            )
+        _refuse_skipped(plan)
 
 
 @app.command()
 def reset(
     ctx: typer.Context,
     yes: YesOption = False,
+    force: ForceOption = False,
     allow_protected: AllowProtectedOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Drop the tool's tables and create them again, empty (same confirmation as drop)."""
+    """Drop the models' tables and create them again, empty, in one transaction (same
+    confirmation and rules as drop)."""
     from cli import output, schema
 
     with Command(ctx) as cmd:
         _refuse_if_protected(cmd, allow_protected, "reset")
         db = cmd.database(must_exist=False)
-        tables = cmd.run(schema.describe_tables(db))
-        if tables:
-            _confirm_destruction(cmd, tables, yes, "drop and re-create these tables")
-        dropped = cmd.run(schema.drop_schema(db))
-        report = cmd.run(schema.create_schema(db))
-
-    if as_json:
-        output.print_json(
-            {"database": cmd.settings.masked_url, "dropped": dropped, "created": report.created}
-        )
-        return
-    if dropped:
-        output.success(f"Dropped tables: {', '.join(dropped)}")
-    output.success(f"Created tables: {', '.join(report.created)} in {cmd.settings.masked_url}")
+        plan = _plan_destruction(cmd, db, force)
+        _confirm_destruction(cmd, plan, yes, "drop and re-create these tables")
+        plan, report = cmd.run(schema.reset_schema(db, force=force))
+        if as_json:
+            output.print_json(
+                {
+                    "database": cmd.settings.masked_url,
+                    **_drop_summary(plan),
+                    "created": report.created,
+                }
+            )
+        else:
+            if plan.drop:
+                output.success(f"Dropped tables: {', '.join(t.name for t in plan.drop)}")
+            output.success(
+                f"Created tables: {', '.join(report.created) or 'none'} in "
+                f"{cmd.settings.masked_url}"
+            )
+        _refuse_skipped(plan)
 
 
 @app.command()
@@ -393,9 +460,11 @@ def _watch(
 
 @app.command()
 def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Show the server, the database size, the tool's tables and whether the schema is complete.
+    """Show the server, the database size, the models' tables and whether the schema is
+    complete.
 
-    Each table comes with its row count; missing tables are named.
+    Each table comes with its row count; missing tables are named, and so are tables that
+    exist with other columns than the models have.
     """
     from cli import diagnostics, output
 
@@ -405,15 +474,22 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         output.print_json(report.as_dict())
         return
+    problems = [f"missing {', '.join(report.missing_tables)} (run `dbtool init`)"] * bool(
+        report.missing_tables
+    )
+    for table in report.mismatched_tables:
+        lacks = f"lacks {', '.join(table['missing_columns'])}" if table["missing_columns"] else ""
+        extra = f"has extra {', '.join(table['extra_columns'])}" if table["extra_columns"] else ""
+        problems.append(f"{table['name']} exists but {'; '.join(p for p in (lacks, extra) if p)}")
     rows = [
         ("database", report.database),
         ("server", f"{report.server} {report.version}"),
         ("name", report.database_name),
         ("size", f"{report.size_bytes:,} bytes"),
+        ("models", report.models),
         *((f"table {t['name']}", f"{t['rows']:,} rows") for t in report.tables),
-        ("schema", "complete" if report.schema_complete else
-         f"incomplete: missing {', '.join(report.missing_tables)} (run `dbtool init`)"),
-    ]  # fmt: skip
+        ("schema", "complete" if report.schema_complete else "incomplete: " + "; ".join(problems)),
+    ]
     output.print_table(("", ""), rows)
 
 

@@ -1,8 +1,10 @@
 """Password hashing and the password policy: the one place that knows about either.
 
 New hashes are Argon2id with argon2-cffi's recommended parameters (RFC 9106 low-memory
-profile). bcrypt hashes from older systems still verify and are replaced by Argon2 ones
-when the password is next checked (`verify_password` returns the new hash).
+profile), or bcrypt (cost 12) with DBTOOL_PASSWORD_HASH=bcrypt, for applications whose login
+code verifies only bcrypt. Hashes of the other scheme still verify and are replaced by one
+of the configured scheme when the password is next checked (`verify_password` returns the
+new hash).
 """
 
 from __future__ import annotations
@@ -17,32 +19,40 @@ if TYPE_CHECKING:
 
 MAX_PASSWORD_LENGTH = 4096
 DEFAULT_MIN_LENGTH = 8
+DEFAULT_SCHEME = "argon2"
+BCRYPT_MAX_BYTES = 72  # bcrypt ignores (bcrypt 5: refuses) anything longer
 
-_hasher: PasswordHash | None = None
+# Scheme -> the PasswordHash whose first hasher makes new hashes of that scheme; the other
+# hasher only verifies (and asks for an upgrade). Built on first use, so the hashing modules
+# load only for commands that hash.
+_hashers: dict[str, PasswordHash] = {}
 
 
-def password_hasher() -> PasswordHash:
-    """Built on first use: the hashing modules load only for commands that hash."""
-    global _hasher
-    if _hasher is None:
+def password_hasher(scheme: str = DEFAULT_SCHEME) -> PasswordHash:
+    if not _hashers:
         from pwdlib import PasswordHash
         from pwdlib.hashers.argon2 import Argon2Hasher
         from pwdlib.hashers.bcrypt import BcryptHasher
 
-        _hasher = PasswordHash((Argon2Hasher(), BcryptHasher()))
-    return _hasher
+        argon2, bcrypt = Argon2Hasher(), BcryptHasher()
+        _hashers.update(
+            argon2=PasswordHash((argon2, bcrypt)), bcrypt=PasswordHash((bcrypt, argon2))
+        )
+    return _hashers[scheme]
 
 
-def hash_password(password: str) -> str:
-    return password_hasher().hash(password)
+def hash_password(password: str, scheme: str = DEFAULT_SCHEME) -> str:
+    return password_hasher(scheme).hash(password)
 
 
-def verify_password(password: str, stored_hash: str) -> tuple[bool, str | None]:
+def verify_password(
+    password: str, stored_hash: str, scheme: str = DEFAULT_SCHEME
+) -> tuple[bool, str | None]:
     """(matches, replacement hash or None). Note pwdlib's order: password first, then hash."""
     from pwdlib.exceptions import UnknownHashError
 
     try:
-        return password_hasher().verify_and_update(password, stored_hash)
+        return password_hasher(scheme).verify_and_update(password, stored_hash)
     except UnknownHashError:
         raise DbtoolError(
             "the stored password hash is in a format dbtool does not recognise "
@@ -66,18 +76,31 @@ def is_password_hash(value: str) -> bool:
     return bool(_ARGON2_HASH.fullmatch(value) or _BCRYPT_HASH.fullmatch(value))
 
 
+def hash_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as a password hash (import), or None."""
+    if not is_password_hash(value):
+        return "is not a complete Argon2 or bcrypt hash"
+    return None
+
+
 def policy_violation(
     password: str,
     *,
     min_length: int = DEFAULT_MIN_LENGTH,
     email: str | None = None,
     username: str | None = None,
+    scheme: str = DEFAULT_SCHEME,
 ) -> str | None:
     """Why `password` is not acceptable, or None. Applied in every mode, scripted or not."""
     if len(password) < min_length:
         return f"password is too short: at least {min_length} characters are required"
     if len(password) > MAX_PASSWORD_LENGTH:
         return f"password is too long: at most {MAX_PASSWORD_LENGTH} characters are allowed"
+    if scheme == "bcrypt" and len(password.encode("utf-8", "surrogatepass")) > BCRYPT_MAX_BYTES:
+        return (
+            f"password is too long for bcrypt (DBTOOL_PASSWORD_HASH=bcrypt): at most "
+            f"{BCRYPT_MAX_BYTES} bytes in UTF-8"
+        )
     if "\x00" in password:
         return "password must not contain a NUL character"
     folded = password.casefold()
@@ -94,7 +117,10 @@ def check_policy(
     min_length: int = DEFAULT_MIN_LENGTH,
     email: str | None = None,
     username: str | None = None,
+    scheme: str = DEFAULT_SCHEME,
 ) -> None:
-    problem = policy_violation(password, min_length=min_length, email=email, username=username)
+    problem = policy_violation(
+        password, min_length=min_length, email=email, username=username, scheme=scheme
+    )
     if problem is not None:
         raise InvalidInputError(problem)

@@ -1,23 +1,89 @@
-"""Creating and dropping the tool's schema (and, on PostgreSQL, the database itself)."""
+"""Creating, inspecting and dropping the models' schema (and, on PostgreSQL, the database).
+
+"The models" are the configured metadata (DBTOOL_MODELS, or the built-in tables). A table
+counts as the models' own only when its columns match: a table of the same name but another
+shape (an application's own `users`, say) is reported, never dropped without `--force`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import Table, func, inspect, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from cli.appmodels import Models
 from cli.config import Settings
 from cli.db import Database, RetryCallback, retry_connect, sqlite_path
-from cli.errors import DatabaseUnavailableError
-from cli.models import Base
+from cli.dberrors import sqlstate
+from cli.errors import DatabaseUnavailableError, DbtoolError, RefusedError
 
 # Any constant works as long as every dbtool process uses the same one: it serialises
 # concurrent `init`/`drop` runs on one PostgreSQL database.
 SCHEMA_LOCK_ID = 0x6462746F6F6C  # "dbtool"
 # Errors PostgreSQL raises when two CREATE DATABASE race: duplicate_database, unique_violation.
 _DATABASE_EXISTS_SQLSTATES = ("42P04", "23505")
+
+
+class SchemaMismatchError(DbtoolError):
+    """Tables of the models' names exist with other columns: not the tables they describe."""
+
+
+@dataclass(frozen=True)
+class TableState:
+    """One table of the models, as the database has it."""
+
+    name: str  # schema-qualified when the model says so
+    exists: bool
+    missing_columns: list[str] = field(default_factory=list)  # in the model, not the table
+    extra_columns: list[str] = field(default_factory=list)  # in the table, not the model
+    rows: int | None = None
+    dependents: list[str] = field(default_factory=list)  # outside tables referencing it
+
+    @property
+    def matches(self) -> bool:
+        return self.exists and not self.missing_columns and not self.extra_columns
+
+    def mismatch(self) -> str:
+        """`users exists but lacks a, b; has extra c`."""
+        parts = []
+        if self.missing_columns:
+            parts.append(f"lacks {', '.join(self.missing_columns)}")
+        if self.extra_columns:
+            parts.append(f"has extra {', '.join(self.extra_columns)}")
+        return f"{self.name} exists but {'; '.join(parts)}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "missing_columns": self.missing_columns,
+            "extra_columns": self.extra_columns,
+        }
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    tables: list[TableState]
+
+    @property
+    def present(self) -> list[TableState]:
+        return [table for table in self.tables if table.exists]
+
+    @property
+    def missing(self) -> list[TableState]:
+        return [table for table in self.tables if not table.exists]
+
+    @property
+    def mismatched(self) -> list[TableState]:
+        return [table for table in self.present if not table.matches]
+
+    @property
+    def complete(self) -> bool:
+        return all(table.matches for table in self.tables)
 
 
 @dataclass(frozen=True)
@@ -27,13 +93,27 @@ class SchemaReport:
 
 
 @dataclass(frozen=True)
-class TableInfo:
-    name: str
-    rows: int
+class DropPlan:
+    """What `drop` will do: tables to drop (child tables first) and tables it leaves."""
+
+    drop: list[TableState]
+    skipped: list[tuple[TableState, str]]  # (table, why)
+    force: bool
+
+    @property
+    def blocked(self) -> list[str]:
+        """Why dropping would break tables outside the models (without --force)."""
+        if self.force:
+            return []
+        return [
+            f"{outside} (not in the models) references {table.name}"
+            for table in self.drop
+            for outside in table.dependents
+        ]
 
 
-def model_tables() -> list[str]:
-    return [table.name for table in Base.metadata.sorted_tables]
+def model_tables(models: Models) -> list[str]:
+    return [table.fullname for table in models.tables]
 
 
 async def _lock_schema(conn: AsyncConnection) -> None:
@@ -43,41 +123,186 @@ async def _lock_schema(conn: AsyncConnection) -> None:
         await conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
 
 
-async def existing_tables(conn: AsyncConnection) -> list[str]:
-    present = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
-    return [name for name in model_tables() if name in present]
+def _inspect(sync: Connection, tables: Sequence[Table], *, dependents: bool) -> list[TableState]:
+    inspector = inspect(sync)
+    schemas = {table.schema for table in tables}
+    present = {
+        (schema, name) for schema in schemas for name in inspector.get_table_names(schema=schema)
+    }
+    ours = {(table.schema, table.name) for table in tables}
+    referenced: dict[tuple[str | None, str], list[str]] = {}
+    if dependents:
+        for schema in schemas:
+            for (_, name), constraints in inspector.get_multi_foreign_keys(schema=schema).items():
+                if (schema, name) in ours:
+                    continue
+                for constraint in constraints:
+                    target = (
+                        constraint.get("referred_schema") or schema,
+                        constraint["referred_table"],
+                    )
+                    referenced.setdefault(target, []).append(name)
+    states = []
+    for table in tables:
+        key = (table.schema, table.name)
+        if key not in present:
+            states.append(TableState(table.fullname, exists=False))
+            continue
+        actual = [column["name"] for column in inspector.get_columns(table.name, table.schema)]
+        wanted = [column.name for column in table.columns]
+        states.append(
+            TableState(
+                table.fullname,
+                exists=True,
+                missing_columns=[name for name in wanted if name not in actual],
+                extra_columns=[name for name in actual if name not in wanted],
+                dependents=sorted(set(referenced.get(key, []))),
+            )
+        )
+    return states
+
+
+async def inspect_schema(
+    conn: AsyncConnection, models: Models, *, counts: bool = False, dependents: bool = False
+) -> SchemaState:
+    """How the database holds each table of the models (row counts on request)."""
+    tables = models.tables
+    states = await conn.run_sync(lambda sync: _inspect(sync, tables, dependents=dependents))
+    if counts:
+        by_name = {table.fullname: table for table in tables}
+        preparer = conn.dialect.identifier_preparer
+        states = [
+            replace(state, rows=int(await conn.scalar(_count(by_name[state.name], preparer)) or 0))
+            if state.exists
+            else state
+            for state in states
+        ]
+    return SchemaState(states)
+
+
+def _count(table: Table, preparer: Any) -> Any:
+    # Only the name: the table's columns may not be the model's.
+    return select(func.count()).select_from(text(_quoted(table, preparer)))
+
+
+def _quoted(table: Table, preparer: Any) -> str:
+    quote = preparer.quote
+    name = quote(table.name)
+    return f"{quote(table.schema)}.{name}" if table.schema else name
 
 
 async def create_schema(db: Database) -> SchemaReport:
-    """Create the missing tables, all in one transaction; safe to run concurrently."""
+    """Create the missing tables, all in one transaction; safe to run concurrently.
+
+    Refuses (SchemaMismatchError, nothing created) when a table of the models' name exists
+    with other columns."""
+    models = db.models
     async with db.transaction() as conn:
         await _lock_schema(conn)
-        existing = await existing_tables(conn)
-        await conn.run_sync(Base.metadata.create_all)
+        state = await inspect_schema(conn, models)
+        _refuse_mismatched(state)
+        await _create_missing(conn, models, state)
     return SchemaReport(
-        created=[name for name in model_tables() if name not in existing], existing=existing
+        created=[table.name for table in state.missing],
+        existing=[table.name for table in state.present],
     )
 
 
-async def drop_schema(db: Database) -> list[str]:
-    """Drop the tool's tables that exist, in one transaction; returns their names."""
+def _refuse_mismatched(state: SchemaState) -> None:
+    if state.mismatched:
+        described = "; ".join(table.mismatch() for table in state.mismatched)
+        raise SchemaMismatchError(
+            f"{described}: not the table the models describe; migrate it to match (e.g. "
+            "with Alembic), point DBTOOL_MODELS at the models that match it, or drop it "
+            "with `dbtool drop --force`"
+        )
+
+
+async def _create_missing(conn: AsyncConnection, models: Models, state: SchemaState) -> None:
+    missing = {table.name for table in state.missing}
+    tables = [table for table in models.tables if table.fullname in missing]
+    if tables:
+        await conn.run_sync(lambda sync: models.metadata.create_all(sync, tables=tables))
+
+
+async def describe_tables(db: Database, *, dependents: bool = False) -> SchemaState:
+    """The models' tables as they exist, with their row counts."""
+    async with db.transaction() as conn:
+        return await inspect_schema(conn, db.models, counts=True, dependents=dependents)
+
+
+def plan_drop(state: SchemaState, models: Models, *, force: bool) -> DropPlan:
+    """Which existing tables `drop` may drop: those that match the models (all with force);
+    a table another skipped table references is kept too."""
+    by_name = {table.fullname: table for table in models.tables}
+    skipped: list[tuple[TableState, str]] = []
+    drop: list[TableState] = []
+    if force:
+        drop = state.present
+    else:
+        drop = [table for table in state.present if table.matches]
+        skipped = [(table, table.mismatch()) for table in state.mismatched]
+        kept = {table.name for table, _ in skipped}
+        for table in reversed(list(drop)):  # children first, so skips propagate to parents
+            referrers = sorted(
+                name
+                for name in kept
+                if any(
+                    key.column.table is by_name[table.name] for key in by_name[name].foreign_keys
+                )
+            )
+            if referrers:
+                drop.remove(table)
+                kept.add(table.name)
+                skipped.append((table, f"{', '.join(referrers)} (kept) references it"))
+    order = {name: index for index, name in enumerate(by_name)}
+    drop.sort(key=lambda table: -order[table.name])
+    return DropPlan(drop=drop, skipped=skipped, force=force)
+
+
+async def drop_schema(db: Database, *, force: bool = False) -> DropPlan:
+    """Drop the models' tables that exist and match, in one transaction; returns the plan
+    it carried out (skipped tables stay). RefusedError when tables outside the models
+    reference a table to drop (unless `force`, which drops with CASCADE on PostgreSQL)."""
     async with db.transaction() as conn:
         await _lock_schema(conn)
-        existing = await existing_tables(conn)
-        await conn.run_sync(Base.metadata.drop_all)
-    return existing
+        return await _drop(conn, db.models, force=force)
 
 
-async def describe_tables(db: Database) -> list[TableInfo]:
-    """The tool's tables that exist, with their row counts."""
+async def _drop(conn: AsyncConnection, models: Models, *, force: bool) -> DropPlan:
+    state = await inspect_schema(conn, models, counts=True, dependents=True)
+    plan = plan_drop(state, models, force=force)
+    if plan.blocked:
+        raise RefusedError(
+            f"cannot drop: {'; '.join(plan.blocked)}; drop or change those first, or use --force"
+        )
+    names = {table.name for table in plan.drop}
+    tables = [table for table in models.tables if table.fullname in names]
+    if not tables:
+        return plan
+    if force and conn.dialect.name == "postgresql":
+        # CASCADE drops the foreign keys (and views) of outside objects that depend on them.
+        preparer = conn.dialect.identifier_preparer
+        for table in reversed(tables):
+            await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_quoted(table, preparer)} CASCADE")
+    # Children first; after CASCADE this only drops the named types (enums) left behind.
+    await conn.run_sync(lambda sync: models.metadata.drop_all(sync, tables=tables))
+    return plan
+
+
+async def reset_schema(db: Database, *, force: bool = False) -> tuple[DropPlan, SchemaReport]:
+    """Drop and re-create the models' tables in one transaction: a failure (or a crash)
+    half-way leaves the schema as it was."""
+    models = db.models
     async with db.transaction() as conn:
-        names = await existing_tables(conn)
-        tables = {table.name: table for table in Base.metadata.sorted_tables}
-        result = []
-        for name in names:
-            rows = await conn.scalar(select(func.count()).select_from(tables[name]))
-            result.append(TableInfo(name, int(rows or 0)))
-    return result
+        await _lock_schema(conn)
+        plan = await _drop(conn, models, force=force)
+        state = await inspect_schema(conn, models)
+        await _create_missing(conn, models, state)
+    return plan, SchemaReport(
+        created=[table.name for table in state.missing],
+        existing=[table.name for table in state.present],
+    )
 
 
 def database_name(settings: Settings) -> str:
@@ -135,9 +360,7 @@ async def create_database(
                 await conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
                 created = True
             except Exception as exc:
-                if getattr(getattr(exc, "orig", None), "sqlstate", None) not in (
-                    _DATABASE_EXISTS_SQLSTATES
-                ):
+                if sqlstate(exc) not in _DATABASE_EXISTS_SQLSTATES:
                     raise  # someone else creating it at the same moment is fine
 
     try:

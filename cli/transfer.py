@@ -1,9 +1,10 @@
-"""Bulk import and export of users: streaming, all-or-nothing, set-based.
+"""Bulk import and export of users: streaming, all-or-nothing, set-based, on any user model.
 
-Import reads CSV or JSON Lines in batches, validates every row by the same rules as
-`users add`, hashes plain passwords on all cores, stages the rows in a temporary table (COPY
-on PostgreSQL, executemany on SQLite) and moves them into `users` with one set-based
-statement per step, all in one transaction. Memory holds one batch, whatever the file size.
+Import reads CSV or JSON Lines in batches (cli.readers), validates every row by the same
+rules as `users add`, hashes plain passwords on all cores, stages the rows in a temporary
+table shaped like the user table (COPY on PostgreSQL, executemany on SQLite) and moves them
+into it with set-based statements, all in one transaction. Memory holds one batch, whatever
+the file size.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import csv
 import gc
 import json
 import os
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -22,244 +22,198 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
-from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from sqlalchemy import (
-    Boolean,
     Column,
     Integer,
     MetaData,
-    String,
     Table,
-    Uuid,
     and_,
     exists,
     func,
-    insert,
+    literal,
     select,
     text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.schema import DefaultClause
 
 from cli import passwords
+from cli.appmodels import FLAG_DEFAULTS, FLAG_ROLES, UserModel, converter
 from cli.db import Database
-from cli.errors import ConflictError, DbtoolError, InvalidInputError, UsageError
+from cli.errors import ConflictError, DbtoolError, InvalidInputError
 from cli.formats import Format, OnConflict, csv_value, json_default
-from cli.models import EMAIL_MAX_LENGTH, PUBLIC_USER_FIELDS, User, UTCDateTime
+from cli.readers import ERROR_KEY, detect_format, excerpt, read_records
 from cli.users import UserFilter, filtered
 from cli.validation import normalize_email, normalize_username, username_from_email
 
-IMPORT_COLUMNS = (
-    "id",
-    "email",
-    "username",
-    "password",
-    "hashed_password",
-    "is_active",
-    "is_superuser",
-    "created_at",
-    "updated_at",
-)
-EXPORT_HASH_COLUMN = "hashed_password"
+__all__ = [
+    "ExportWriter",
+    "ImportConflictError",
+    "ImportRejectedError",
+    "ImportReport",
+    "Rejection",
+    "detect_format",
+    "export_columns",
+    "import_fields",
+    "import_users",
+    "read_records",
+    "stream_users",
+]
+
 REPORT_LIMIT = 20
 DEFAULT_BATCH_SIZE = 5000
+DERIVED_USERNAME = "__derived_username"
+LINE = "__line"
 
 
-def detect_format(
-    path: str | None, explicit: Format | None, *, default: Format | None = None
-) -> Format:
-    """--format wins; then the file extension (.csv, .jsonl, .ndjson); then `default`."""
-    if explicit is not None:
-        return explicit
-    suffix = Path(path or "").suffix.lower()
-    if suffix == ".csv":
-        return Format.CSV
-    if suffix in (".jsonl", ".ndjson"):
-        return Format.JSONL
-    if default is not None:
-        return default
-    where = "standard input" if path in (None, "-") else repr(path)
-    raise UsageError(f"cannot tell the format of {where}: use --format csv or --format jsonl")
+def plain_password_key(model: UserModel) -> str:
+    """The column name of plain-text passwords in import files."""
+    return "plain_password" if model.password.name == "password" else "password"
 
 
-# --- reading -------------------------------------------------------------------------------
+def import_fields(model: UserModel) -> tuple[str, ...]:
+    """The columns an import file may have: the table's, plus plain-text passwords."""
+    return (*model.table.columns.keys(), plain_password_key(model))
+
+
+# --- validation -------------------------------------------------------------------------------
 
 
 class RowError(Exception):
     """Why one input row cannot be imported."""
 
 
-def read_records(stream: IO[str], fmt: Format) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) for every row, streaming. Unknown columns are a UsageError."""
-    if fmt is Format.CSV:
-        reader = csv.DictReader(stream)
-        _check_columns(reader.fieldnames or [], where="the CSV header")
-        if "email" not in (reader.fieldnames or []):
-            raise UsageError("the CSV header has no email column")
-        for record in reader:
-            if None in record:  # more fields than the header has
-                yield reader.line_num, {"__error__": "more fields than the header has columns"}
-            else:
-                yield reader.line_num, record
-        return
-    for number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield number, {"__error__": f"not valid JSON ({exc.msg})"}
-            continue
-        if not isinstance(record, dict):
-            yield number, {"__error__": "not a JSON object"}
-            continue
-        _check_columns(record, where=f"line {number}")
-        yield number, record
+class RowPlan:
+    """How each input row becomes a staged row of the user model (built once per import).
 
-
-def _check_columns(names: Iterable[str], *, where: str) -> None:
-    unknown = sorted(set(names) - set(IMPORT_COLUMNS))
-    if unknown:
-        raise UsageError(
-            f"unknown column(s) in {where}: {', '.join(unknown)} "
-            f"(allowed: {', '.join(IMPORT_COLUMNS)})"
-        )
-
-
-# Text columns, in the order validate_record unpacks them.
-_TEXT_KEYS = ("email", "username", "password", "hashed_password", "id", "created_at", "updated_at")
-_FLAGS = {
-    **dict.fromkeys(("1", "true", "yes", "on", "t", "y"), True),
-    **dict.fromkeys(("0", "false", "no", "off", "f", "n"), False),
-}
-_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
-
-
-def _texts(record: dict[str, Any]) -> list[str | None]:
-    """The text columns of `record`, None where absent or empty."""
-    values: list[str | None] = []
-    for key in _TEXT_KEYS:
-        value = record.get(key)
-        if value.__class__ is str:  # every CSV field, and most JSON ones
-            values.append(value or None)
-        elif value is None:
-            values.append(None)
-        else:
-            raise RowError(f"{key} must be text")
-    return values
-
-
-def _flag(record: dict[str, Any], key: str) -> bool | None:
-    value = record.get(key)
-    if value is None or value == "":
-        return None
-    if value.__class__ is bool:
-        return bool(value)
-    if isinstance(value, str):
-        flag = _FLAGS.get(value)
-        if flag is None:
-            flag = _FLAGS.get(value.strip().lower())
-        if flag is not None:
-            return flag
-    raise RowError(f"{key} must be true or false, not {value!r}")
-
-
-def _timestamp(key: str, value: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise RowError(f"{key} is not an ISO 8601 timestamp: {value!r}") from None
-    if parsed.tzinfo is None:
-        raise RowError(f"{key} needs a time zone (e.g. {value}+00:00)")
-    return parsed
-
-
-def _user_id(raw: str | None) -> uuid.UUID | str:
-    """A new id, or the given one; a canonical UUID string is passed on as it is (PostgreSQL
-    parses it; SQLite staging converts it), which saves parsing it here."""
-    if raw is None:
-        return uuid.uuid4()
-    if _CANONICAL_UUID.fullmatch(raw):
-        return raw
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise RowError(f"id is not a UUID: {raw!r}") from None
-
-
-# A validated row as it goes into the staging table, in staging column order. A plain
-# password travels beside it and is replaced by its hash before staging. (A list rather than
-# an object: at hundreds of thousands of rows, per-row overhead is what limits the import.)
-STAGED_COLUMNS = (
-    "line",
-    "id",
-    "email",
-    "username",
-    "derived_username",
-    "hashed_password",
-    "is_active",
-    "is_superuser",
-    "created_at",
-    "updated_at",
-)
-_HASH = STAGED_COLUMNS.index("hashed_password")
-
-
-def validate_record(
-    line: int, record: dict[str, Any], *, min_password_length: int, now: datetime | None = None
-) -> tuple[list[Any], str | None]:
-    """The same rules as `users add`, for one record: (staged values, plain password or
-    None). RowError says what is wrong. `now` stamps rows the file gives no timestamps.
-
-    This runs once per row of files with millions of rows: keep it lean.
+    The staged row holds, in `columns` order: the line number, then every column of the
+    user table (None where the file said nothing and the database or the move decides),
+    then the username derived from the email. Keep `validate` lean: it runs once per row
+    of files with millions of rows.
     """
-    if "__error__" in record:
-        raise RowError(record["__error__"])
-    raw_email, given, plain, hashed, raw_id, raw_created, raw_updated = _texts(record)
-    if raw_email is None:
-        raise RowError("email is missing")
-    try:
-        email = normalize_email(raw_email)
-        username = normalize_username(given) if given is not None else None
-        derived = username or username_from_email(email)
-    except InvalidInputError as exc:
-        raise RowError(str(exc)) from None
-    if plain is not None:
-        if hashed is not None:
-            raise RowError("give either password or hashed_password, not both")
-        problem = passwords.policy_violation(
-            plain, min_length=min_password_length, email=email, username=derived
-        )
-        if problem is not None:
-            raise RowError(problem)
-    elif hashed is None:
-        raise RowError("password or hashed_password is missing")
-    elif not passwords.is_password_hash(hashed):
-        raise RowError("hashed_password is not a complete Argon2 or bcrypt hash")
-    created = (
-        _timestamp("created_at", raw_created)
-        if raw_created is not None
-        else (now or datetime.now(UTC))
-    )
-    values = [
-        line,
-        _user_id(raw_id),
-        email,
-        username,
-        derived,
-        hashed,
-        _flag(record, "is_active"),
-        _flag(record, "is_superuser"),
-        created,
-        _timestamp("updated_at", raw_updated) if raw_updated is not None else created,
-    ]
-    return values, plain
+
+    def __init__(
+        self, model: UserModel, *, min_password_length: int, scheme: str, assume_utc: bool = False
+    ) -> None:
+        self.model = model
+        self.min_password_length = min_password_length
+        self.scheme = scheme
+        self.plain = plain_password_key(model)
+        table_columns = list(model.table.columns)
+        self.columns: list[str] = [LINE, *(c.name for c in table_columns)]
+        if model.username is not None:
+            self.columns.append(DERIVED_USERNAME)
+        self.index = {name: position for position, name in enumerate(self.columns)}
+        special = {model.email, model.password, model.username}
+        # (key, staged position, converter) for the columns taken from the file as they are.
+        self.plain_columns = [
+            (c.name, self.index[c.name], converter(c, assume_utc=assume_utc))
+            for c in table_columns
+            if c not in special
+        ]
+        self.hash_length = getattr(model.password.type, "length", None)
+        # Python-side callable defaults (uuid4, ...) run per row here: INSERT ... SELECT
+        # cannot call them. Scalar and server defaults are applied by the move.
+        self.fillers = [
+            (self.index[c.name], getattr(c.default, "arg"))  # noqa: B009 (typing: Any)
+            for c in table_columns
+            if c.default is not None
+            and c.default.is_callable
+            and c not in {*special, model.created, model.updated}  # stamped in validate
+        ]
+        if model.generate_id:
+            self.fillers.append((self.index[model.id.name], lambda _ctx: uuid.uuid4()))
+        self.required = [(c.name, self.index[c.name]) for c in model.required]
+
+    def validate(
+        self, line: int, record: dict[str, Any], now: datetime
+    ) -> tuple[list[Any], str | None]:
+        """(staged values, plain password or None); RowError says what is wrong."""
+        if ERROR_KEY in record:
+            raise RowError(record[ERROR_KEY])
+        model = self.model
+        values: list[Any] = [None] * len(self.columns)
+        values[0] = line
+        raw_email = _text(record, model.email.name)
+        if raw_email is None:
+            raise RowError("email is missing")
+        try:
+            email = normalize_email(raw_email)
+            values[self.index[model.email.name]] = email
+            if model.username is not None:
+                given = _text(record, model.username.name)
+                username = normalize_username(given) if given is not None else None
+                derived = username or username_from_email(email)
+                values[self.index[model.username.name]] = username
+                values[self.index[DERIVED_USERNAME]] = derived
+            else:
+                derived = None
+        except InvalidInputError as exc:
+            raise RowError(str(exc)) from None
+        plain = _text(record, self.plain)
+        hashed = _text(record, model.password.name)
+        if plain is not None:
+            if hashed is not None:
+                raise RowError(f"give either {self.plain} or {model.password.name}, not both")
+            problem = passwords.policy_violation(
+                plain,
+                min_length=self.min_password_length,
+                email=email,
+                username=derived,
+                scheme=self.scheme,
+            )
+            if problem is not None:
+                raise RowError(problem)
+        elif hashed is None:
+            raise RowError(f"{self.plain} or {model.password.name} is missing")
+        else:
+            problem = passwords.hash_problem(hashed)
+            if problem is not None:
+                raise RowError(f"{model.password.name} {problem}")
+            if self.hash_length is not None and len(hashed) > self.hash_length:
+                raise RowError(
+                    f"{model.password.name} is longer than the column allows "
+                    f"({self.hash_length} characters)"
+                )
+            values[self.index[model.password.name]] = hashed
+        for key, position, convert in self.plain_columns:
+            raw = record.get(key)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[position] = convert(raw)
+            except ValueError as exc:
+                raise RowError(f"{key} {exc}: {excerpt(raw)}") from None
+        if model.created is not None:
+            created_at = self.index[model.created.name]
+            if values[created_at] is None:
+                values[created_at] = now
+            if model.updated is not None and values[self.index[model.updated.name]] is None:
+                values[self.index[model.updated.name]] = values[created_at]
+        elif model.updated is not None and values[self.index[model.updated.name]] is None:
+            values[self.index[model.updated.name]] = now
+        for position, make in self.fillers:  # after the timestamps: ids, other defaults
+            if values[position] is None:
+                values[position] = make(None)
+        for key, position in self.required:
+            if values[position] is None:
+                raise RowError(f"{key} is missing (the user model requires it)")
+        return values, plain
 
 
-# --- the import ----------------------------------------------------------------------------
+def _text(record: dict[str, Any], key: str) -> str | None:
+    """A text field of `record`, None where absent or empty."""
+    value = record.get(key)
+    if value is None or value.__class__ is str:  # every CSV field, and most JSON ones
+        return value or None
+    raise RowError(f"{key} must be text")
+
+
+# --- the import -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -311,22 +265,15 @@ class ImportConflictError(ConflictError):
         self.report = report
 
 
-_staging_metadata = MetaData()
-staging = Table(
-    "dbtool_import_staging",
-    _staging_metadata,
-    Column("line", Integer, nullable=False),
-    Column("id", Uuid, nullable=False),
-    Column("email", String(EMAIL_MAX_LENGTH), nullable=False),
-    Column("username", String(64)),
-    Column("derived_username", String(64), nullable=False),
-    Column("hashed_password", String(255), nullable=False),
-    Column("is_active", Boolean),
-    Column("is_superuser", Boolean),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
-    prefixes=["TEMPORARY"],
-)
+def staging_table(model: UserModel, plan: RowPlan) -> Table:
+    """A temporary table with the user table's column types, every column nullable."""
+    columns: list[Column[Any]] = [Column(LINE, Integer, nullable=False)]
+    for column in model.table.columns:
+        columns.append(Column(column.name, column.type, nullable=True))
+    if DERIVED_USERNAME in plan.index:
+        assert model.username is not None
+        columns.append(Column(DERIVED_USERNAME, model.username.type, nullable=True))
+    return Table("dbtool_import_staging", MetaData(), *columns, prefixes=["TEMPORARY"])
 
 
 async def import_users(
@@ -336,26 +283,37 @@ async def import_users(
     on_conflict: OnConflict = OnConflict.FAIL,
     skip_invalid: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
-    min_password_length: int = passwords.DEFAULT_MIN_LENGTH,
+    min_password_length: int | None = None,
     on_reject: Callable[[Rejection], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    model: UserModel | None = None,
 ) -> ImportReport:
     """Import `records` (from read_records) in one transaction: all or nothing.
 
-    Each batch is staged (COPY on PostgreSQL, executemany on SQLite) and moved into users by
-    set-based statements according to `on_conflict`; while the database moves one batch,
-    the next is read and validated, so Python's work and the server's overlap. Raises
+    Each batch is staged (COPY on PostgreSQL, executemany on SQLite) and moved into the user
+    table by set-based statements according to `on_conflict`; while the database moves one
+    batch, the next is read and validated, so Python's work and the server's overlap. Raises
     ImportRejectedError (invalid rows without skip_invalid) or ImportConflictError; in both
     cases, and on any other failure or cancellation, nothing is written.
     """
     started = time.perf_counter()
+    model = model or db.user_model
+    settings = db.settings
+    plan = RowPlan(
+        model,
+        min_password_length=settings.password_min_length
+        if min_password_length is None
+        else min_password_length,
+        scheme=settings.password_hash,
+    )
     report = ImportReport()
     rows = iter(records)
 
     def next_batch() -> tuple[bool, list[tuple[list[Any], str | None]]]:
         batch = list(islice(rows, batch_size))
-        return bool(batch), _validate_batch(batch, report, min_password_length, on_reject)
+        return bool(batch), _validate_batch(plan, batch, report, on_reject)
 
+    staging = staging_table(model, plan)
     moving: asyncio.Task[None] | None = None
     moving_rows: list[list[Any]] = []
     batches = 0
@@ -367,15 +325,20 @@ async def import_users(
             async with db.session() as session:
                 conn = await session.connection()
                 await conn.run_sync(lambda sync: staging.create(sync))
-                statements = _MoveStatements.build(conn.dialect.name, on_conflict)
+                statements = _MoveStatements.build(
+                    conn.dialect.name, on_conflict, model, staging, plan
+                )
+                stage = _Stager(conn, staging, plan)
                 try:
                     more, staged = next_batch()
                     while more:
                         if not report.rejected or skip_invalid:
-                            ready = await _hash_plain_passwords(staged, hashing)
+                            ready = await _hash_plain_passwords(
+                                staged, hashing, plan, settings.password_hash
+                            )
                             if moving is not None:
                                 await moving  # the previous batch has left the staging table
-                            await _stage(conn, ready)
+                            await stage(ready)
                             moving_rows = ready
                             moving = asyncio.create_task(
                                 _move(conn, statements, report, staged=len(ready))
@@ -394,10 +357,14 @@ async def import_users(
                         await asyncio.gather(moving, return_exceptions=True)
                 if report.rejected and not skip_invalid:
                     raise ImportRejectedError(report)
+                if statements.after is not None:
+                    await conn.execute(statements.after)
                 await conn.run_sync(lambda sync: staging.drop(sync))
         except IntegrityError:
             # The transaction is gone (nothing written); explain the batch that conflicted.
-            report.conflicts = await _explain_conflicts(db, moving_rows, on_conflict)
+            report.conflicts = await _explain_conflicts(
+                db, model, staging, plan, moving_rows, on_conflict
+            )
             raise ImportConflictError(report, _conflict_summary(report.conflicts)) from None
     report.seconds = time.perf_counter() - started
     return report
@@ -423,9 +390,9 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _validate_batch(
+    plan: RowPlan,
     batch: list[tuple[int, dict[str, Any]]],
     report: ImportReport,
-    min_password_length: int,
     on_reject: Callable[[Rejection], None] | None,
 ) -> list[tuple[list[Any], str | None]]:
     staged = []
@@ -433,9 +400,7 @@ def _validate_batch(
     for line, record in batch:
         report.rows += 1
         try:
-            staged.append(
-                validate_record(line, record, min_password_length=min_password_length, now=now)
-            )
+            staged.append(plan.validate(line, record, now))
         except RowError as exc:
             report.rejected += 1
             rejection = Rejection(line, str(exc), record)
@@ -447,93 +412,135 @@ def _validate_batch(
 
 
 async def _hash_plain_passwords(
-    rows: list[tuple[list[Any], str | None]], pool: ThreadPoolExecutor
+    rows: list[tuple[list[Any], str | None]], pool: ThreadPoolExecutor, plan: RowPlan, scheme: str
 ) -> list[list[Any]]:
     """The rows ready to stage, plain passwords hashed on every core at once (argon2
     releases the GIL while it works)."""
     plain = [(values, secret) for values, secret in rows if secret is not None]
     if plain:
+        position = plan.index[plan.model.password.name]
         loop = asyncio.get_running_loop()
         hashes = await asyncio.gather(
-            *(loop.run_in_executor(pool, passwords.hash_password, secret) for _, secret in plain)
+            *(
+                loop.run_in_executor(pool, passwords.hash_password, secret, scheme)
+                for _, secret in plain
+            )
         )
         for (values, _), hashed in zip(plain, hashes, strict=True):
-            values[_HASH] = hashed
+            values[position] = hashed
     return [values for values, _ in rows]
 
 
-async def _stage(conn: AsyncConnection, rows: list[list[Any]]) -> None:
-    """Put one batch into the (empty) staging table."""
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        raw = await conn.get_raw_connection()
-        # asyncpg's binary COPY into the temporary table, inside the same transaction.
-        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            staging.name, records=rows, columns=STAGED_COLUMNS
+class _Stager:
+    """Puts one batch into the (empty) staging table."""
+
+    def __init__(self, conn: AsyncConnection, staging: Table, plan: RowPlan) -> None:
+        self.conn, self.staging, self.plan = conn, staging, plan
+        dialect = conn.dialect
+        # COPY bypasses SQLAlchemy's type processing, so apply each column type's bind
+        # processor here (most have none on asyncpg).
+        self.processors = [
+            (position, processor)
+            for position, column in enumerate(staging.columns)
+            if (processor := column.type._cached_bind_processor(dialect)) is not None
+        ]
+
+    async def __call__(self, rows: list[list[Any]]) -> None:
+        if not rows:
+            return
+        if self.conn.dialect.name == "postgresql":
+            if self.processors:
+                for row in rows:
+                    for position, process in self.processors:
+                        if row[position] is not None:
+                            row[position] = process(row[position])
+            raw = await self.conn.get_raw_connection()
+            # asyncpg's binary COPY into the temporary table, inside the same transaction.
+            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+                self.staging.name, records=rows, columns=self.plan.columns
+            )
+            return
+        columns = self.plan.columns
+        await self.conn.execute(
+            self.staging.insert(), [dict(zip(columns, row, strict=True)) for row in rows]
         )
-        return
-    named = [dict(zip(STAGED_COLUMNS, row, strict=True)) for row in rows]
-    for values in named:  # SQLAlchemy's Uuid type on SQLite wants UUID objects
-        if isinstance(values["id"], str):
-            values["id"] = uuid.UUID(values["id"])
-    await conn.execute(insert(staging), named)
 
 
-def _user_values(s: Any) -> dict[str, Any]:
-    """Column values for a new user from staging row `s`; defaults where the file was silent."""
-    return {
-        "id": s.id,
-        "email": s.email,
-        "username": func.coalesce(s.username, s.derived_username),
-        "hashed_password": s.hashed_password,
-        "is_active": func.coalesce(s.is_active, True),
-        "is_superuser": func.coalesce(s.is_superuser, False),
-        "created_at": s.created_at,
-        "updated_at": s.updated_at,
-    }
+def _default_expression(column: Column[Any], dialect: str) -> Any | None:
+    """What the database would put in `column` when an INSERT leaves it out, as an SQL
+    expression for `coalesce(staged, default)`; None when that is NULL (or done in Python)."""
+    default = column.default
+    if default is not None and default.is_scalar:
+        return literal(getattr(default, "arg"), type_=column.type)  # noqa: B009
+    server = column.server_default
+    if isinstance(server, DefaultClause):
+        return text(server.arg) if isinstance(server.arg, str) else server.arg
+    if column.table.autoincrement_column is column and dialect == "postgresql":
+        # SERIAL and IDENTITY columns both have a sequence; SQLite numbers NULL ids itself.
+        return func.nextval(func.pg_get_serial_sequence(column.table.fullname, column.name))
+    return None
 
 
 @dataclass(frozen=True)
 class _MoveStatements:
-    """The set-based statements that move one staged batch into users, built once per import
-    (building them per batch would also leave SQLAlchemy objects behind for the collector)."""
+    """The set-based statements that move one staged batch into the user table, built once
+    per import (building them per batch would also leave objects behind for the collector)."""
 
     drop_superseded: Any  # update: a later line for the same email wins
     update_existing: Any  # update: overwrite users matched by email
     drop_updated: Any  # update: what remains staged is new
     insert: Any
-    empty_staging: Any  # where the insert did not already empty it
+    empty_staging: Any
+    after: Any  # once, at the end (PostgreSQL: move an id sequence past imported ids)
 
     @classmethod
-    def build(cls, dialect: str, policy: OnConflict) -> _MoveStatements:
-        users = cast(Table, User.__table__)
+    def build(
+        cls, dialect: str, policy: OnConflict, model: UserModel, staging: Table, plan: RowPlan
+    ) -> _MoveStatements:
+        users = model.table
         s = staging.c
+        email = users.c[model.email.name]
+        fixed = {model.id, model.email, model.created}
         update_parts: tuple[Any, Any, Any] = (None, None, None)
         if policy is OnConflict.UPDATE:
-            last_lines = select(func.max(s.line)).group_by(s.email)
+            last_lines = select(func.max(s[LINE])).group_by(s[model.email.name])
+            changes = {
+                column.name: (
+                    s[column.name]
+                    if column is model.password or column is model.updated
+                    else func.coalesce(s[column.name], users.c[column.name])
+                )
+                for column in users.columns
+                if column not in fixed
+            }
             update_parts = (
-                staging.delete().where(s.line.not_in(last_lines)),
-                update(users)
-                .where(users.c.email == s.email)
-                .values(
-                    username=func.coalesce(s.username, users.c.username),
-                    hashed_password=s.hashed_password,
-                    is_active=func.coalesce(s.is_active, users.c.is_active),
-                    is_superuser=func.coalesce(s.is_superuser, users.c.is_superuser),
-                    updated_at=s.updated_at,
-                ),
-                staging.delete().where(exists().where(users.c.email == s.email)),
+                staging.delete().where(s[LINE].not_in(last_lines)),
+                update(users).where(email == s[model.email.name]).values(changes),
+                staging.delete().where(exists().where(email == s[model.email.name])),
             )
-        source = staging
-        values = _user_values(source.c)
-        new_rows = select(*values.values()).select_from(source)
+        values: dict[str, Any] = {}
+        for column in users.columns:
+            staged = s[column.name]
+            if column is model.username:
+                values[column.name] = func.coalesce(staged, s[DERIVED_USERNAME])
+                continue
+            role = next((r for r, c in model.roles() if c is column), None)
+            default = _default_expression(column, dialect)
+            if default is None and role in FLAG_ROLES:
+                default = literal(FLAG_DEFAULTS[role])
+            values[column.name] = staged if default is None else func.coalesce(staged, default)
+        new_rows = select(*values.values()).select_from(staging)
         if policy is OnConflict.SKIP:
-            new_rows = new_rows.order_by(source.c.line)  # of repeated emails, the first wins
-        insert_dialect = _insert_for(dialect)
-        insert_rows = insert_dialect(users).from_select(list(values), new_rows)
+            new_rows = new_rows.order_by(s[LINE])  # of repeated emails, the first wins
+        insert_rows = _insert_for(dialect)(users).from_select(list(values), new_rows)
         if policy is OnConflict.SKIP:
             insert_rows = insert_rows.on_conflict_do_nothing()
+        after = None
+        if dialect == "postgresql" and users.autoincrement_column is model.id:
+            sequence = func.pg_get_serial_sequence(users.fullname, model.id.name)
+            after = select(
+                func.setval(sequence, select(func.max(model.id)).scalar_subquery())
+            ).where(select(func.max(model.id)).scalar_subquery().is_not(None))
         return cls(
             *update_parts,
             insert=insert_rows,
@@ -542,14 +549,15 @@ class _MoveStatements:
             empty_staging=text(f"TRUNCATE {staging.name}")
             if dialect == "postgresql"
             else staging.delete(),
+            after=after,
         )
 
 
 async def _move(
     conn: AsyncConnection, statements: _MoveStatements, report: ImportReport, *, staged: int
 ) -> None:
-    """Move the staged batch into users, set-based, and leave the staging table empty.
-    Earlier batches are already in users, so the unique constraints see the file so far."""
+    """Move the staged batch into the user table, set-based, and leave the staging table
+    empty. Earlier batches are already in, so the unique constraints see the file so far."""
     report.staged += staged
     moved = 0
     if statements.update_existing is not None:
@@ -560,8 +568,7 @@ async def _move(
     inserted = (await conn.execute(statements.insert)).rowcount
     report.inserted += inserted
     report.skipped += staged - moved - inserted
-    if statements.empty_staging is not None:
-        await conn.execute(statements.empty_staging)
+    await conn.execute(statements.empty_staging)
 
 
 def _insert_for(dialect: str) -> Any:
@@ -575,57 +582,79 @@ def _insert_for(dialect: str) -> Any:
     return sqlite_insert
 
 
-async def _explain_conflicts(db: Database, rows: list[list[Any]], policy: OnConflict) -> list[str]:
+async def _explain_conflicts(
+    db: Database,
+    model: UserModel,
+    staging: Table,
+    plan: RowPlan,
+    rows: list[list[Any]],
+    policy: OnConflict,
+) -> list[str]:
     """Stage the batch that conflicted again, in a transaction that is rolled back, and
     report its first conflicting emails and usernames with their lines."""
     async with db.engine.connect() as conn:
         await conn.begin()
         await conn.run_sync(lambda sync: staging.create(sync))
-        await _stage(conn, rows)
+        await _Stager(conn, staging, plan)(rows)
         try:
-            return await _conflicts_in_staging(conn, policy)
+            return await _conflicts_in_staging(conn, model, staging, policy)
         finally:
             await conn.rollback()
 
 
-async def _conflicts_in_staging(conn: AsyncConnection, policy: OnConflict) -> list[str]:
-    users = cast(Table, User.__table__)
+async def _conflicts_in_staging(
+    conn: AsyncConnection, model: UserModel, staging: Table, policy: OnConflict
+) -> list[str]:
+    users = model.table
     s = staging.c
-    effective = func.coalesce(s.username, s.derived_username)
+    email, line = s[model.email.name], s[LINE]
     found: list[str] = []
 
     async def collect(query: Any, describe: Callable[[Any], str]) -> None:
         for row in await conn.execute(query.limit(REPORT_LIMIT - len(found))):
             found.append(describe(row))
 
-    first_line = func.min(s.line)
+    first_line = func.min(line)
     await collect(
-        select(s.email, first_line, func.max(s.line), func.count())
-        .group_by(s.email)
+        select(email, first_line, func.max(line), func.count())
+        .group_by(email)
         .having(func.count() > 1)
         .order_by(first_line),
         lambda r: f"email {r[0]!r} appears {r[3]} times (first on line {r[1]}, last on {r[2]})",
     )
     if policy is not OnConflict.UPDATE:
         await collect(
-            select(s.email, s.line)
-            .where(exists().where(users.c.email == s.email))
-            .order_by(s.line),
+            select(email, line)
+            .where(exists().where(users.c[model.email.name] == email))
+            .order_by(line),
             lambda r: f"email {r[0]!r} (line {r[1]}) already exists (or came earlier in the file)",
         )
-    await collect(
-        select(effective, func.min(s.line), func.count(func.distinct(s.email)))
-        .group_by(effective)
-        .having(func.count(func.distinct(s.email)) > 1)
-        .order_by(func.min(s.line)),
-        lambda r: f"username {r[0]!r} is used by {r[2]} different emails (first on line {r[1]})",
-    )
-    await collect(
-        select(effective, s.line)
-        .where(exists().where(and_(users.c.username == effective, users.c.email != s.email)))
-        .order_by(s.line),
-        lambda r: f"username {r[0]!r} (line {r[1]}) belongs to another user (or an earlier line)",
-    )
+    if model.username is not None:
+        effective = func.coalesce(s[model.username.name], s[DERIVED_USERNAME])
+        await collect(
+            select(effective, func.min(line), func.count(func.distinct(email)))
+            .group_by(effective)
+            .having(func.count(func.distinct(email)) > 1)
+            .order_by(func.min(line)),
+            lambda r: (
+                f"username {r[0]!r} is used by {r[2]} different emails (first on line {r[1]})"
+            ),
+        )
+        await collect(
+            select(effective, line)
+            .where(
+                exists().where(
+                    and_(
+                        users.c[model.username.name] == effective,
+                        users.c[model.email.name] != email,
+                    )
+                )
+            )
+            .order_by(line),
+            lambda r: (
+                f"username {r[0]!r} (line {r[1]}) belongs to another user (or an earlier line)"
+            ),
+        )
     return found or ["a unique constraint was violated"]
 
 
@@ -634,23 +663,29 @@ def _conflict_summary(conflicts: list[str]) -> str:
     return f"{conflicts[0]}{more}"
 
 
-# --- export --------------------------------------------------------------------------------
+# --- export -----------------------------------------------------------------------------------
 
 
-def export_columns(include_hashes: bool) -> list[str]:
-    return [*PUBLIC_USER_FIELDS, *([EXPORT_HASH_COLUMN] if include_hashes else [])]
+def export_columns(model: UserModel, include_hashes: bool) -> list[str]:
+    return [*model.public_names, *([model.password.name] if include_hashes else [])]
 
 
 async def stream_users(
-    session: AsyncSession, selection: UserFilter, *, include_hashes: bool, chunk: int = 1000
+    session: AsyncSession,
+    selection: UserFilter,
+    *,
+    model: UserModel,
+    include_hashes: bool,
+    chunk: int = 1000,
 ) -> AsyncIterator[dict[str, Any]]:
     """Every selected user as a dict of export columns, fetched `chunk` rows at a time."""
-    columns = export_columns(include_hashes)
-    result = await session.stream_scalars(
-        filtered(select(User), selection).execution_options(yield_per=chunk)
+    names = export_columns(model, include_hashes)
+    columns = [model.table.columns[name] for name in names]
+    result = await session.stream(
+        filtered(select(*columns), selection, model).execution_options(yield_per=chunk)
     )
-    async for user in result:
-        yield {name: getattr(user, name) for name in columns}
+    async for row in result:
+        yield model.as_read(dict(zip(names, row, strict=True)))
 
 
 class ExportWriter:

@@ -21,8 +21,9 @@ from cli.formats import Format, OnConflict
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from cli.models import User
+    from cli.appmodels import UserModel
     from cli.transfer import ImportReport
+    from cli.users import UserRecord
 
 users_app = typer.Typer(
     name="users",
@@ -60,6 +61,16 @@ ActiveFilterOption = Annotated[
 ]
 SuperuserFilterOption = Annotated[
     bool, typer.Option("--superuser", help="Only superusers.", show_default=False)
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="COLUMN=VALUE",
+        help="Set another column of the user model (repeatable), e.g. --set full_name='Ada "
+        "Lovelace'; the value is converted through the column's type.",
+        show_default=False,
+    ),
 ]
 SearchOption = Annotated[
     str | None,
@@ -136,25 +147,92 @@ def _prompt_hidden(text: str) -> str:
         raise CancelledError("cancelled, nothing was changed") from None
 
 
-def _render_user(user: "User", as_json: bool, extra: dict[str, Any] | None = None) -> None:
-    from cli import output
-    from cli.users import public_fields
+def _policy(cmd: Command, **identity: str | None) -> Callable[[str], str | None]:
+    """The password policy of the command's settings, for checking at the prompt."""
+    from cli import passwords
 
-    fields = public_fields(user)
+    settings = cmd.settings
+
+    def problem(candidate: str) -> str | None:
+        return passwords.policy_violation(
+            candidate,
+            min_length=settings.password_min_length,
+            scheme=settings.password_hash,
+            **identity,
+        )
+
+    return problem
+
+
+def _render_user(user: "UserRecord", as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    from cli import output
+
+    fields = user.public()
     if as_json:
         output.print_json({**fields, **(extra or {})})
     else:
         output.print_table(("Field", "Value"), fields.items())
 
 
-def _describe(user: "User") -> str:
+def _describe(user: "UserRecord") -> str:
     roles = [
         role
         for role, present in (("superuser", user.is_superuser), ("inactive", not user.is_active))
         if present
     ]
-    suffix = f", {', '.join(roles)}" if roles else ""
-    return f"{user.email} (username {user.username}{suffix})"
+    details = ([f"username {user.username}"] if user.username is not None else []) + roles
+    return f"{user.email} ({', '.join(details)})" if details else user.email
+
+
+def parse_assignments(assignments: list[str] | None) -> dict[str, str]:
+    """--set NAME=VALUE pairs; a malformed one is a usage error naming it."""
+    values: dict[str, str] = {}
+    for assignment in assignments or []:
+        name, sep, value = assignment.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set {assignment!r}: expected COLUMN=VALUE")
+        values[name.strip()] = value
+    return values
+
+
+def _ask_required(model: "UserModel", given: dict[str, Any]) -> dict[str, Any]:
+    """Values for the model's required columns that --set left out: asked on a terminal
+    (like Django's REQUIRED_FIELDS), else one error naming them all."""
+    from cli import output
+    from cli.appmodels import convert
+    from cli.errors import InvalidInputError
+    from cli.users import missing_required
+
+    missing = missing_required(model, given)
+    if not missing:
+        return given
+    if not output.stdin_is_terminal():
+        raise UsageError(
+            f"the user model {model.name} requires {', '.join(missing)}: give "
+            + " ".join(f"--set {name}=VALUE" for name in missing)
+        )
+    answers = dict(given)
+    for name in missing:
+        column = model.table.columns[name]
+        for _ in range(PROMPT_ATTEMPTS):
+            raw = _prompt(name)
+            try:
+                answers[name] = convert(column, raw)
+                break
+            except InvalidInputError as exc:
+                output.error(exc.message)
+        else:
+            raise UsageError(f"no valid value for {name} after {PROMPT_ATTEMPTS} attempts")
+    return answers
+
+
+def _prompt(text: str) -> str:
+    from cli.errors import CancelledError
+
+    try:
+        return str(typer.prompt(text, err=True))
+    except (typer.Abort, EOFError, KeyboardInterrupt):
+        raise CancelledError("cancelled, nothing was changed") from None
 
 
 @users_app.command("add")
@@ -177,6 +255,16 @@ def users_add(
         bool,
         typer.Option("--inactive", help="Create the user deactivated.", show_default=False),
     ] = False,
+    verified: Annotated[
+        bool,
+        typer.Option(
+            "--verified",
+            help="Mark the email as verified (models with a verified column, e.g. "
+            "fastapi-users' is_verified).",
+            show_default=False,
+        ),
+    ] = False,
+    assignments: SetOption = None,
     if_not_exists: Annotated[
         bool,
         typer.Option(
@@ -191,27 +279,32 @@ def users_add(
     """Create a user.
 
     The password comes from a hidden prompt, --password-stdin or DBTOOL_USER_PASSWORD.
+    Required columns of the user model that dbtool does not know are given with --set (on
+    a terminal, dbtool asks for the missing ones).
+
     CI bootstrap: dbtool users add admin@example.com --superuser --if-not-exists
     --password-stdin <<< "$ADMIN_PASSWORD"
     """
-    from cli import output, passwords, users
-    from cli.errors import ConflictError
+    from cli import output, users
+    from cli.errors import ConflictError, InvalidInputError
     from cli.validation import normalize_email, normalize_username, username_from_email
 
     with Command(ctx) as cmd:
         # Validate what needs no database first, so a typo costs no prompt or connection.
+        model = cmd.models.user
         normalised = normalize_email(email)
-        name = normalize_username(username) if username else username_from_email(normalised)
-        min_length = cmd.settings.password_min_length
+        if model.username is None:
+            if username:
+                raise InvalidInputError(
+                    f"--username does not apply: the user model {model.name} has no username column"
+                )
+            name = None
+        else:
+            name = normalize_username(username) if username else username_from_email(normalised)
+        values = _ask_required(model, users.convert_values(model, parse_assignments(assignments)))
+        password = read_new_password(password_stdin, _policy(cmd, email=normalised, username=name))
 
-        def policy(candidate: str) -> str | None:
-            return passwords.policy_violation(
-                candidate, min_length=min_length, email=normalised, username=name
-            )
-
-        password = read_new_password(password_stdin, policy)
-
-        async def add(session: "AsyncSession") -> "tuple[User, bool]":
+        async def add(session: "AsyncSession") -> "tuple[UserRecord, bool]":
             try:
                 user = await users.add_user(
                     session,
@@ -220,7 +313,8 @@ def users_add(
                     password=password,
                     is_superuser=superuser,
                     is_active=not inactive,
-                    min_password_length=min_length,
+                    is_verified=True if verified else None,
+                    values=values,
                 )
                 return user, True
             except ConflictError:
@@ -254,22 +348,22 @@ def users_list(
 ) -> None:
     """List users, oldest first (a table; --json or --csv for scripts)."""
     from cli import output, users
-    from cli.models import PUBLIC_USER_FIELDS
 
     selection = users.UserFilter(active=active, superuser=superuser or None, search=search)
     with Command(ctx) as cmd:
         if as_json and as_csv:
             raise UsageError("choose one of --json and --csv")
+        columns = cmd.models.user.public_names
         found = cmd.in_session(
             lambda session: users.list_users(session, selection, limit=limit, offset=offset)
         )
-    rows = [[getattr(user, name) for name in PUBLIC_USER_FIELDS] for user in found]
+    rows = [[user.get(name) for name in columns] for user in found]
     if as_json:
-        output.print_json([users.public_fields(user) for user in found])
+        output.print_json([user.public() for user in found])
     elif as_csv:
-        output.print_csv(PUBLIC_USER_FIELDS, rows)
+        output.print_csv(columns, rows)
     else:
-        output.print_table(PUBLIC_USER_FIELDS, rows)
+        output.print_table(columns, rows)
         output.note(f"{len(found)} user(s)")
 
 
@@ -288,24 +382,14 @@ def users_set_password(
     ctx: typer.Context, ident: IdentArgument, password_stdin: PasswordStdinOption = False
 ) -> None:
     """Set a user's password (same sources and policy as `users add`)."""
-    from cli import output, passwords, users
+    from cli import output, users
 
     with Command(ctx) as cmd:
-        min_length = cmd.settings.password_min_length
         # An unknown user fails before any prompt.
         user = cmd.in_session(lambda session: users.get_user(session, ident))
-
-        def policy(candidate: str) -> str | None:
-            return passwords.policy_violation(
-                candidate, min_length=min_length, email=user.email, username=user.username
-            )
-
+        policy = _policy(cmd, email=user.email, username=user.username)
         password = read_new_password(password_stdin, policy)
-        user = cmd.in_session(
-            lambda session: users.set_password(
-                session, str(user.id), password, min_password_length=min_length
-            )
-        )
+        user = cmd.in_session(lambda session: users.set_password(session, str(user.id), password))
     output.success(f"Password changed for {user.email}")
 
 
@@ -354,11 +438,21 @@ def users_update(
             show_default=False,
         ),
     ] = None,
+    verified: Annotated[
+        bool | None,
+        typer.Option(
+            "--verified/--unverified",
+            help="Mark the email verified or not (models with a verified column).",
+            show_default=False,
+        ),
+    ] = None,
+    assignments: SetOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Change a user's email, username, active or superuser flag."""
+    """Change a user's email, username, flags or other columns (--set)."""
     from cli import output, users
 
+    values = parse_assignments(assignments)
     with Command(ctx) as cmd:
         user, changed = cmd.in_session(
             lambda session: users.update_user(
@@ -368,6 +462,8 @@ def users_update(
                 username=username,
                 is_active=active,
                 is_superuser=superuser,
+                is_verified=verified,
+                values=values,
             )
         )
     if as_json:
@@ -452,17 +548,20 @@ def users_import(
 ) -> None:
     """Import users from CSV or JSON Lines: all or nothing, in one transaction.
 
-    Columns: email (required), username, password (plain, hashed here) or hashed_password
-    (Argon2 or bcrypt), is_active, is_superuser; and id, created_at, updated_at as written
-    by `users export`.
+    Columns: the user table's (email required; for the built-in model id, email, username,
+    hashed_password, is_active, is_superuser, created_at, updated_at, as `users export`
+    writes them), plus password for plain-text passwords, hashed here. Each row needs a
+    password or a hash (Argon2 or bcrypt).
     """
     from cli import output, transfer
 
     with Command(ctx) as cmd:
         chosen = transfer.detect_format(file, fmt)
+        model = cmd.models.user
+        fields = transfer.import_fields(model)
         with (
             nullcontext(sys.stdin) if file == "-" else _open_text(file, "r") as source,
-            _rejects_writer(rejects, chosen) as on_reject,
+            _rejects_writer(rejects, chosen, fields) as on_reject,
             _import_progress(file, chosen) as on_progress,
         ):
             db = cmd.database()
@@ -470,11 +569,10 @@ def users_import(
                 report = cmd.run(
                     transfer.import_users(
                         db,
-                        transfer.read_records(source, chosen),
+                        transfer.read_records(source, chosen, fields, required=(model.email.name,)),
                         on_conflict=on_conflict,
                         skip_invalid=skip_invalid,
                         batch_size=batch_size,
-                        min_password_length=cmd.settings.password_min_length,
                         on_reject=on_reject,
                         on_progress=on_progress,
                     )
@@ -515,7 +613,9 @@ def _report_import_problems(report: "ImportReport") -> None:
 
 
 @contextmanager
-def _rejects_writer(path: Path | None, fmt: Format) -> Iterator[Callable[[Any], None] | None]:
+def _rejects_writer(
+    path: Path | None, fmt: Format, fields: tuple[str, ...]
+) -> Iterator[Callable[[Any], None] | None]:
     """Write rejected rows (line, reason, then the row, plain passwords redacted)."""
     if path is None:
         yield None
@@ -523,21 +623,20 @@ def _rejects_writer(path: Path | None, fmt: Format) -> Iterator[Callable[[Any], 
     import csv
     import json
 
-    from cli.transfer import IMPORT_COLUMNS
-
+    plain = fields[-1]  # import_fields ends with the plain-password column
     with _open_text(path, "w") as stream:
         writer = csv.writer(stream, lineterminator="\n") if fmt is Format.CSV else None
         if writer is not None:
-            writer.writerow(["line", "reason", *IMPORT_COLUMNS])
+            writer.writerow(["line", "reason", *fields])
 
         def write(rejection: Any) -> None:
             row = {
-                key: ("(redacted)" if key == "password" and value else value)
+                key: ("(redacted)" if key == plain and value else value)
                 for key, value in rejection.record.items()
-                if key in IMPORT_COLUMNS
+                if key in fields
             }
             if writer is not None:
-                values = [row.get(name) or "" for name in IMPORT_COLUMNS]
+                values = [row.get(name) or "" for name in fields]
                 writer.writerow([rejection.line, rejection.reason, *values])
             else:
                 record = {"line": rejection.line, "reason": rejection.reason, **row}
@@ -621,14 +720,15 @@ def users_export(
     selection = UserFilter(active=active, superuser=superuser or None, search=search)
     with Command(ctx) as cmd:
         chosen = transfer.detect_format(output_path, fmt, default=Format.CSV)
-        columns = transfer.export_columns(include_hashes)
+        model = cmd.models.user
+        columns = transfer.export_columns(model, include_hashes)
 
         async def export(stream: Any) -> int:
             writer = transfer.ExportWriter(stream, chosen, columns)
             count = 0
             async with cmd.db.session() as session:
                 async for row in transfer.stream_users(
-                    session, selection, include_hashes=include_hashes
+                    session, selection, model=model, include_hashes=include_hashes
                 ):
                     writer.write(row)
                     count += 1

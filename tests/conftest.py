@@ -88,8 +88,12 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 @pytest.fixture(autouse=True)
 def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fast Argon2 parameters in-process (subprocess tests hash with the real defaults)."""
-    cheap = Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1)
-    monkeypatch.setattr(passwords, "_hasher", PasswordHash((cheap, BcryptHasher())))
+    cheap, bcrypt = Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1), BcryptHasher(4)
+    monkeypatch.setattr(
+        passwords,
+        "_hashers",
+        {"argon2": PasswordHash((cheap, bcrypt)), "bcrypt": PasswordHash((bcrypt, cheap))},
+    )
 
 
 @pytest.fixture(

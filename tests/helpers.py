@@ -82,24 +82,29 @@ class Dbtool:
     """Runs the real CLI against one database: in-process through Typer's test runner (stdin
     is then not a terminal), or as a subprocess of the installed console script."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, env: dict[str, str] | None = None) -> None:
         self.url = url
+        self.env = env or {}  # settings every run gets (e.g. DBTOOL_MODELS)
 
     def __call__(
         self, *args: str, input: str | None = None, env: dict[str, str] | None = None
     ) -> Result:
-        result = CliRunner().invoke(app, ["--url", self.url, *args], input=input, env=env)
+        result = CliRunner().invoke(
+            app, ["--url", self.url, *args], input=input, env={**self.env, **(env or {})}
+        )
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return Result(result.exit_code, result.stdout, result.stderr)
 
     def spawn(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        env = {**os.environ, **self.env, **kwargs.pop("env", {})}
         return subprocess.Popen(
             [dbtool_executable(), "--url", self.url, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
             **kwargs,
         )
 

@@ -76,6 +76,7 @@ def test_drop_with_yes(initialised: Dbtool) -> None:
     result = initialised("drop", "--yes", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["dropped"] == [{"table": "users", "rows": 1}]
+    assert json.loads(result.stdout)["skipped"] == []
     assert "users" not in table_names(initialised.url)
     # Nothing left: a second drop succeeds and says so.
     again = initialised("drop", "--yes")
@@ -102,7 +103,8 @@ def test_reset_empties_the_tables(initialised: Dbtool) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
         "database": json.loads(result.stdout)["database"],
-        "dropped": ["users"],
+        "dropped": [{"table": "users", "rows": 1}],  # the same shape as drop --json
+        "skipped": [],
         "created": ["users"],
     }
     assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(0,)]
