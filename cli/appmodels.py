@@ -31,6 +31,7 @@ from sqlalchemy.exc import NoInspectionAvailable
 from sqlalchemy.orm import Mapper
 
 from cli.errors import ConfigError, InvalidInputError
+from cli.formats import excerpt
 
 MODELS_ENV = "DBTOOL_MODELS"
 USER_MODEL_ENV = "DBTOOL_USER_MODEL"
@@ -235,12 +236,17 @@ def convert(column: Column[Any], value: Any, *, assume_utc: bool = False) -> Any
     try:
         return converter(column, assume_utc=assume_utc)(value)
     except ValueError as exc:
-        raise InvalidInputError(f"{column.name}={_excerpt(value)}: {column.name} {exc}") from None
+        raise InvalidInputError(f"{column.name}={excerpt(value)}: {column.name} {exc}") from None
 
 
-def _excerpt(value: Any, limit: int = 40) -> str:
-    text = str(value)
-    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+def check_length(column: Column[Any], value: str) -> None:
+    """InvalidInputError when `value` does not fit the text column (PostgreSQL would refuse
+    it with a database error, SQLite would keep it whatever the declared length)."""
+    length = getattr(column.type, "length", None)
+    if length is not None and len(value) > length:
+        raise InvalidInputError(
+            f"{column.name} is longer than the column allows ({length} characters)"
+        )
 
 
 # --- the user model ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ This module is imported at start-up: heavy imports stay inside functions.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -67,13 +68,18 @@ class Command:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            from cli.config import load_settings
+            from dataclasses import replace
 
-            self._settings = load_settings(
+            from cli.config import DEFAULT_APPLICATION_NAME, load_settings
+
+            settings = load_settings(
                 url=self.state.url,
                 env_file=self.state.env_file,
                 options={"DBTOOL_MODELS": self.state.models},
             )
+            if settings.application_name is None:
+                settings = replace(settings, application_name=DEFAULT_APPLICATION_NAME)
+            self._settings = settings
             if self._settings.echo:
                 _log_sql_to_stderr()
         return self._settings
@@ -109,12 +115,15 @@ class Command:
             raise RuntimeError("call Command.database() first")
         return self._db
 
-    def in_session(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """Run `work(session)` in one session of the command's database (commit on success)."""
+    def in_session(
+        self, work: Callable[[AsyncSession], Awaitable[T]], *, readonly: bool = False
+    ) -> T:
+        """Run `work(session)` in one session of the command's database (commit on success);
+        `readonly` for work that only reads (on SQLite it then never waits for a writer)."""
         db = self._db if self._db is not None else self.database()
 
         async def unit() -> T:
-            async with db.session() as session:
+            async with db.session(readonly=readonly) as session:
                 return await work(session)
 
         return self.run(unit())
@@ -132,8 +141,12 @@ class Command:
             self._runner.close()
         if exc is None or isinstance(exc, typer.Exit):
             return
-        if self.state.debug and not isinstance(exc, KeyboardInterrupt):
-            return  # let the traceback through (Typer never shows locals)
+        if self.state.debug:
+            # The traceback as well as the line, and the same exit code as without --debug
+            # (scripts branch on it). Python's own format never shows local variables.
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
         code = report_error(exc, self._settings)
         raise typer.Exit(code) from None
 
@@ -153,6 +166,12 @@ def report_error(exc: BaseException, settings: Settings | None) -> int:
     if isinstance(exc, DbtoolError):
         output.error(exc.message)
         return int(exc.exit_code)
+    if isinstance(exc, BrokenPipeError):  # `dbtool users export | head`: the reader left
+        import os
+
+        # Nothing more can reach stdout; point it at /dev/null so the final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(ExitCode.FAILED)
     output.error(f"{describe_unexpected(exc)} (run with --debug for details)")
     return int(ExitCode.FAILED)
 
@@ -201,6 +220,39 @@ def waiting(target: str, wait: float) -> Iterator[RetryCallback | None]:
             output.note(f"waiting ({left:.0f}s left): {error.message}")
 
     yield log
+
+
+def finite_seconds(value: float) -> float:
+    """Option callback: a number of seconds, 0 or more, not NaN or infinite."""
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter(f"{value!r} is not a number of seconds (0 or more)")
+    return value
+
+
+def whole_number(low: int, high: int) -> Callable[[int], int]:
+    """Option callback: a whole number from `low` to `high`."""
+
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise typer.BadParameter(f"{value} is not between {low} and {high:,}")
+        return value
+
+    return check
+
+
+def at_least(low: float) -> Callable[[float], float]:
+    """Option callback: a finite number of seconds of at least `low`."""
+
+    def check(value: float) -> float:
+        if finite_seconds(value) < low:
+            raise typer.BadParameter(f"{value!r} is less than {low:g}")
+        return value
+
+    return check
+
+
+# The largest count an option takes (a PostgreSQL integer).
+MAX_COUNT = 2**31 - 1
 
 
 def _log_sql_to_stderr() -> None:

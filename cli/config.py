@@ -69,7 +69,8 @@ class Settings:
     models: str | None = None
     user_model: str | None = None
     user_fields: str | None = None
-    application_name: str = DEFAULT_APPLICATION_NAME
+    # None: the CLI calls itself "dbtool"; applications get their program's name (cli.db).
+    application_name: str | None = None
     # Environment variable name -> source label ("option", "environment", ".env file ...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -190,6 +191,8 @@ def load_settings(
             raise ConfigError(
                 f"{OPTION_FLAGS.get(name, name)} is empty: give a value or leave it out"
             )
+        if value is not None:
+            _text(OPTION_FLAGS.get(name, name), value, SOURCE_OPTION)
     env = os.environ if environ is None else environ
     dotenv_path, dotenv = _read_dotenv(env_file)
     dotenv_label = f".env file ({dotenv_path})"
@@ -197,9 +200,9 @@ def load_settings(
     def lookup(name: str) -> tuple[str, str] | None:
         # Empty values count as unset, so `DATABASE_URL=` in CI does not mean "no URL".
         if env.get(name, "").strip():
-            return env[name], SOURCE_ENVIRONMENT
+            return _text(name, env[name], SOURCE_ENVIRONMENT), SOURCE_ENVIRONMENT
         if (dotenv.get(name) or "").strip():
-            return str(dotenv[name]), dotenv_label
+            return _text(name, str(dotenv[name]), dotenv_label), dotenv_label
         return None
 
     sources: dict[str, str] = {}
@@ -233,6 +236,18 @@ def load_settings(
     elif "connect_timeout" in url_extras:
         del url_extras["connect_timeout"]
     return Settings(url=normalised, sources=sources, **{**url_extras, **values})
+
+
+def _text(name: str, value: str, source: str) -> str:
+    """`value`, if it is text a setting can hold (argv and the environment can carry invalid
+    UTF-8, which Python keeps as surrogates, and NUL characters)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{name} (from {source}) is not valid UTF-8") from None
+    if "\x00" in value:
+        raise ConfigError(f"{name} (from {source}) contains a NUL character")
+    return value
 
 
 def _read_dotenv(env_file: Path | str | None) -> tuple[Path, dict[str, str | None]]:
@@ -271,6 +286,7 @@ def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
     whose message never contains the raw URL (it may hold a password).
     """
     where = f"{URL_ENV} (from {source})"
+    _text(URL_ENV, raw, source)
     try:
         url = make_url(raw.strip())
     except ArgumentError:
@@ -281,6 +297,9 @@ def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
     except ValueError as exc:  # e.g. a non-numeric port
         raise ConfigError(f"{where} is not a valid database URL: {exc}") from None
 
+    # %00 decodes to NUL (SQLAlchemy 2.1 decodes the database part too, 2.0 does not).
+    if "%00" in raw or any("\x00" in (part or "") for part in (url.password, url.database)):
+        raise ConfigError(f"{where} contains a NUL character (%00)")
     driver = _DRIVER_ALIASES.get(url.drivername)
     if driver is None:
         raise ConfigError(
@@ -297,6 +316,8 @@ def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
         )
     if not url.database:
         raise ConfigError(f"{where} names no database (add /dbname after the host)")
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ConfigError(f"{where} has port {url.port}, outside 1-65535")
     extras: dict[str, Any] = {}
     query = dict(url.query)
     unknown = sorted(set(query) - set(_POSTGRES_URL_PARAMS))

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -43,6 +44,8 @@ SQLITE_BUSY_TIMEOUT = 30.0
 
 # Where a session made by `Database.session()` finds its Database (see `database_of`).
 SESSION_DATABASE_KEY = "dbtool.database"
+# Execution option marking a transaction that only reads (SQLite: BEGIN DEFERRED).
+READONLY = "dbtool_readonly"
 
 RetryCallback = Callable[[int, DatabaseUnavailableError, float], None]
 """Called before each retry while waiting: (attempt number, why it failed, seconds left)."""
@@ -54,8 +57,16 @@ class Database:
     Use it as an async context manager, or call `connect()` and `dispose()` yourself.
     """
 
-    def __init__(self, settings: Settings | None = None, *, must_exist: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        must_exist: bool = True,
+        engine_options: Mapping[str, Any] | None = None,
+    ) -> None:
         self.settings = settings if settings is not None else load_settings()
+        # Extra create_async_engine() keywords: connect_args (merged with dbtool's), poolclass...
+        self.engine_options = dict(engine_options or {})
         # False only for commands that create the database (init): an embedded SQLite file
         # is never created as a side effect of, say, `users list`.
         self.must_exist = must_exist
@@ -64,11 +75,23 @@ class Database:
         self._models: Models | None = None
 
     @classmethod
-    def from_url(cls, url: str | URL, *, must_exist: bool = True, **settings: Any) -> Database:
+    def from_url(
+        cls,
+        url: str | URL,
+        *,
+        must_exist: bool = True,
+        engine_options: Mapping[str, Any] | None = None,
+        **settings: Any,
+    ) -> Database:
         """A Database for `url` (normalised like DATABASE_URL); other Settings fields as
-        keywords, e.g. `Database.from_url(url, pool_size=20, application_name="api")`."""
+        keywords, e.g. `Database.from_url(url, pool_size=20, application_name="api")`, and
+        engine options, e.g. `engine_options={"poolclass": NullPool, "connect_args": {...}}`."""
         normalised, extras = normalize_url(str_url(url), "argument")
-        return cls(Settings(url=normalised, **{**extras, **settings}), must_exist=must_exist)
+        return cls(
+            Settings(url=normalised, **{**extras, **settings}),
+            must_exist=must_exist,
+            engine_options=engine_options,
+        )
 
     @property
     def engine(self) -> AsyncEngine:
@@ -111,7 +134,7 @@ class Database:
         if self._engine is not None:
             return self
         _check_sqlite_file(self.settings.url, must_exist=self.must_exist)
-        self._engine = create_engine(self.settings)
+        self._engine = create_engine(self.settings, **self.engine_options)
         # The services find the settings and models in use through the session's info.
         self._sessionmaker = async_sessionmaker(
             self._engine, expire_on_commit=False, info={SESSION_DATABASE_KEY: self}
@@ -125,7 +148,7 @@ class Database:
         return self
 
     async def _ping(self) -> None:
-        async with self.engine.connect() as conn:
+        async with self.reading() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
     async def dispose(self) -> None:
@@ -146,11 +169,16 @@ class Database:
         await self.dispose()
 
     @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
+    async def session(self, *, readonly: bool = False) -> AsyncIterator[AsyncSession]:
         """One unit of work: commit when the block succeeds, roll back on any exception
-        (including cancellation), and always close, returning the connection to the pool."""
+        (including cancellation), and always close, returning the connection to the pool.
+
+        `readonly=True` (reads only): on SQLite the transaction does not take the write
+        lock, so it never waits for a writer (see `_use_sqlite_transactions`)."""
         async with self.sessionmaker() as session:
             try:
+                if readonly:
+                    await session.connection(execution_options={READONLY: True})
                 yield session
             except BaseException:
                 # If the connection itself is gone, rollback fails too; close() below then
@@ -170,14 +198,34 @@ class Database:
             yield session
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A connection in a transaction (Core-level work such as DDL): commit or roll back."""
-        async with self.engine.begin() as conn:
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (diagnostics): on SQLite it never takes the write lock."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(**{READONLY: True})
             yield conn
 
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction (Core-level work such as DDL): commit or roll back."""
+        async with self.engine.connect() as conn:
+            if readonly:
+                await conn.execution_options(**{READONLY: True})
+            async with conn.begin():
+                yield conn
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """The engine for `settings`; call it inside the event loop that will use it."""
+
+def default_application_name() -> str:
+    """What an application's connections are called when nothing says otherwise: the
+    program's name (uvicorn, gunicorn, ...), so they are never mistaken for dbtool's."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if program.name == "__main__.py":  # python -m uvicorn: the package's name
+        program = program.parent
+    return (program.name.removesuffix(".py") or "python")[:63]
+
+
+def create_engine(settings: Settings, **engine_options: Any) -> AsyncEngine:
+    """The engine for `settings`; call it inside the event loop that will use it.
+    `engine_options` are passed on to create_async_engine (connect_args merged)."""
     options: dict[str, Any] = {
         "echo": settings.echo,
         # Emails and hashes never appear in error messages or echo logs.
@@ -186,20 +234,28 @@ def create_engine(settings: Settings) -> AsyncEngine:
     }
     url = settings.url
     if settings.backend == "postgresql":
-        options["connect_args"] = {
+        name = settings.application_name or default_application_name()
+        connect_args: dict[str, Any] = {
             "timeout": settings.connect_timeout,
-            "server_settings": {"application_name": settings.application_name},
+            "server_settings": {"application_name": name},
         }
     else:
-        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
-    if settings.backend == "postgresql" or not _is_sqlite_memory(url):
+        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT}
+    extra = dict(engine_options)
+    given = dict(extra.pop("connect_args", {}) or {})
+    if "server_settings" in given and "server_settings" in connect_args:
+        given["server_settings"] = {**connect_args["server_settings"], **given["server_settings"]}
+    options["connect_args"] = {**connect_args, **given}
+    if "poolclass" not in extra and (
+        settings.backend == "postgresql" or not _is_sqlite_memory(url)
+    ):
         options.update(
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
             pool_timeout=settings.pool_timeout,
             pool_recycle=settings.pool_recycle,
         )
-    engine = create_async_engine(url, **options)
+    engine = create_async_engine(url, **{**options, **extra})
     if settings.backend == "sqlite":
         _use_sqlite_transactions(engine)
     return engine
@@ -211,7 +267,9 @@ def _use_sqlite_transactions(engine: AsyncEngine) -> None:
     Python's sqlite3 driver (under aiosqlite) neither begins a transaction before DDL nor
     takes the write lock until the first write, so concurrent `init` runs race and two
     writers can deadlock. BEGIN IMMEDIATE takes the lock at the start and waits (busy
-    timeout) for other writers instead.
+    timeout) for other writers instead. Transactions marked read-only (`Database.session(
+    readonly=True)`) begin DEFERRED: they take no write lock, so a reader never waits for a
+    writer (in WAL mode, which `init` switches on, not even while it commits).
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -220,7 +278,8 @@ def _use_sqlite_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        readonly = conn.get_execution_options().get(READONLY, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def _is_sqlite_memory(url: URL) -> bool:
@@ -238,6 +297,10 @@ def _check_sqlite_file(url: URL, *, must_exist: bool) -> None:
     path = sqlite_path(url)
     if path is None:
         return
+    if path.is_dir():
+        raise UnavailableError(
+            f"{path} is a directory, not a SQLite database file", retryable=False
+        )
     if must_exist and not path.exists():
         raise UnavailableError(
             f"SQLite database file {path} does not exist (`dbtool init` creates it)",

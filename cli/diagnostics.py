@@ -35,7 +35,7 @@ class PingResult:
 
 async def server_version(db: Database) -> tuple[str, str]:
     """(product, version), e.g. ("PostgreSQL", "15.19") or ("SQLite", "3.40.1")."""
-    async with db.engine.connect() as conn:
+    async with db.reading() as conn:
         if db.dialect == "postgresql":
             version = await conn.scalar(text("SHOW server_version"))
             return "PostgreSQL", str(version).split()[0]
@@ -47,7 +47,7 @@ async def ping(db: Database, *, rounds: int = 5) -> PingResult:
     """Round-trip latency of a trivial query (median of `rounds`), and the server version."""
     product, version = await server_version(db)
     timings = []
-    async with db.engine.connect() as conn:
+    async with db.reading() as conn:
         for _ in range(rounds):
             start = time.perf_counter()
             await conn.exec_driver_sql("SELECT 1")
@@ -87,7 +87,7 @@ async def info(db: Database) -> InfoReport:
     """Server, database size, the models' tables with row counts, and what is missing or
     does not match."""
     product, version = await server_version(db)
-    async with db.engine.connect() as conn:
+    async with db.reading() as conn:
         if db.dialect == "postgresql":
             name = str(await conn.scalar(text("SELECT current_database()")))
             size = await conn.scalar(text("SELECT pg_database_size(current_database())"))
@@ -248,7 +248,7 @@ async def server_report(db: Database) -> ServerReport | None:
     if db.dialect != "postgresql":
         return None
     product, version = await server_version(db)
-    async with db.engine.connect() as conn:
+    async with db.reading() as conn:
         settings = {name: int(value) for name, value in await conn.execute(_SETTINGS_SQL)}
         in_use = int(await conn.scalar(_IN_USE_SQL) or 0)
         database_name = str(await conn.scalar(text("SELECT current_database()")))
@@ -311,7 +311,7 @@ async def probe(db: Database, connections: int, *, hold: float = 0.05) -> ProbeR
         try:
             # A connection rather than an ORM session, so the wait measured is the pool's
             # alone (on SQLite a session's BEGIN IMMEDIATE would add the write-lock wait).
-            async with db.engine.connect() as conn:
+            async with db.reading() as conn:
                 waits.append(time.perf_counter() - start)
                 await conn.exec_driver_sql("SELECT 1")
                 await asyncio.sleep(hold)

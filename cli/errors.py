@@ -22,9 +22,14 @@ class ExitCode(IntEnum):
 
 
 class DbtoolError(Exception):
-    """Base class: an expected failure with a one-line, secret-free message."""
+    """Base class: an expected failure with a one-line, secret-free message.
+
+    `exit_code` is what the CLI exits with; `http_status` is what an application's error
+    handler can answer with (README, "Use from your application").
+    """
 
     exit_code: ExitCode = ExitCode.FAILED
+    http_status: int = 500
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -44,24 +49,32 @@ class UsageError(DbtoolError):
     """The command line or its input cannot be acted upon as given."""
 
     exit_code = ExitCode.USAGE
+    http_status = 422
+
+
+class FileError(DbtoolError):
+    """A file dbtool reads or writes failed (not found, a directory, disk full)."""
 
 
 class DatabaseUnavailableError(DbtoolError):
     """The database cannot be reached: refused, unknown host, bad credentials, missing, timeout."""
 
     exit_code = ExitCode.UNAVAILABLE
+    http_status = 503
 
 
 class ConflictError(DbtoolError):
     """Something that must be unique already exists."""
 
     exit_code = ExitCode.CONFLICT
+    http_status = 409
 
 
 class RefusedError(DbtoolError):
     """A destructive action was not confirmed, or its target is protected."""
 
     exit_code = ExitCode.REFUSED
+    http_status = 403
 
 
 class CancelledError(DbtoolError):
@@ -73,6 +86,8 @@ class CancelledError(DbtoolError):
 class NotFoundError(DbtoolError):
     """The thing asked for does not exist."""
 
+    http_status = 404
+
 
 class SchemaMissingError(DbtoolError):
     """The tool's tables have not been created yet."""
@@ -82,3 +97,4 @@ class InvalidInputError(DbtoolError):
     """A value given on the command line (email, username, password) breaks the rules."""
 
     exit_code = ExitCode.USAGE
+    http_status = 422

@@ -3,6 +3,7 @@ import` reads exports back. Light on purpose: the CLI imports it to declare its 
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -45,3 +46,13 @@ def json_default(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def excerpt(value: Any, limit: int = 32) -> str:
+    """A short, quoted excerpt of `value` for a message: cut at the first separator-like
+    character, so what follows it in a broken file (a password, another row) never shows."""
+    text = str(value)
+    cut = re.search(r"[,;\t\r\n ]", text)
+    end = min(cut.start() if cut else len(text), limit)
+    shown = text[:end]
+    return repr(shown + "…" if end < len(text) else shown)

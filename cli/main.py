@@ -5,15 +5,21 @@ result. Library modules (and SQLAlchemy, drivers, hashing) are imported inside t
 commands, so `dbtool --help`, `--version` and shell completion stay fast.
 """
 
-from collections.abc import Callable
+import re
+import signal
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+# Typer vendors Click (typer >= 0.26) and re-exports only some of its exceptions.
+from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
 from cli import __version__
-from cli.command import Command, State, confirm_typed
+from cli.command import Command, State, at_least, confirm_typed, finite_seconds, whole_number
 from cli.errors import RefusedError
 
 if TYPE_CHECKING:
@@ -38,6 +44,76 @@ class RootGroup(TyperGroup):
             self.commands[cmd_name] = typer.main.get_command(users_app)
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:  # type: ignore[override]
+        try:
+            return super().resolve_command(ctx, args)
+        except click_exceptions.UsageError as exc:
+            # Typer suggests only among commands already built; the lazy ones count too.
+            if "Did you mean" not in exc.message and args:
+                from difflib import get_close_matches
+
+                close = get_close_matches(args[0], self.list_commands(ctx))
+                if close:
+                    exc.message = f"{exc.message.rstrip('.')}. Did you mean {close[0]!r}?"
+            raise
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Click's main, with every usage error as one `error:` line plus a hint (instead of
+        a boxed panel), plain `dbtool` as help with exit 0, and argv checked for text that
+        is not valid UTF-8 before anything reads it."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        arguments = list(sys.argv[1:] if args is None else args)
+        try:
+            for number, argument in enumerate(arguments, start=1):
+                _check_argument(number, argument)
+            result = super().main(arguments, prog_name, complete_var, False, **extra)
+        except click_exceptions.NoArgsIsHelpError:
+            sys.exit(0)  # Typer has printed the help
+        except click_exceptions.UsageError as exc:
+            _usage_error(exc.format_message(), exc.ctx)
+        except click_exceptions.ClickException as exc:
+            from cli import output
+
+            output.error(exc.format_message())
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            from cli import output
+
+            output.error("cancelled, nothing was changed")
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+# scheme://user:password@...: a URL carrying a password (checked without parsing it fully,
+# which would load SQLAlchemy for every command).
+_URL_WITH_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:]*:[^/?#@]+@")
+
+
+def _check_argument(number: int, argument: str) -> None:
+    try:
+        argument.encode("utf-8")
+    except UnicodeEncodeError:
+        raise click_exceptions.UsageError(f"argument {number} is not valid UTF-8 text") from None
+    if "\x00" in argument:
+        raise click_exceptions.UsageError(f"argument {number} contains a NUL character")
+
+
+def _usage_error(message: str, ctx: Any) -> NoReturn:
+    from cli import output
+
+    output.error(message)
+    command = ctx.command_path if ctx is not None else "dbtool"
+    output.note(f"Try '{command} --help' for help.")
+    sys.exit(2)
+
 
 app = typer.Typer(
     name="dbtool",
@@ -57,7 +133,7 @@ WaitOption = Annotated[
     typer.Option(
         "--wait",
         metavar="SECONDS",
-        min=0,
+        callback=finite_seconds,
         help="Keep retrying to connect for up to SECONDS (for CI, right after the server starts).",
     ),
 ]
@@ -131,6 +207,13 @@ def root(
     Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 cannot reach the
     database, 4 conflict, 5 refused, 130 cancelled.
     """
+    if url is not None and _URL_WITH_PASSWORD.match(url):
+        from cli import output
+
+        output.warning(
+            "the password in --url is visible to other users of this machine (ps, /proc); "
+            "put the URL in DATABASE_URL or .env instead"
+        )
     ctx.obj = State(url=url, env_file=env_file, debug=debug, models=models)
 
 
@@ -359,7 +442,7 @@ def pool_status(
         typer.Option(
             "--probe",
             metavar="N",
-            min=0,
+            callback=whole_number(0, 10_000),
             help="Check out N connections at once through the pool, each running a short "
             "query, and report checkout waits, overflow, timeouts and that all came back.",
         ),
@@ -369,7 +452,7 @@ def pool_status(
         typer.Option(
             "--probe-hold",
             metavar="SECONDS",
-            min=0,
+            callback=finite_seconds,
             help="How long each probe keeps its connection.",
         ),
     ] = 0.05,
@@ -378,7 +461,7 @@ def pool_status(
         typer.Option(
             "--idle-warning",
             metavar="SECONDS",
-            min=0,
+            callback=finite_seconds,
             help="Warn about sessions idle in a transaction for longer than this.",
         ),
     ] = 60.0,
@@ -389,7 +472,10 @@ def pool_status(
     interval: Annotated[
         float,
         typer.Option(
-            "--interval", metavar="SECONDS", min=0.1, help="Refresh interval for --watch."
+            "--interval",
+            metavar="SECONDS",
+            callback=at_least(0.1),
+            help="Refresh interval for --watch (at least 0.1).",
         ),
     ] = 2.0,
     wait: WaitOption = 0.0,
@@ -513,6 +599,13 @@ def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
         )
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    # SIGTERM (a CI runner or supervisor stopping the job) takes the way Ctrl-C takes:
+    # transactions roll back, partial files are removed, exit 130.
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminated)
     app()

@@ -47,20 +47,26 @@ def stdin_is_terminal() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
 
 
+def printable(message: str) -> str:
+    """`message` safe to write anywhere: invalid UTF-8 that came in (kept by Python as
+    surrogates) is shown escaped instead of failing the write."""
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error(message: str) -> None:
-    err_console().print(Text.assemble(("error: ", "bold red"), message))
+    err_console().print(Text.assemble(("error: ", "bold red"), printable(message)))
 
 
 def warning(message: str) -> None:
-    err_console().print(Text.assemble(("warning: ", "bold yellow"), message))
+    err_console().print(Text.assemble(("warning: ", "bold yellow"), printable(message)))
 
 
 def note(message: str | Text) -> None:
-    err_console().print(message if isinstance(message, Text) else Text(message))
+    err_console().print(message if isinstance(message, Text) else Text(printable(message)))
 
 
 def success(message: str) -> None:
-    err_console().print(Text.assemble(("✓ ", "green"), message))
+    err_console().print(Text.assemble(("✓ ", "green"), printable(message)))
 
 
 def print_json(data: Any) -> None:

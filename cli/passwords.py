@@ -45,42 +45,105 @@ def hash_password(password: str, scheme: str = DEFAULT_SCHEME) -> str:
     return password_hasher(scheme).hash(password)
 
 
+class HashRefusedError(DbtoolError):
+    """A stored hash dbtool will not verify: unknown format, or parameters out of bounds."""
+
+
 def verify_password(
     password: str, stored_hash: str, scheme: str = DEFAULT_SCHEME
 ) -> tuple[bool, str | None]:
-    """(matches, replacement hash or None). Note pwdlib's order: password first, then hash."""
-    from pwdlib.exceptions import UnknownHashError
+    """(matches, replacement hash or None). Note pwdlib's order: password first, then hash.
 
+    A hash outside the bounds below is refused (HashRefusedError) before any work: a bcrypt
+    cost of 31, or Argon2 with 4 GiB of memory, would otherwise cost minutes of CPU or
+    gigabytes per check, which an attacker who can plant a hash turns into denial of service.
+    """
+    problem = hash_problem(stored_hash)
+    if problem is not None:
+        raise HashRefusedError(f"the stored password hash {problem}; it is not verified")
     try:
         return password_hasher(scheme).verify_and_update(password, stored_hash)
-    except UnknownHashError:
-        raise DbtoolError(
-            "the stored password hash is in a format dbtool does not recognise "
-            "(expected Argon2 or bcrypt)"
-        ) from None
     except ValueError:
         # bcrypt refuses passwords over 72 bytes instead of answering "no".
         return False, None
 
 
-# Complete encoded hashes, stricter than pwdlib's identify() (which also accepts an Argon2
-# parameter string without salt or digest): what import accepts must verify later.
-_ARGON2_HASH = re.compile(
-    r"\$argon2(?:id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]{11,}\$[A-Za-z0-9+/]{16,}"
+# --- what a stored hash may look like -------------------------------------------------------
+
+# The bounds, documented in the README ("Password hashes"): wide enough for every common
+# default, narrow enough that one check costs at most a few seconds and 256 MiB.
+BCRYPT_COST = (4, 16)
+ARGON2_MEMORY_KIB = (8, 262_144)  # and at least 8 KiB per lane (Argon2's own minimum)
+ARGON2_TIME = (1, 16)
+ARGON2_LANES = (1, 16)
+ARGON2_WORK_KIB = 1_048_576  # memory x time: e.g. 256 MiB x 4 or 64 MiB x 16
+ARGON2_SALT_BYTES = (8, 64)
+ARGON2_DIGEST_BYTES = (32, 64)  # 32 is every common library's default
+
+_ARGON2 = re.compile(
+    r"\$(?P<variant>argon2(?:id|i|d))\$v=(?P<version>\d{1,4})"
+    r"\$m=(?P<m>\d{1,12}),t=(?P<t>\d{1,12}),p=(?P<p>\d{1,12})"
+    r"\$(?P<salt>[A-Za-z0-9+/]+)\$(?P<digest>[A-Za-z0-9+/]+)"
 )
-_BCRYPT_HASH = re.compile(r"\$2[abxy]\$\d{2}\$[A-Za-z0-9+/.]{53}")
+_BCRYPT = re.compile(r"\$(?P<prefix>2[abxy])\$(?P<cost>\d{2})\$[A-Za-z0-9./]{53}")
 
 
-def is_password_hash(value: str) -> bool:
-    """True if `value` is a complete Argon2 or bcrypt hash dbtool can verify against."""
-    return bool(_ARGON2_HASH.fullmatch(value) or _BCRYPT_HASH.fullmatch(value))
+def _b64_bytes(text: str) -> int | None:
+    """Bytes encoded by unpadded base64 of this length (None: no valid length)."""
+    return None if len(text) % 4 == 1 else len(text) * 3 // 4
+
+
+def _outside(value: int, bounds: tuple[int, int]) -> bool:
+    return not bounds[0] <= value <= bounds[1]
+
+
+def _argon2_problem(match: re.Match[str]) -> str | None:
+    if match["variant"] == "argon2d":
+        return "is Argon2d, which is not meant for passwords (use Argon2id or Argon2i)"
+    if match["version"] not in ("16", "19"):
+        return f"has an unknown Argon2 version (v={match['version']})"
+    memory, time, lanes = int(match["m"]), int(match["t"]), int(match["p"])
+    if _outside(lanes, ARGON2_LANES):
+        return f"has Argon2 parallelism p={lanes}, outside {ARGON2_LANES[0]}-{ARGON2_LANES[1]}"
+    if _outside(time, ARGON2_TIME):
+        return f"has Argon2 time cost t={time}, outside {ARGON2_TIME[0]}-{ARGON2_TIME[1]}"
+    if _outside(memory, ARGON2_MEMORY_KIB) or memory < 8 * lanes:
+        return f"has Argon2 memory m={memory} KiB, outside {8 * lanes}-{ARGON2_MEMORY_KIB[1]} KiB"
+    if memory * time > ARGON2_WORK_KIB:
+        return (
+            f"costs too much to check (Argon2 m x t = {memory * time} KiB, more than "
+            f"{ARGON2_WORK_KIB})"
+        )
+    salt, digest = _b64_bytes(match["salt"]), _b64_bytes(match["digest"])
+    if salt is None or _outside(salt, ARGON2_SALT_BYTES):
+        return "has an Argon2 salt of the wrong length (8 to 64 bytes)"
+    if digest is None or _outside(digest, ARGON2_DIGEST_BYTES):
+        return "has an Argon2 digest of the wrong length (32 to 64 bytes): it looks cut short"
+    return None
+
+
+def _bcrypt_problem(match: re.Match[str]) -> str | None:
+    if match["prefix"] == "2x":
+        return "is a $2x$ bcrypt hash (from a buggy implementation), which cannot be verified"
+    cost = int(match["cost"])
+    if _outside(cost, BCRYPT_COST):
+        return f"has bcrypt cost {cost}, outside {BCRYPT_COST[0]}-{BCRYPT_COST[1]}"
+    return None
 
 
 def hash_problem(value: str) -> str | None:
-    """Why `value` cannot be stored as a password hash (import), or None."""
-    if not is_password_hash(value):
-        return "is not a complete Argon2 or bcrypt hash"
-    return None
+    """Why `value` cannot be stored (import) or verified as a password hash, or None: the
+    format is recognised, complete, and its parameters lie within the bounds above."""
+    if (match := _ARGON2.fullmatch(value)) is not None:
+        return _argon2_problem(match)
+    if (match := _BCRYPT.fullmatch(value)) is not None:
+        return _bcrypt_problem(match)
+    return "is not a complete Argon2 or bcrypt hash"
+
+
+def is_password_hash(value: str) -> bool:
+    """True if `value` is a hash dbtool accepts and can verify against."""
+    return hash_problem(value) is None
 
 
 def policy_violation(
@@ -103,6 +166,10 @@ def policy_violation(
         )
     if "\x00" in password:
         return "password must not contain a NUL character"
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:  # invalid UTF-8 read from stdin or the environment
+        return "password is not valid UTF-8 text"
     folded = password.casefold()
     if email and folded == email.casefold():
         return "password must not be the same as the email address"

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from cli.errors import UsageError
+from cli.errors import FileError, UsageError
 from cli.formats import Format
 
 MAX_LINE_CHARS = 1 << 20  # 1 MiB of text per physical line
@@ -45,33 +45,39 @@ def detect_format(
     raise UsageError(f"cannot tell the format of {where}: use --format csv or --format jsonl")
 
 
-def excerpt(value: Any, limit: int = 32) -> str:
-    """A short, quoted excerpt of `value` for a message: cut at the first separator-like
-    character, so what follows it in a broken file (a password, another row) never shows."""
-    text = str(value)
-    cut = re.search(r"[,;\t\r\n ]", text)
-    end = min(cut.start() if cut else len(text), limit)
-    shown = text[:end]
-    return repr(shown + "…" if end < len(text) else shown)
-
-
-def _bounded_lines(stream: IO[str]) -> Iterator[str]:
+def _bounded_lines(stream: IO[str], name: str) -> Iterator[str]:
     """The stream's lines, each at most MAX_LINE_CHARS; a longer one is skipped in chunks
     (never held whole) and replaced by the overlong marker."""
-    while True:
-        line = stream.readline(MAX_LINE_CHARS + 1)
-        if not line:
-            return
-        if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
-            while True:
-                rest = stream.readline(1 << 16)
-                if not rest or rest.endswith("\n"):
-                    break
-            yield _OVERLONG + "\n"
-            continue
-        yield line
+    try:
+        while True:
+            line = stream.readline(MAX_LINE_CHARS + 1)
+            if not line:
+                return
+            if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+                while True:
+                    rest = stream.readline(1 << 16)
+                    if not rest or rest.endswith("\n"):
+                        break
+                yield _OVERLONG + "\n"
+                continue
+            yield line
+    except OSError as exc:
+        raise FileError(f"cannot read {name}: {exc.strerror or exc}") from None
 
 
+def is_text(value: str) -> bool:
+    """False for text that came from invalid UTF-8 (decoded with surrogateescape)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+NOT_UTF8 = "the line is not valid UTF-8 text"
+TOO_LONG = f"the line is longer than {MAX_LINE_CHARS:,} characters"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.$ -]{0,63}")
 
 
@@ -107,24 +113,30 @@ def check_header(
 
 
 def read_records(
-    stream: IO[str], fmt: Format, allowed: Iterable[str], *, required: Iterable[str] = ("email",)
+    stream: IO[str],
+    fmt: Format,
+    allowed: Iterable[str],
+    *,
+    required: Iterable[str] = ("email",),
+    name: str = "the input",
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for every row, streaming. A header (CSV) or object (JSON
     Lines) with unknown columns is a UsageError; a row that cannot be read at all becomes
-    a record holding only ERROR_KEY with the reason."""
+    a record holding only ERROR_KEY with the reason. Open files with
+    errors="surrogateescape": invalid UTF-8 is then a row error, not the end of the import."""
     allowed = tuple(allowed)
+    lines = _bounded_lines(stream, name)
     if fmt is Format.CSV:
-        yield from _read_csv(stream, allowed, tuple(required))
+        yield from _read_csv(lines, allowed, tuple(required))
     else:
-        yield from _read_jsonl(stream, allowed)
+        yield from _read_jsonl(lines, allowed)
 
 
 def _read_csv(
-    stream: IO[str], allowed: tuple[str, ...], required: tuple[str, ...]
+    lines: Iterator[str], allowed: tuple[str, ...], required: tuple[str, ...]
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     previous_limit = csv.field_size_limit(MAX_FIELD_CHARS)
     try:
-        lines = _bounded_lines(stream)
         reader = csv.reader(lines, strict=True)
         try:
             header = next(reader)
@@ -137,6 +149,8 @@ def _read_csv(
         header = [name.strip() for name in header]
         if any(_OVERLONG in name for name in header):
             raise UsageError(f"the CSV header line is longer than {MAX_LINE_CHARS:,} characters")
+        if not is_text("".join(header)):
+            raise UsageError("the CSV header line is not valid UTF-8 text")
         check_header(header, allowed, where="the CSV header")
         for name in required:
             if name not in header:
@@ -154,7 +168,9 @@ def _read_csv(
             if not row:
                 continue  # a blank line
             if any(_OVERLONG in field for field in row):
-                yield start, {ERROR_KEY: f"the line is longer than {MAX_LINE_CHARS:,} characters"}
+                yield start, {ERROR_KEY: TOO_LONG}
+            elif not is_text("".join(row)):
+                yield start, {ERROR_KEY: NOT_UTF8}
             elif len(row) != width:
                 more = "more" if len(row) > width else "fewer"
                 yield start, {ERROR_KEY: f"{more} fields ({len(row)}) than the header ({width})"}
@@ -178,15 +194,20 @@ def _csv_problem(message: str, start: int, end: int) -> str:
     return "broken CSV quoting (a quote inside an unquoted field, or text after a closing quote)"
 
 
-def _read_jsonl(stream: IO[str], allowed: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
+def _read_jsonl(
+    lines: Iterator[str], allowed: tuple[str, ...]
+) -> Iterator[tuple[int, dict[str, Any]]]:
     names = set(allowed)
-    for number, line in enumerate(_bounded_lines(stream), start=1):
+    for number, line in enumerate(lines, start=1):
         if number == 1 and line.startswith(BOM):
             line = line[len(BOM) :]
         if line.startswith(_OVERLONG):
-            yield number, {ERROR_KEY: f"the line is longer than {MAX_LINE_CHARS:,} characters"}
+            yield number, {ERROR_KEY: TOO_LONG}
             continue
         if not line.strip():
+            continue
+        if not is_text(line):
+            yield number, {ERROR_KEY: NOT_UTF8}
             continue
         try:
             record = json.loads(line)

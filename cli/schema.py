@@ -7,6 +7,8 @@ shape (an application's own `users`, say) is reported, never dropped without `--
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -202,10 +204,30 @@ async def create_schema(db: Database) -> SchemaReport:
         state = await inspect_schema(conn, models)
         _refuse_mismatched(state)
         await _create_missing(conn, models, state)
+    await use_wal(db)
     return SchemaReport(
         created=[table.name for table in state.missing],
         existing=[table.name for table in state.present],
     )
+
+
+async def use_wal(db: Database) -> None:
+    """Switch a SQLite file to write-ahead logging (it stays so): readers then never wait
+    for a writer, nor a writer for readers. Outside any transaction, as SQLite requires."""
+    if sqlite_path(db.settings.url) is None:
+        return
+    async with db.engine.connect() as conn:
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        for _ in range(10):
+            cursor = await raw.execute("PRAGMA journal_mode")
+            if str((await cursor.fetchone())[0]).lower() == "wal":
+                return
+            try:
+                await raw.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError:
+                # Another process has the file open mid-transaction (a concurrent init,
+                # say, which will switch it itself): try again shortly, then leave it be.
+                await asyncio.sleep(0.1)
 
 
 def _refuse_mismatched(state: SchemaState) -> None:
@@ -227,7 +249,7 @@ async def _create_missing(conn: AsyncConnection, models: Models, state: SchemaSt
 
 async def describe_tables(db: Database, *, dependents: bool = False) -> SchemaState:
     """The models' tables as they exist, with their row counts."""
-    async with db.transaction() as conn:
+    async with db.transaction(readonly=True) as conn:
         return await inspect_schema(conn, db.models, counts=True, dependents=dependents)
 
 
@@ -342,7 +364,7 @@ async def create_database(
         hide_parameters=True,
         connect_args={
             "timeout": settings.connect_timeout,
-            "server_settings": {"application_name": settings.application_name},
+            "server_settings": {"application_name": settings.application_name or "dbtool"},
         },
     )
     created = False

@@ -42,11 +42,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.schema import DefaultClause
 
 from cli import passwords
-from cli.appmodels import FLAG_DEFAULTS, FLAG_ROLES, UserModel, converter
+from cli.appmodels import FLAG_DEFAULTS, FLAG_ROLES, UserModel, check_length, converter
 from cli.db import Database
 from cli.errors import ConflictError, DbtoolError, InvalidInputError
-from cli.formats import Format, OnConflict, csv_value, json_default
-from cli.readers import ERROR_KEY, detect_format, excerpt, read_records
+from cli.formats import Format, OnConflict, csv_value, excerpt, json_default
+from cli.readers import ERROR_KEY, detect_format, read_records
 from cli.users import UserFilter, filtered
 from cli.validation import normalize_email, normalize_username, username_from_email
 
@@ -143,11 +143,13 @@ class RowPlan:
             raise RowError("email is missing")
         try:
             email = normalize_email(raw_email)
+            check_length(model.email, email)
             values[self.index[model.email.name]] = email
             if model.username is not None:
                 given = _text(record, model.username.name)
                 username = normalize_username(given) if given is not None else None
                 derived = username or username_from_email(email)
+                check_length(model.username, derived)
                 values[self.index[model.username.name]] = username
                 values[self.index[DERIVED_USERNAME]] = derived
             else:
@@ -324,6 +326,7 @@ async def import_users(
         try:
             async with db.session() as session:
                 conn = await session.connection()
+                await _lock_table(conn, model)
                 await conn.run_sync(lambda sync: staging.create(sync))
                 statements = _MoveStatements.build(
                     conn.dialect.name, on_conflict, model, staging, plan
@@ -368,6 +371,15 @@ async def import_users(
             raise ImportConflictError(report, _conflict_summary(report.conflicts)) from None
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def _lock_table(conn: AsyncConnection, model: UserModel) -> None:
+    """One import at a time per user table (PostgreSQL; SQLite's BEGIN IMMEDIATE already
+    is): two overlapping imports would otherwise deadlock on each other's rows, or both
+    try to insert what `--on-conflict update` should have updated."""
+    if conn.dialect.name == "postgresql":
+        key = func.hashtext(f"dbtool import {model.table.fullname}")
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 @contextmanager

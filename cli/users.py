@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli import passwords
-from cli.appmodels import FLAG_DEFAULTS, UserModel, convert, load_models
+from cli.appmodels import FLAG_DEFAULTS, UserModel, check_length, convert, load_models
 from cli.config import Settings
 from cli.dberrors import unique_violation_columns
 from cli.errors import ConflictError, InvalidInputError, NotFoundError, UsageError
@@ -332,9 +332,11 @@ async def add_user(
     """
     model, settings = _resolve(session, model)
     email = normalize_email(email)
+    check_length(model.email, email)
     row: dict[str, Any] = {model.email.name: email}
     if model.username is not None:
         name = normalize_username(username) if username else username_from_email(email)
+        check_length(model.username, name)
         row[model.username.name] = name
     elif username:
         raise InvalidInputError(f"the user model {model.name} has no username column")
@@ -421,7 +423,9 @@ async def set_password(
 async def check_password(
     session: AsyncSession, ident: str, password: str, *, model: UserModel | None = None
 ) -> tuple[UserRecord, bool]:
-    """(user, matches). A match against an outdated hash (bcrypt) stores an Argon2 one."""
+    """(user, matches), for administrators: an unknown user is NotFoundError, an inactive
+    one still matches, a hash out of bounds is HashRefusedError. A match against an outdated
+    hash stores one of the configured scheme. Login code wants `authenticate` instead."""
     model, settings = _resolve(session, model)
     user = await get_user(session, ident, model=model, with_hash=True)
     matches, new_hash = await asyncio.to_thread(
@@ -430,6 +434,45 @@ async def check_password(
     if matches and new_hash is not None:
         user = await _write(session, model, user, {model.password.name: new_hash})
     return user, matches
+
+
+_dummy_hashes: dict[str, str] = {}
+
+
+def _dummy_hash(scheme: str) -> str:
+    """A hash of the configured scheme and parameters, verified when there is no user (or
+    no usable hash), so that a failed login costs what a successful one costs."""
+    if scheme not in _dummy_hashes:
+        _dummy_hashes[scheme] = passwords.hash_password("dbtool: no such user", scheme)
+    return _dummy_hashes[scheme]
+
+
+async def authenticate(
+    session: AsyncSession, ident: str, password: str, *, model: UserModel | None = None
+) -> UserRecord | None:
+    """The user whose email, username or id is `ident`, if `password` is theirs and they
+    are active; else None. For login paths:
+
+    - it takes the same time whether or not the user exists (a hash of the same cost is
+      checked either way), so response times do not tell which accounts exist;
+    - an inactive user, or a stored hash dbtool would not verify (unknown format, out of
+      the bounds in cli.passwords), is a failure, never an exception;
+    - a match against an outdated hash stores a new one of the configured scheme.
+    """
+    model, settings = _resolve(session, model)
+    scheme = settings.password_hash
+    dummy = await asyncio.to_thread(_dummy_hash, scheme)  # once per process, before the lookup
+    user = await find_user(session, ident, model=model, with_hash=True)
+    stored = user.hashed_password if user is not None else None
+    if stored is None or passwords.hash_problem(stored) is not None:
+        await asyncio.to_thread(passwords.verify_password, password, dummy, scheme)
+        return None
+    matches, new_hash = await asyncio.to_thread(passwords.verify_password, password, stored, scheme)
+    if user is None or not matches or not user.is_active:
+        return None
+    if new_hash is not None:
+        user = await _write(session, model, user, {model.password.name: new_hash})
+    return user
 
 
 async def update_user(
@@ -449,8 +492,11 @@ async def update_user(
     changes: dict[str, Any] = {}
     if email is not None:
         changes[model.email.name] = normalize_email(email)
+        check_length(model.email, changes[model.email.name])
     if username is not None:
-        changes[model.requires("username", "--username").name] = normalize_username(username)
+        column = model.requires("username", "--username")
+        changes[column.name] = normalize_username(username)
+        check_length(column, changes[column.name])
     for role, wanted, option in (
         ("active", is_active, "--active/--inactive"),
         ("superuser", is_superuser, "--superuser/--no-superuser"),

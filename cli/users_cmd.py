@@ -8,14 +8,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.command import Command, confirm_yes
-from cli.errors import DbtoolError, RefusedError, UsageError
+from cli.command import MAX_COUNT, Command, confirm_yes, whole_number
+from cli.errors import DbtoolError, FileError, RefusedError, UsageError
 from cli.formats import Format, OnConflict
 
 if TYPE_CHECKING:
@@ -88,7 +88,10 @@ class PasswordMismatchError(DbtoolError):
 
 
 def _read_stdin_line() -> str:
-    line = sys.stdin.readline()
+    try:
+        line = sys.stdin.readline()
+    except UnicodeDecodeError:
+        raise UsageError("--password-stdin: standard input is not valid UTF-8 text") from None
     if not line:
         raise UsageError("--password-stdin: standard input is empty")
     return line.removesuffix("\n").removesuffix("\r")
@@ -339,8 +342,16 @@ def users_list(
     active: ActiveFilterOption = None,
     superuser: SuperuserFilterOption = False,
     search: SearchOption = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many users.")] = 50,
-    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many users.")] = 0,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", callback=whole_number(1, MAX_COUNT), help="At most this many users."
+        ),
+    ] = 50,
+    offset: Annotated[
+        int,
+        typer.Option("--offset", callback=whole_number(0, MAX_COUNT), help="Skip this many users."),
+    ] = 0,
     as_json: JsonOption = False,
     as_csv: Annotated[
         bool, typer.Option("--csv", help="Print CSV on stdout.", show_default=False)
@@ -355,7 +366,8 @@ def users_list(
             raise UsageError("choose one of --json and --csv")
         columns = cmd.models.user.public_names
         found = cmd.in_session(
-            lambda session: users.list_users(session, selection, limit=limit, offset=offset)
+            lambda session: users.list_users(session, selection, limit=limit, offset=offset),
+            readonly=True,
         )
     rows = [[user.get(name) for name in columns] for user in found]
     if as_json:
@@ -373,7 +385,7 @@ def users_show(ctx: typer.Context, ident: IdentArgument, as_json: JsonOption = F
     from cli import users
 
     with Command(ctx) as cmd:
-        user = cmd.in_session(lambda session: users.get_user(session, ident))
+        user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
     _render_user(user, as_json)
 
 
@@ -386,7 +398,7 @@ def users_set_password(
 
     with Command(ctx) as cmd:
         # An unknown user fails before any prompt.
-        user = cmd.in_session(lambda session: users.get_user(session, ident))
+        user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
         policy = _policy(cmd, email=user.email, username=user.username)
         password = read_new_password(password_stdin, policy)
         user = cmd.in_session(lambda session: users.set_password(session, str(user.id), password))
@@ -401,7 +413,7 @@ def users_check_password(
     from cli import output, users
 
     with Command(ctx) as cmd:
-        user = cmd.in_session(lambda session: users.get_user(session, ident))
+        user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
         password = read_password(password_stdin)
         user, matches = cmd.in_session(
             lambda session: users.check_password(session, str(user.id), password)
@@ -486,7 +498,7 @@ def users_delete(
     from cli import output, users
 
     with Command(ctx) as cmd:
-        user = cmd.in_session(lambda session: users.get_user(session, ident))
+        user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
         if not yes:
             if not output.stdin_is_terminal():
                 raise RefusedError("not confirmed: pass --yes to delete without a terminal")
@@ -542,7 +554,12 @@ def users_import(
         ),
     ] = None,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Rows read, hashed and sent at a time.")
+        int,
+        typer.Option(
+            "--batch-size",
+            callback=whole_number(1, 1_000_000),
+            help="Rows read, hashed and sent at a time.",
+        ),
     ] = 5000,
     as_json: JsonOption = False,
 ) -> None:
@@ -559,17 +576,23 @@ def users_import(
         chosen = transfer.detect_format(file, fmt)
         model = cmd.models.user
         fields = transfer.import_fields(model)
+        if rejects is not None:
+            others = {"the input file": Path(file)} if file != "-" else {}
+            _refuse_to_overwrite(cmd, rejects, "--rejects", others)
         with (
-            nullcontext(sys.stdin) if file == "-" else _open_text(file, "r") as source,
+            _open_input(file) as source,
             _rejects_writer(rejects, chosen, fields) as on_reject,
             _import_progress(file, chosen) as on_progress,
         ):
             db = cmd.database()
+            name = "standard input" if file == "-" else file
             try:
                 report = cmd.run(
                     transfer.import_users(
                         db,
-                        transfer.read_records(source, chosen, fields, required=(model.email.name,)),
+                        transfer.read_records(
+                            source, chosen, fields, required=(model.email.name,), name=name
+                        ),
                         on_conflict=on_conflict,
                         skip_invalid=skip_invalid,
                         batch_size=batch_size,
@@ -591,13 +614,74 @@ def users_import(
         )
 
 
-def _open_text(path: str | Path, mode: str) -> IO[str]:
-    """A file for the csv and json modules (a BOM at the start of an input is skipped)."""
+def _open_input(path: str) -> Any:
+    """The import's input for the csv and json modules: a BOM at the start is skipped, and
+    invalid UTF-8 is kept (as surrogates) for the reader to report by line."""
+    if path == "-":
+        reconfigure = getattr(sys.stdin, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="surrogateescape")
+        return nullcontext(sys.stdin)
     try:
-        return open(path, mode, encoding="utf-8-sig" if mode == "r" else "utf-8", newline="")
+        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as exc:
-        action = "read" if mode == "r" else "write"
-        raise UsageError(f"cannot {action} {path}: {exc.strerror}") from None
+        raise FileError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+class GuardedStream:
+    """A text stream whose write failures (disk full, ...) are a FileError naming the file
+    (exit 1), not an OSError that could pass for a lost connection."""
+
+    def __init__(self, stream: IO[str], name: str) -> None:
+        self.stream, self.name = stream, name
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise FileError(f"cannot write {self.name}: {exc.strerror or exc}") from None
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise FileError(f"cannot write {self.name}: {exc.strerror or exc}") from None
+
+
+def _private_file(path: Path) -> IO[str]:
+    """`path` opened for writing, readable by its owner only (0600): rejects and exports
+    can hold password hashes."""
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # an existing file keeps its mode otherwise
+    except OSError as exc:
+        raise FileError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return os.fdopen(descriptor, "w", encoding="utf-8", newline="")
+
+
+def _refuse_to_overwrite(cmd: Command, path: Path, option: str, others: dict[str, Path]) -> None:
+    """Exit 2, before anything is touched, when `path` is a file that must not be
+    overwritten: the import's input, or the SQLite database in use (or its -wal, -shm,
+    -journal files)."""
+    from cli.db import sqlite_path
+
+    protected = dict(others)
+    database = sqlite_path(cmd.settings.url)
+    if database is not None:
+        protected["the SQLite database in use"] = database
+        for suffix in ("-wal", "-shm", "-journal"):
+            protected[f"the SQLite database's {suffix} file"] = Path(f"{database}{suffix}")
+    target = path.resolve()
+    for what, other in protected.items():
+        same = target == other.resolve() or (
+            target.exists() and other.exists() and os.path.samefile(target, other)
+        )
+        if same:
+            raise UsageError(f"{option} {path} is {what}: choose another file")
 
 
 def _report_import_problems(report: "ImportReport") -> None:
@@ -624,7 +708,8 @@ def _rejects_writer(
     import json
 
     plain = fields[-1]  # import_fields ends with the plain-password column
-    with _open_text(path, "w") as stream:
+    with _private_file(path) as opened:
+        stream = GuardedStream(opened, str(path))
         writer = csv.writer(stream, lineterminator="\n") if fmt is Format.CSV else None
         if writer is not None:
             writer.writerow(["line", "reason", *fields])
@@ -726,7 +811,7 @@ def users_export(
         async def export(stream: Any) -> int:
             writer = transfer.ExportWriter(stream, chosen, columns)
             count = 0
-            async with cmd.db.session() as session:
+            async with cmd.db.session(readonly=True) as session:
                 async for row in transfer.stream_users(
                     session, selection, model=model, include_hashes=include_hashes
                 ):
@@ -734,10 +819,13 @@ def users_export(
                     count += 1
             return count
 
+        if output_path not in (None, "-"):
+            _refuse_to_overwrite(cmd, Path(output_path), "-o", {})
         cmd.database()
         if output_path in (None, "-"):
-            count = cmd.run(export(sys.stdout))
-            sys.stdout.flush()
+            stdout = GuardedStream(sys.stdout, "standard output")
+            count = cmd.run(export(stdout))
+            stdout.flush()
         else:
             with _replace_when_done(Path(output_path)) as stream:
                 count = cmd.run(export(stream))
@@ -746,19 +834,53 @@ def users_export(
 
 
 @contextmanager
+def _written(opened: IO[str], name: str) -> Iterator[GuardedStream]:
+    """Write through a GuardedStream and close the file; a failure to write, flush or close
+    is one FileError (the close after a failed write is not allowed to hide it)."""
+    stream = GuardedStream(opened, name)
+    try:
+        yield stream
+        stream.flush()
+    except BaseException:
+        with suppress(OSError):
+            opened.close()
+        raise
+    try:
+        opened.close()
+    except OSError as exc:
+        raise FileError(f"cannot write {name}: {exc.strerror or exc}") from None
+
+
+@contextmanager
 def _replace_when_done(path: Path) -> Iterator[Any]:
     """Write to a temporary file beside `path`, renamed over it only on success: an
     interrupted export never leaves a half-written file."""
     import tempfile
 
+    if path.is_dir():
+        raise FileError(f"cannot write {path}: it is a directory")
+    if path.exists() and not path.is_file():
+        # A device or a pipe (/dev/stdout, a FIFO): written in place; renaming a file over
+        # it would replace the device node itself.
+        try:
+            opened = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        except OSError as exc:
+            raise FileError(f"cannot write {path}: {exc.strerror or exc}") from None
+        with _written(opened, str(path)) as stream:
+            yield stream
+        return
     try:
         handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        raise FileError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+        with _written(os.fdopen(handle, "w", encoding="utf-8", newline=""), str(path)) as stream:
             yield stream
-        os.replace(temporary, path)
+        try:
+            os.replace(temporary, path)
+        except OSError as exc:
+            raise FileError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        os.unlink(temporary)
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
         raise

@@ -6,6 +6,7 @@ import re
 import unicodedata
 
 from cli.errors import InvalidInputError
+from cli.formats import excerpt
 from cli.models import USERNAME_MAX_LENGTH
 
 USERNAME_MIN_LENGTH = 3
@@ -54,7 +55,7 @@ def normalize_email_strictly(raw: str) -> str:
     try:
         validated = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
-        raise InvalidInputError(f"invalid email address {raw!r}: {exc}") from None
+        raise InvalidInputError(f"invalid email address {excerpt(raw.strip())}: {exc}") from None
     return validated.normalized.lower()
 
 
@@ -69,7 +70,7 @@ def normalize_username(raw: str) -> str:
     if not username.isascii():  # NFC changes nothing in ASCII
         username = unicodedata.normalize("NFC", username)
     if _USERNAME.fullmatch(username) is None:
-        raise InvalidInputError(f"invalid username {raw!r}: use {USERNAME_RULE}")
+        raise InvalidInputError(f"invalid username {excerpt(raw)}: use {USERNAME_RULE}")
     return username
 
 

@@ -95,11 +95,11 @@ def test_readme_application_example_runs(tmp_path: Path, monkeypatch: pytest.Mon
             transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
             async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
                 created = await client.post(
-                    "/users", params={"email": "Ada@Example.com", "password": "long enough pw"}
+                    "/users", json={"email": "Ada@Example.com", "password": "long enough pw"}
                 )
                 shown = await client.get("/users/ada")
                 return created.status_code, shown.json()
 
     status, shown = asyncio.run(exercise())
-    assert status == 200
+    assert status == 201
     assert shown == {"email": "ada@example.com"}

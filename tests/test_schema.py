@@ -255,17 +255,24 @@ def test_init_create_database(postgres_available: None) -> None:
 
 @pytest.mark.postgres
 def test_connections_carry_the_application_name(new_postgres_database: str) -> None:
+    """The CLI's connections say "dbtool"; an application's say its program's name (never
+    "dbtool"), unless it names itself."""
     database_url = postgres_url(new_postgres_database)
 
-    async def names() -> tuple[str, int]:
-        async with Database(load_settings(url=database_url)) as db, db.session() as session:
+    async def name_of(db: Database) -> tuple[str, int]:
+        async with db, db.session() as session:
             own = await session.scalar(text("SELECT current_setting('application_name')"))
             seen = await session.scalar(
                 text(
                     "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE application_name = 'dbtool' AND pid = pg_backend_pid()"
-                )
+                    "WHERE application_name = :own AND pid = pg_backend_pid()"
+                ),
+                {"own": own},
             )
             return str(own), int(seen or 0)
 
-    assert asyncio.run(names()) == ("dbtool", 1)
+    assert asyncio.run(name_of(Database(load_settings(url=database_url)))) == ("pytest", 1)
+    named = Database.from_url(database_url, application_name="billing-api")
+    assert asyncio.run(name_of(named)) == ("billing-api", 1)
+    report = json.loads(Dbtool(database_url)("pool-status", "--json").stdout)
+    assert any(row["application_name"] == "dbtool" for row in report["server"]["by_application"])

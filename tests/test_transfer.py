@@ -278,7 +278,9 @@ def test_failed_export_leaves_no_file(initialised: Dbtool, tmp_path: Path) -> No
     assert_clean_error(broken("users", "export", "-o", str(target)), 3)
     assert target.read_text() == "previous contents\n"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []
-    assert_clean_error(initialised("users", "export", "-o", str(tmp_path / "no" / "x.csv")), 2)
+    # A file that cannot be written is exit 1 naming it (not "cannot connect", exit 3).
+    missing_dir = initialised("users", "export", "-o", str(tmp_path / "no" / "x.csv"))
+    assert_clean_error(missing_dir, 1, "cannot write", "x.csv")
 
 
 def test_progress_only_on_a_terminal(initialised: Dbtool, tmp_path: Path) -> None:

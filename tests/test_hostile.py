@@ -1,0 +1,647 @@
+"""Hostile input and faults, through the real CLI on both backends.
+
+Each section is one numbered finding of the adversarial pass (hostile hashes, leaked
+passwords, path mix-ups, exit codes, per-row problems, concurrency and faults, the library
+on a login path, passwords in argv). README's "Reliability" section counts these cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import bcrypt
+import pytest
+from argon2 import PasswordHasher
+
+from cli import passwords
+from tests.helpers import Dbtool, assert_clean_error, dbtool_executable, run_sql
+
+PASSWORD = "long enough pw"
+GOOD = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+SALT, DIGEST = GOOD.split("$")[4], GOOD.split("$")[5]
+
+
+def argon2(
+    params: str, *, salt: str = SALT, digest: str = DIGEST, variant: str = "argon2id"
+) -> str:
+    return f"${variant}$v=19${params}${salt}${digest}"
+
+
+def bcrypt_cost(cost: int) -> str:
+    real = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    return f"$2b${cost:02d}${real[7:]}"
+
+
+# --- 1. hashes: admission and verification within documented bounds -------------------------
+
+HOSTILE_HASHES = {
+    "bcrypt cost 31 (minutes per check)": (bcrypt_cost(31), "bcrypt cost 31"),
+    "bcrypt cost 99 (never verifies)": (bcrypt_cost(99), "bcrypt cost 99"),
+    "bcrypt cost 03 (never verifies)": (bcrypt_cost(3), "bcrypt cost 3"),
+    "argon2 4 GiB (16 s and 4 GiB per check)": (argon2("m=4194304,t=3,p=4"), "memory"),
+    "argon2 m=0,t=0,p=0": (argon2("m=0,t=0,p=0"), "outside"),
+    "argon2 t=1000": (argon2("m=1024,t=1000,p=1"), "time cost"),
+    "argon2 digest cut by 20": (argon2("m=1024,t=1,p=1", digest=DIGEST[:-20]), "cut short"),
+    "argon2 salt cut to 2 bytes": (argon2("m=1024,t=1,p=1", salt="YWI"), "salt"),
+    "argon2d": (argon2("m=1024,t=1,p=1", variant="argon2d"), "Argon2d"),
+    "bcrypt $2x$": ("$2x$10$" + bcrypt_cost(10)[7:], "$2x$"),
+    "truncated bcrypt": (bcrypt_cost(10)[:-5], "not a complete"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_HASHES))
+def test_hostile_hashes_are_refused_at_import(initialised: Dbtool, case: str) -> None:
+    hashed, reason = HOSTILE_HASHES[case]
+    line = json.dumps({"email": "victim@example.com", "hashed_password": hashed}) + "\n"
+    result = initialised("users", "import", "-", "--format", "jsonl", input=line)
+    assert_clean_error(result, 1, "1 invalid row")
+    assert reason in result.stderr, result.stderr
+    assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(0,)]
+
+
+def plant(dbtool: Dbtool, email: str, hashed: str, *, active: bool = True) -> None:
+    """A row written behind dbtool's back (an attacker with write access, or an old system)."""
+    import uuid
+
+    run_sql(
+        dbtool.url,
+        "INSERT INTO users (id, email, username, hashed_password, is_active, is_superuser,"
+        " created_at, updated_at) VALUES (:id, :email, :username, :hashed, :active, :f,"
+        " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        {
+            "id": uuid.uuid4().hex if dbtool.url.startswith("sqlite") else str(uuid.uuid4()),
+            "email": email,
+            "username": email.split("@")[0],
+            "hashed": hashed,
+            "active": active,
+            "f": False,
+        },
+    )
+
+
+def test_check_password_refuses_out_of_bounds_hashes_quickly(initialised: Dbtool) -> None:
+    plant(initialised, "slow@example.com", bcrypt_cost(31))
+    plant(initialised, "huge@example.com", argon2("m=4194304,t=3,p=4"))
+    for email in ("slow@example.com", "huge@example.com"):
+        started = time.monotonic()
+        result = initialised("users", "check-password", email, "--password-stdin", input=PASSWORD)
+        assert time.monotonic() - started < 5
+        assert_clean_error(result, 1, "not verified")
+
+
+def test_the_bounds_table_in_the_readme_matches_the_code() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("### Password hashes", 1)[1].split("\n## ", 1)[0]
+    for fragment in (
+        f"{passwords.BCRYPT_COST[0]} to {passwords.BCRYPT_COST[1]}",
+        f"{passwords.ARGON2_MEMORY_KIB[1]:,} KiB",
+        f"{passwords.ARGON2_TIME[0]} to {passwords.ARGON2_TIME[1]}",
+        f"{passwords.ARGON2_LANES[0]} to {passwords.ARGON2_LANES[1]}",
+        f"{passwords.ARGON2_WORK_KIB:,}",
+        f"{passwords.ARGON2_DIGEST_BYTES[0]} to {passwords.ARGON2_DIGEST_BYTES[1]} bytes",
+    ):
+        assert fragment in section, fragment
+
+
+# --- 2. plain passwords never reach an output ---------------------------------------------
+
+
+def test_a_headerless_csv_does_not_echo_its_data(initialised: Dbtool, tmp_path: Path) -> None:
+    path = tmp_path / "noheader.csv"
+    path.write_text("nh1@example.com,Passw0rd-xyz1\nnh2@example.com,Passw0rd-xyz2\n")
+    result = initialised("users", "import", str(path))
+    assert_clean_error(result, 2, "no header line")
+    assert "Passw0rd" not in result.output and "nh1@example.com" not in result.output
+
+
+def test_a_misquoted_csv_never_shows_the_passwords_it_swallowed(
+    initialised: Dbtool, tmp_path: Path
+) -> None:
+    secrets = [f"Secret-{n}-pass" for n in range(5)]
+    lines = ["email,password", f'"a0@example.com,{secrets[0]}']  # the quote never closes
+    lines += [f"a{n}@example.com,{secret}" for n, secret in enumerate(secrets[1:], start=1)]
+    path = tmp_path / "broken.csv"
+    path.write_text("\n".join(lines) + "\n")
+    rejects = tmp_path / "rejects.csv"
+    result = initialised("users", "import", str(path), "--skip-invalid", "--rejects",
+                         str(rejects))  # fmt: skip
+    assert "never closed" in result.stderr
+    written = rejects.read_text()
+    for secret in secrets:
+        assert secret not in result.output and secret not in written
+    assert stat.S_IMODE(rejects.stat().st_mode) == 0o600
+
+
+def test_rejected_plain_passwords_are_redacted_and_the_file_private(
+    initialised: Dbtool, tmp_path: Path
+) -> None:
+    rejects = tmp_path / "rejects.jsonl"
+    rejects.write_text("old\n")
+    rejects.chmod(0o644)
+    line = json.dumps({"email": "not-an-email,Hunter2-long", "password": "Hunter2-long"})
+    result = initialised("users", "import", "-", "--format", "jsonl", "--skip-invalid",
+                         "--rejects", str(rejects), input=line + "\n")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Hunter2" not in result.output  # the message quotes the email only up to the comma
+    [written] = [json.loads(row) for row in rejects.read_text().splitlines()]
+    assert written["password"] == "(redacted)" and written["line"] == 1
+    assert stat.S_IMODE(rejects.stat().st_mode) == 0o600
+
+
+# --- 3. path mix-ups ----------------------------------------------------------------------
+
+
+def test_rejects_file_cannot_be_the_input_or_the_database(
+    initialised: Dbtool, tmp_path: Path, backend: str
+) -> None:
+    path = tmp_path / "in.csv"
+    content = f'email,hashed_password\nokay@example.com,"{GOOD}"\nbad,"{GOOD}"\n'
+    path.write_text(content)
+    same = initialised("users", "import", str(path), "--skip-invalid", "--rejects", str(path))
+    assert_clean_error(same, 2, "--rejects", "the input file")
+    assert path.read_text() == content
+    relative = initialised("users", "import", str(path), "--skip-invalid", "--rejects",
+                           os.path.relpath(path))  # fmt: skip
+    assert_clean_error(relative, 2, "the input file")
+    if backend == "sqlite":
+        database = Path(initialised.url.split("///", 1)[1])
+        before = database.read_bytes()
+        for target in (database, Path(f"{database}-wal")):
+            clash = initialised("users", "import", str(path), "--skip-invalid",
+                                "--rejects", str(target))  # fmt: skip
+            assert_clean_error(clash, 2, "SQLite database")
+        export = initialised("users", "export", "-o", str(database))
+        assert_clean_error(export, 2, "-o", "SQLite database in use")
+        assert database.read_bytes() == before
+    assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(0,)]
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_url_option_is_an_error_not_another_database(tmp_path: Path, blank: str) -> None:
+    from tests.test_config import run
+
+    other = tmp_path / "other.db"
+    result = run("--url", blank, "reset", "--yes", env={"DATABASE_URL": f"sqlite:///{other}"})
+    assert_clean_error(result, 2, "--url is empty")
+    assert not other.exists()
+
+
+# --- 4. exit codes and one-line errors ------------------------------------------------------
+
+
+def _failures(dbtool: Dbtool) -> list[tuple[tuple[str, ...], str | None, int]]:
+    """(args, stdin, documented exit code) for one failure of each kind."""
+    return [
+        (("--url", "mysql://x@h/db", "ping"), None, 2),
+        (("--url", "postgresql://postgres@127.0.0.1:1/x", "ping"), None, 3),
+        (("users", "add", "dup@example.com", "--password-stdin"), PASSWORD, 4),
+        (("drop",), None, 5),
+        (("users", "show", "nobody@example.com"), None, 1),
+        (("users", "list", "--limit", "0"), None, 2),
+    ]
+
+
+def test_debug_keeps_every_exit_code_and_adds_a_traceback(initialised: Dbtool) -> None:
+    initialised("users", "add", "dup@example.com", "--password-stdin", input=PASSWORD)
+    for args, stdin, code in _failures(initialised):
+        plain = initialised(*args, input=stdin)
+        assert plain.exit_code == code, (args, plain.output)
+        assert "Traceback" not in plain.output
+        debug = initialised("--debug", *args, input=stdin)
+        assert debug.exit_code == code, (args, debug.output)
+
+
+def test_debug_shows_the_traceback(initialised: Dbtool) -> None:
+    result = initialised("--debug", "users", "show", "nobody@example.com")
+    assert result.exit_code == 1 and "Traceback" in result.stderr
+    assert "error: no user matches" in result.stderr
+
+
+USAGE_CASES = [
+    (("users", "list", "--limit", "99999999999999999999"), "--limit"),
+    (("users", "list", "--limit", "-1"), "--limit"),
+    (("users", "list", "--offset", "-5"), "--offset"),
+    (("pool-status", "--interval", "nan"), "--interval"),
+    (("pool-status", "--interval", "inf"), "--interval"),
+    (("pool-status", "--probe-hold", "-1"), "--probe-hold"),
+    (("pool-status", "--idle-warning", "nan"), "--idle-warning"),
+    (("ping", "--wait", "nan"), "--wait"),
+    (("init", "--wait", "inf"), "--wait"),
+    (("users", "import", "-", "--batch-size", "0"), "--batch-size"),
+    (("users", "list", "--format", "xml"), "--format"),
+    (("nosuchcommand",), "No such command"),
+    (("users", "list", "--bogus"), "--bogus"),
+]
+
+
+@pytest.mark.parametrize(("args", "fragment"), USAGE_CASES)
+def test_usage_errors_are_one_line_and_a_hint(
+    initialised: Dbtool, args: tuple[str, ...], fragment: str
+) -> None:
+    result = initialised(*args)
+    assert_clean_error(result, 2, fragment)
+    assert "╭" not in result.output  # no boxed panel
+    assert "for help." in result.stderr.splitlines()[-1]
+
+
+URL_CASES = [
+    ("postgresql://u@localhost:99999/db", "port 99999"),
+    ("postgresql://u@localhost/da%00ta", "NUL"),
+    ("postgresql://u@localhost:0/db", "port 0"),
+]
+
+
+@pytest.mark.parametrize(("url", "fragment"), URL_CASES)
+def test_malformed_urls_are_exit_2(url: str, fragment: str) -> None:
+    from tests.test_config import run
+
+    result = run("ping", env={"DATABASE_URL": url})
+    assert_clean_error(result, 2, fragment)
+
+
+def test_invalid_utf8_anywhere_is_exit_2_with_one_line(initialised: Dbtool, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DBTOOL_", "DATABASE_URL"))}
+    script = dbtool_executable().encode()
+    cases = [
+        ([script, b"--url", initialised.url.encode(), b"users", b"list", b"--search", b"\xff"],
+         None, env),
+        ([script, b"--url", initialised.url.encode(), b"users", b"add", b"abc@example.com",
+          b"--password-stdin"], b"pass\xffword-long\n", env),
+        ([script, b"ping"], None, {**env, "DATABASE_URL": "sqlite:///x\udcff.db"}),
+    ]  # fmt: skip
+    assert len(cases) == UTF8_CASES
+    for argv, stdin, environment in cases:
+        done = subprocess.run(argv, input=stdin, capture_output=True, env=environment,
+                              timeout=60)  # fmt: skip
+        stderr = done.stderr.decode(errors="replace")
+        assert done.returncode == 2, (argv, stderr)
+        assert "Traceback" not in stderr and "UTF-8" in stderr, stderr
+        assert len([line for line in stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+@pytest.mark.sqlite
+def test_a_sqlite_path_that_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    result = Dbtool(f"sqlite:///{tmp_path / 'dir.db'}").run("users", "list")
+    assert_clean_error(result, 3, "is a directory")
+    assert "Traceback" not in result.output
+
+
+def test_export_file_errors_are_exit_1_naming_the_file(initialised: Dbtool, tmp_path: Path) -> None:
+    target = tmp_path / "a-directory"
+    target.mkdir()
+    result = initialised("users", "export", "-o", str(target))
+    assert_clean_error(result, 1, "cannot write", "a-directory")
+    if Path("/dev/full").is_char_device():  # disk full, on a device it must not replace
+        full = initialised.run("users", "export", "-o", "/dev/full")
+        assert_clean_error(full, 1, "cannot write", "No space left")
+        assert Path("/dev/full").is_char_device()
+
+
+# --- 5. every per-row problem is a row error --------------------------------------------------
+
+
+UTF8_CASES = 3  # --search, a password on stdin, DATABASE_URL
+ROW_PROBLEMS = 7  # the broken rows of the next two tests
+
+
+def test_every_row_problem_is_skippable_with_its_line(initialised: Dbtool, tmp_path: Path) -> None:
+    rows = [
+        {"email": "fine@example.com", "hashed_password": GOOD},
+        {"email": "future@example.com", "hashed_password": GOOD,
+         "created_at": "9999-12-31T23:59:59-14:00"},
+        {"email": "long" * 100 + "@example.com", "hashed_password": GOOD},
+        {"email": "hash@example.com", "hashed_password": GOOD + "A" * 300},
+        {"email": "user@example.com", "hashed_password": GOOD, "username": "x" * 300},
+        {"email": "fine2@example.com", "hashed_password": GOOD},
+    ]  # fmt: skip
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    text += "[" * 200_000 + "]" * 200_000 + "\n"  # nested 200k deep
+    text += json.dumps({"email": "big@example.com", "hashed_password": "x" * (2 << 20)}) + "\n"
+    path = tmp_path / "rows.jsonl"
+    path.write_text(text)
+    strict = initialised("users", "import", str(path))
+    assert_clean_error(strict, 1, "6 invalid row(s)")
+    for line in (2, 3, 4, 5, 7, 8):  # line 6 is fine
+        assert f"line {line}:" in strict.stderr, (line, strict.stderr)
+    assert "out of range" in strict.stderr and "nested too deeply" in strict.stderr
+    assert "longer than 1,048,576 characters" in strict.stderr
+    assert "x" * 100 not in strict.stderr  # no value echoed in full
+    skipped = initialised("users", "import", str(path), "--skip-invalid", "--json")
+    assert skipped.exit_code == 0, skipped.output
+    assert json.loads(skipped.stdout)["inserted"] == 2
+
+
+def test_oversized_csv_fields_and_duplicate_columns(initialised: Dbtool, tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    path.write_text(f"email,hashed_password\nbig@example.com,{'y' * 200_000}\n"
+                    f'okay@example.com,"{GOOD}"\n')  # fmt: skip
+    result = initialised("users", "import", str(path), "--skip-invalid", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rejected"] == 1 and "line 2:" in result.stderr
+    duplicated = tmp_path / "dup.csv"
+    duplicated.write_text(f'email,email,hashed_password\na@example.com,b@example.com,"{GOOD}"\n')
+    assert_clean_error(initialised("users", "import", str(duplicated)), 2, "repeats column")
+
+
+def test_a_byte_order_mark_works_from_stdin_too(initialised: Dbtool) -> None:
+    data = f'\ufeffemail,hashed_password\nbom@example.com,"{GOOD}"\n'
+    result = initialised("users", "import", "-", "--format", "csv", input=data)
+    assert result.exit_code == 0, result.output
+    assert run_sql(initialised.url, "SELECT email FROM users") == [("bom@example.com",)]
+
+
+# --- 6. concurrency and faults --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["skip", "update"])
+def test_overlapping_imports_in_reverse_order_never_deadlock(
+    initialised: Dbtool, tmp_path: Path, policy: str
+) -> None:
+    emails = [f"user{n}@example.com" for n in range(3000)]
+    forward = tmp_path / "forward.csv"
+    backward = tmp_path / "backward.csv"
+    for path, order in ((forward, emails), (backward, emails[::-1])):
+        path.write_text(
+            "email,hashed_password,is_superuser\n"
+            + "".join(
+                f'{email},"{GOOD}",{"true" if path is backward else "false"}\n' for email in order
+            )
+        )
+    processes = [
+        initialised.spawn("users", "import", str(path), "--on-conflict", policy, "--json",
+                          "--batch-size", "200")
+        for path in (forward, backward)
+    ]  # fmt: skip
+    outcomes = [(p.wait(timeout=300), *p.communicate()) for p in processes]
+    assert [code for code, _, _ in outcomes] == [0, 0], outcomes
+    summaries = [json.loads(out) for _, out, _ in outcomes]
+    assert sum(s["inserted"] for s in summaries) == 3000
+    if policy == "update":  # the second import updates every row the first inserted
+        assert sorted(s["updated"] for s in summaries) == [0, 3000]
+    assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(3000,)]
+
+
+def test_reset_is_one_transaction(initialised: Dbtool, database_url: str, backend: str) -> None:
+    """If re-creating fails after the drop, the drop is undone too: nothing is lost."""
+    initialised("users", "add", "keep@example.com", "--password-stdin", input=PASSWORD)
+    env = {"DBTOOL_MODELS": "tests.apps.intid_app:Base"}
+    app = Dbtool(database_url, env=env)
+    assert app("init").exit_code == 0
+    app("users", "add", "a@example.com", "--set", "full_name=A", "--password-stdin",
+        input=PASSWORD)  # fmt: skip
+    run_sql(database_url, "DROP TABLE posts")
+    # Something in the way of re-creating posts: an index (SQLite) or a type (PostgreSQL)
+    # of that name, which the schema inspection does not see as a table.
+    blocker = (
+        "CREATE TYPE posts AS (x int)"
+        if backend == "postgres"
+        else "CREATE INDEX posts ON users (email)"
+    )
+    run_sql(database_url, blocker)
+    result = app("reset", "--yes")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert run_sql(database_url, "SELECT email FROM accounts") == [("a@example.com",)]
+    assert run_sql(database_url, "SELECT email FROM users") == [("keep@example.com",)]
+
+
+def test_sigterm_during_export_leaves_no_partial_file(initialised: Dbtool, tmp_path: Path) -> None:
+    rows = "".join(f"{{\"email\": \"sig{n}@example.com\", \"hashed_password\": \"{GOOD}\"}}\n"
+                   for n in range(20000))  # fmt: skip
+    assert initialised("users", "import", "-", "--format", "jsonl", input=rows).exit_code == 0
+    target = tmp_path / "out.csv"
+    process = initialised.spawn("users", "export", "--include-hashes", "-o", str(target),
+                                env={"PYTHONUNBUFFERED": "1"})  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob(".out.csv.*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=60)
+    _, stderr = process.communicate()
+    if code == 0:  # it finished first: then the whole file is there
+        assert len(target.read_text().splitlines()) == 20001
+    else:
+        assert code == 130, stderr
+        assert "Traceback" not in stderr
+        assert not target.exists()
+    assert not list(tmp_path.glob(".out.csv.*"))
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sqlite_readers_never_wait_for_a_writer(initialised: Dbtool) -> None:
+    path = initialised.url.split("///", 1)[1]
+    initialised("users", "add", "reader@example.com", "--password-stdin", input=PASSWORD)
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE users SET username = 'changed'")
+    release = threading.Timer(40, lambda: None)  # the writer would hold its lock for 40 s
+    release.start()
+    try:
+        for args in (("users", "list"), ("users", "show", "reader@example.com"), ("info",),
+                     ("ping",), ("users", "export")):  # fmt: skip
+            started = time.monotonic()
+            result = initialised.run(*args)
+            assert result.exit_code == 0, (args, result.stderr)
+            assert time.monotonic() - started < 10, args
+            assert "changed" not in result.stdout  # it read the committed state
+    finally:
+        release.cancel()
+        writer.execute("ROLLBACK")
+        writer.close()
+    mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"  # init switched the file to write-ahead logging
+
+
+# --- 7. the library on a login path --------------------------------------------------------
+
+
+def test_authenticate_takes_the_same_time_for_unknown_users(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the real Argon2 parameters: an unknown email costs what a wrong password costs."""
+    from pwdlib import PasswordHash
+    from pwdlib.hashers.argon2 import Argon2Hasher
+    from pwdlib.hashers.bcrypt import BcryptHasher
+
+    from cli.db import Database
+    from cli.schema import create_schema
+    from cli.users import add_user, authenticate, update_user
+
+    real = {"argon2": PasswordHash((Argon2Hasher(), BcryptHasher()))}
+    monkeypatch.setattr(passwords, "_hashers", real)
+    monkeypatch.setattr("cli.users._dummy_hashes", {})
+
+    async def run() -> tuple[float, float, object, object, object, object]:
+        async with Database.from_url(database_url, must_exist=False) as db:
+            await create_schema(db)
+            async with db.session() as session:
+                await add_user(session, email="known@example.com", password=PASSWORD)
+                await add_user(session, email="off@example.com", password=PASSWORD)
+                await update_user(session, "off@example.com", is_active=False)
+
+            async def timed(ident: str, password: str) -> float:
+                started = time.perf_counter()
+                async with db.session() as session:
+                    await authenticate(session, ident, password)
+                return time.perf_counter() - started
+
+            await timed("warm@example.com", "x")  # the dummy hash is made once per process
+            known = sorted([await timed("known@example.com", "wrong") for _ in range(5)])[2]
+            unknown = sorted([await timed("nobody@example.com", "wrong") for _ in range(5)])[2]
+            async with db.session() as session:
+                ok = await authenticate(session, "known@example.com", PASSWORD)
+                wrong = await authenticate(session, "known@example.com", "wrong")
+                inactive = await authenticate(session, "off@example.com", PASSWORD)
+                missing = await authenticate(session, "nobody@example.com", PASSWORD)
+            return known, unknown, ok, wrong, inactive, missing
+
+    known, unknown, ok, wrong, inactive, missing = asyncio.run(run())
+    assert 0.5 < unknown / known < 2, (known, unknown)
+    assert ok is not None and wrong is None and inactive is None and missing is None
+
+
+def test_authenticate_upgrades_old_hashes_and_survives_hostile_ones(
+    initialised: Dbtool,
+) -> None:
+    from cli.db import Database
+    from cli.users import authenticate
+
+    legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    plant(initialised, "old@example.com", legacy)
+    plant(initialised, "evil@example.com", bcrypt_cost(31))
+
+    async def run() -> tuple[object, object]:
+        async with Database.from_url(initialised.url) as db, db.session() as session:
+            return (
+                await authenticate(session, "old@example.com", PASSWORD),
+                await authenticate(session, "evil@example.com", PASSWORD),
+            )
+
+    upgraded, evil = asyncio.run(run())
+    assert upgraded is not None and evil is None
+    stored = run_sql(initialised.url, "SELECT hashed_password FROM users WHERE email = :e",
+                     {"e": "old@example.com"})[0][0]  # fmt: skip
+    assert stored.startswith("$argon2id$")
+
+
+def test_add_user_applies_the_settings_policy(initialised: Dbtool) -> None:
+    from cli.db import Database
+    from cli.errors import InvalidInputError
+    from cli.users import add_user
+
+    async def run() -> None:
+        db = Database.from_url(initialised.url, password_min_length=20)
+        async with db, db.session() as session:
+            await add_user(session, email="pol@example.com", password="only-15-chars!!")
+
+    with pytest.raises(InvalidInputError, match="at least 20"):
+        asyncio.run(run())
+
+
+def test_engine_options_reach_the_engine(database_url: str) -> None:
+    from sqlalchemy.pool import NullPool
+
+    from cli.db import Database
+
+    async def run() -> str:
+        db = Database.from_url(database_url, must_exist=False,
+                               engine_options={"poolclass": NullPool})  # fmt: skip
+        async with db:
+            return type(db.engine.pool).__name__
+
+    assert asyncio.run(run()) == "NullPool"
+
+
+# --- 8. a password on the command line ------------------------------------------------------
+
+
+def test_a_password_in_the_url_option_draws_a_warning(tmp_path: Path) -> None:
+    from tests.test_config import run
+
+    result = run("--url", "postgresql://u:s3cret@localhost/db", "config")
+    assert result.exit_code == 0
+    assert "warning:" in result.stderr and "DATABASE_URL" in result.stderr
+    assert "s3cret" not in result.output
+    quiet = run("--url", f"sqlite:///{tmp_path / 'x.db'}", "config")
+    assert "warning" not in quiet.stderr
+
+
+# --- the README example under real HTTP keep-alive --------------------------------------------
+
+
+def test_the_readme_application_under_keep_alive(tmp_path: Path) -> None:
+    """The README's FastAPI example behind uvicorn: 100 requests on one kept-alive
+    connection, conflicts and invalid input mixed in, every one answered."""
+    import re
+    import socket
+
+    import httpx
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Use from your application", 1)[1]
+    code = re.search(r"```python\n(.+?)\n```", section, re.DOTALL)
+    assert code
+    (tmp_path / "readme_app.py").write_text(code.group(1))
+    database = tmp_path / "app.db"
+    assert Dbtool(f"sqlite:///{database}")("init").exit_code == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "PYTHONPATH": str(tmp_path)}
+    server = subprocess.Popen(
+        [os.path.join(os.path.dirname(dbtool_executable()), "python"), "-m", "uvicorn",
+         "readme_app:app", "--port", str(port), "--log-level", "warning"],
+        env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                          limits=httpx.Limits(max_connections=1)) as client:  # fmt: skip
+            for _ in range(100):
+                try:
+                    client.get("/users/nobody")
+                    break
+                except httpx.ConnectError:
+                    time.sleep(0.1)
+            statuses: list[int] = []
+            for n in range(25):
+                body = {"email": f"user{n}@example.com", "password": PASSWORD}
+                statuses.append(client.post("/users", json=body).status_code)
+                statuses.append(client.post("/users", json=body).status_code)  # conflict
+                statuses.append(client.post("/users", json={"email": "bad", "password": PASSWORD})
+                                .status_code)  # fmt: skip
+                statuses.append(client.get(f"/users/nobody{n}").status_code)
+            logins = [
+                client.post("/login", json={"email": "user1@example.com", "password": PASSWORD}),
+                client.post("/login", json={"email": "user1@example.com", "password": "nope"}),
+            ]
+    finally:
+        server.terminate()
+        _, errors = server.communicate(timeout=30)
+    assert statuses == [201, 409, 422, 404] * 25
+    assert [response.status_code for response in logins] == [200, 401]
+    assert "Traceback" not in errors
+
+
+def test_the_readme_tally_counts_these_cases() -> None:
+    """README's Reliability section: the bad inputs these tests cover."""
+    headerless_misquoted_blank_url = 3
+    total = (
+        len(HOSTILE_HASHES)
+        + len(USAGE_CASES)
+        + len(URL_CASES)
+        + UTF8_CASES
+        + ROW_PROBLEMS
+        + headerless_misquoted_blank_url
+    )
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert f"**Bad inputs covered by tests: {total}**" in readme
