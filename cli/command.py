@@ -22,6 +22,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import typer
+from typer._click.types import StringParamType
+from typer.core import TyperCommand
 
 from cli.errors import CancelledError, DbtoolError, ExitCode
 
@@ -34,6 +36,35 @@ if TYPE_CHECKING:
     from cli.errors import DatabaseUnavailableError
 
 T = TypeVar("T")
+
+
+class HelpCommand(TyperCommand):
+    """Every dbtool command: its usage line names arguments plainly (`EMAIL`, not Typer's
+    `{EMAIL}`)."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
+
+
+class _Text(StringParamType):
+    """Text arguments, without Typer's `<str>` in the help."""
+
+    def get_metavar(self, param: Any, ctx: Any) -> str:
+        return ""
+
+
+TEXT = _Text()
+
+
+def flag(*names: str, help: str) -> Any:
+    """A boolean option (its default is not worth showing in the help)."""
+    return typer.Option(*names, help=help, show_default=False)
+
+
+def examples(*lines: str) -> str:
+    """An Examples section for a command's help (its epilog)."""
+    escaped = (line.replace("[", "\\[") for line in lines)
+    return "[bold]Examples[/bold]\n\n" + "\n\n".join(f"  {line}" for line in escaped)
 
 
 class State(NamedTuple):
@@ -80,6 +111,11 @@ class Command:
             if settings.application_name is None:
                 settings = replace(settings, application_name=DEFAULT_APPLICATION_NAME)
             self._settings = settings
+            if settings.warnings:
+                from cli import output
+
+                for warning in settings.warnings:
+                    output.warning(warning)
             if self._settings.echo:
                 _log_sql_to_stderr()
         return self._settings
@@ -195,7 +231,8 @@ def describe_unexpected(exc: BaseException) -> str:
 
 @contextmanager
 def waiting(target: str, wait: float) -> Iterator[RetryCallback | None]:
-    """While connecting with --wait: a spinner on a terminal, an occasional line otherwise."""
+    """While connecting with --wait: a spinner on a terminal, an occasional line otherwise.
+    The line says why first (the URL is already in it once), and fits the terminal."""
     if wait <= 0:
         yield None
         return
@@ -203,10 +240,13 @@ def waiting(target: str, wait: float) -> Iterator[RetryCallback | None]:
 
     console = output.err_console()
     if console.is_terminal:
-        with console.status(f"Waiting for {target} ...") as status:
+        width = console.width - 4  # the spinner and its space
+        with console.status(fit(f"connecting to {target} …", width)) as status:
 
             def update(attempt: int, error: DatabaseUnavailableError, left: float) -> None:
-                status.update(f"Waiting for {target} ({left:.0f}s left): {error.message}")
+                status.update(
+                    fit(f"{why(error)}; retrying, {left:.0f}s left (Ctrl-C to stop)", width)
+                )
 
             yield update
         return
@@ -217,9 +257,20 @@ def waiting(target: str, wait: float) -> Iterator[RetryCallback | None]:
         nonlocal last_line
         if time.monotonic() - last_line >= 5:
             last_line = time.monotonic()
-            output.note(f"waiting ({left:.0f}s left): {error.message}")
+            output.note(f"{why(error)}; retrying, {left:.0f}s left")
 
     yield log
+
+
+def why(error: DbtoolError) -> str:
+    """The reason in a connection error, without the `cannot connect to URL: ` before it."""
+    prefix, separator, reason = error.message.partition(": ")
+    return reason if separator and prefix.startswith("cannot connect to ") else error.message
+
+
+def fit(text: str, width: int) -> str:
+    """`text` cut to `width` characters, with "…" where it was cut."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
 def finite_seconds(value: float) -> float:

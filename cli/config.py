@@ -7,7 +7,7 @@ application process) and returns an immutable `Settings`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,9 @@ _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full
 _POSTGRES_URL_PARAMS = (
     "ssl",
     "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
     "application_name",
     "connect_timeout",
     "prepared_statement_cache_size",
@@ -71,8 +74,16 @@ class Settings:
     user_fields: str | None = None
     # None: the CLI calls itself "dbtool"; applications get their program's name (cli.db).
     application_name: str | None = None
+    # libpq's sslrootcert, sslcert, sslkey from the URL: files for an SSL context (cli.db).
+    ssl_rootcert: str | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
     # Environment variable name -> source label ("option", "environment", ".env file ...").
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # Names set in the .env file (whether dbtool reads them from there or not).
+    dotenv_names: frozenset[str] = field(default_factory=frozenset, compare=False)
+    # Problems worth a warning but not an error (a misspelt DBTOOL_ name, ...).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def backend(self) -> str:
@@ -235,7 +246,39 @@ def load_settings(
         sources["DBTOOL_CONNECT_TIMEOUT"] = SOURCE_URL
     elif "connect_timeout" in url_extras:
         del url_extras["connect_timeout"]
-    return Settings(url=normalised, sources=sources, **{**url_extras, **values})
+    warnings = [
+        *_unknown_names(env, SOURCE_ENVIRONMENT),
+        *_unknown_names(dotenv, dotenv_label),
+    ]
+    return Settings(
+        url=normalised,
+        sources=sources,
+        dotenv_names=frozenset(name for name, value in dotenv.items() if value),
+        warnings=tuple(warnings),
+        **{**url_extras, **values},
+    )
+
+
+# DBTOOL_ names that are not settings but are read elsewhere: by the users commands (only
+# from the environment), and by dbtool's own tests and benchmarks.
+OTHER_NAMES = (
+    "DBTOOL_USER_PASSWORD",
+    "DBTOOL_TEST_POSTGRES_URL",
+    "DBTOOL_REQUIRE_POSTGRES",
+    "DBTOOL_BENCH_POSTGRES_URL",
+)
+
+
+def _unknown_names(names: Iterable[str], source: str) -> Iterator[str]:
+    """A warning for each DBTOOL_ name dbtool does not know, with the nearest one it does."""
+    from difflib import get_close_matches
+
+    known = [*ALL_SETTING_NAMES, *OTHER_NAMES]
+    for name in sorted(names):
+        if name.startswith("DBTOOL_") and name not in known:
+            close = get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            yield f"{name} (from {source}) is not a dbtool setting, and is ignored{hint}"
 
 
 def _text(name: str, value: str, source: str) -> str:
@@ -334,6 +377,12 @@ def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
                     f"{where}: {key}={value!r} must be one of {', '.join(_SSL_MODES)}"
                 )
             query["ssl"] = value  # asyncpg spells libpq's sslmode as ssl
+    for key in ("sslrootcert", "sslcert", "sslkey"):
+        if key in query:
+            path = Path(_single(query.pop(key), key, where)).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"{where}: {key}={path} is not a readable file")
+            extras[f"ssl_{key.removeprefix('ssl')}"] = str(path)
     if "application_name" in query:
         extras["application_name"] = _single(
             query.pop("application_name"), "application_name", where

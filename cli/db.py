@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
@@ -214,6 +215,23 @@ class Database:
                 yield conn
 
 
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """An SSL context for the URL's sslrootcert / sslcert / sslkey, with libpq's meaning of
+    sslmode: verify-full checks the certificate and the host name, verify-ca the certificate
+    only, and require (or prefer) with a root certificate given checks it as verify-ca does."""
+    if not (settings.ssl_rootcert or settings.ssl_cert):
+        return None
+    mode = str(settings.url.query.get("ssl", "prefer"))
+    context = ssl.create_default_context(cafile=settings.ssl_rootcert)
+    if mode != "verify-full":
+        context.check_hostname = False
+    if not settings.ssl_rootcert:  # only a client certificate: the server is not checked
+        context.verify_mode = ssl.CERT_NONE
+    if settings.ssl_cert:
+        context.load_cert_chain(settings.ssl_cert, settings.ssl_key)
+    return context
+
+
 def default_application_name() -> str:
     """What an application's connections are called when nothing says otherwise: the
     program's name (uvicorn, gunicorn, ...), so they are never mistaken for dbtool's."""
@@ -239,6 +257,9 @@ def create_engine(settings: Settings, **engine_options: Any) -> AsyncEngine:
             "timeout": settings.connect_timeout,
             "server_settings": {"application_name": name},
         }
+        context = ssl_context(settings)
+        if context is not None:
+            connect_args["ssl"] = context
     else:
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT}
     extra = dict(engine_options)
@@ -308,7 +329,8 @@ def _check_sqlite_file(url: URL, *, must_exist: bool) -> None:
         )
     if not path.parent.is_dir():
         raise UnavailableError(
-            f"cannot create SQLite database {path}: directory {path.parent} does not exist",
+            f"cannot create SQLite database {path}: directory {path.parent} does not exist "
+            "(`dbtool init --create-database` creates it)",
             retryable=False,
         )
 

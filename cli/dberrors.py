@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DBAPIError
 
 from cli.config import mask_url
-from cli.errors import DatabaseUnavailableError, DbtoolError, SchemaMissingError
+from cli.errors import ConfigError, DatabaseUnavailableError, DbtoolError, SchemaMissingError
+
+URL_LABEL = "DATABASE_URL"
 
 if TYPE_CHECKING:
     from cli.config import Settings
@@ -112,6 +114,7 @@ def connection_error(exc: BaseException, settings: Settings) -> UnavailableError
         )
     if isinstance(cause, ssl.SSLError):
         return UnavailableError(f"{target}: SSL error: {cause.reason}", retryable=False)
+
     if isinstance(cause, (ConnectionError, OSError)) and not isinstance(exc, DBAPIError):
         return UnavailableError(f"{target}: {cause}", retryable=True)
     if settings.backend == "sqlite" and "unable to open database file" in str(cause):
@@ -133,6 +136,13 @@ def translate_error(exc: BaseException, settings: Settings) -> DbtoolError | Non
     lost = connection_error(exc, settings)
     if lost is not None:
         return lost
+    if "root certificate file" in str(driver_error(exc)):
+        # asyncpg wants the server's CA certificate for sslmode=verify-ca/verify-full.
+        return ConfigError(
+            f"{URL_LABEL} asks to verify the server's certificate (sslmode=verify-ca or "
+            f"verify-full), but {first_line(exc)}; give the CA certificate with "
+            "sslrootcert=PATH in the URL, or use sslmode=require"
+        )
     if isinstance(exc, DBAPIError):
         cause = driver_error(exc)
         if sqlstate(exc) == "42P01" or str(cause).startswith("no such table"):

@@ -19,7 +19,17 @@ from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
 from cli import __version__
-from cli.command import Command, State, at_least, confirm_typed, finite_seconds, whole_number
+from cli.command import (
+    Command,
+    HelpCommand,
+    State,
+    at_least,
+    confirm_typed,
+    examples,
+    finite_seconds,
+    flag,
+    whole_number,
+)
 from cli.errors import RefusedError
 
 if TYPE_CHECKING:
@@ -70,7 +80,7 @@ class RootGroup(TyperGroup):
         is not valid UTF-8 before anything reads it."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        arguments = list(sys.argv[1:] if args is None else args)
+        arguments = hoist_global_options(list(sys.argv[1:] if args is None else args))
         try:
             for number, argument in enumerate(arguments, start=1):
                 _check_argument(number, argument)
@@ -90,6 +100,42 @@ class RootGroup(TyperGroup):
             output.error("cancelled, nothing was changed")
             sys.exit(130)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+# The root options, which may also come after the command name (`dbtool ping --url ...`).
+GLOBAL_VALUE_OPTIONS = ("--url", "--env-file", "--models")
+GLOBAL_FLAGS = ("--debug",)
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """`args` with the global options found after the command name moved before it, where
+    the root command parses them: one definition serves every position. A `--` ends the
+    search (what follows it is data)."""
+    position = 0
+    while position < len(args):  # skip the options given before the command
+        argument = args[position]
+        if argument == "--" or not argument.startswith("-"):
+            break
+        position += 2 if argument in GLOBAL_VALUE_OPTIONS else 1
+    head, tail = args[:position], args[position:]
+    hoisted: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(tail):
+        argument = tail[index]
+        if argument == "--":
+            rest.extend(tail[index:])
+            break
+        if argument in GLOBAL_VALUE_OPTIONS and index + 1 < len(tail):
+            hoisted.extend(tail[index : index + 2])
+            index += 2
+            continue
+        if argument in GLOBAL_FLAGS or argument.partition("=")[0] in GLOBAL_VALUE_OPTIONS:
+            hoisted.append(argument)
+        else:
+            rest.append(argument)
+        index += 1
+    return [*head, *hoisted, *rest]
 
 
 # scheme://user:password@...: a URL carrying a password (checked without parsing it fully,
@@ -125,9 +171,13 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print the result as JSON on stdout.", show_default=False)
-]
+
+def command(name: str, *example_lines: str) -> Callable[[Callable[..., Any]], Any]:
+    """`@app.command(name)` with dbtool's help: plain usage, an Examples section."""
+    return app.command(name, cls=HelpCommand, epilog=examples(*example_lines))
+
+
+JsonOption = Annotated[bool, flag("--json", help="Print the result as JSON on stdout.")]
 WaitOption = Annotated[
     float,
     typer.Option(
@@ -137,16 +187,10 @@ WaitOption = Annotated[
         help="Keep retrying to connect for up to SECONDS (for CI, right after the server starts).",
     ),
 ]
-YesOption = Annotated[
-    bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.", show_default=False)
-]
+YesOption = Annotated[bool, flag("--yes", "-y", help="Do not ask for confirmation.")]
 AllowProtectedOption = Annotated[
     bool,
-    typer.Option(
-        "--allow-protected",
-        help="Allow this even when DBTOOL_PROTECTED is true.",
-        show_default=False,
-    ),
+    flag("--allow-protected", help="Allow this even when DBTOOL_PROTECTED is true."),
 ]
 
 
@@ -188,9 +232,7 @@ def root(
             show_default=False,
         ),
     ] = None,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show tracebacks for errors.", show_default=False)
-    ] = False,
+    debug: Annotated[bool, flag("--debug", help="Show tracebacks for errors.")] = False,
     version: Annotated[
         bool,
         typer.Option(
@@ -204,6 +246,7 @@ def root(
 ) -> None:
     """Database admin for async SQLAlchemy applications: schema, users, connections.
 
+    The options below work before or after the command name (`dbtool ping --url URL`).
     Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 cannot reach the
     database, 4 conflict, 5 refused, 130 cancelled.
     """
@@ -217,17 +260,21 @@ def root(
     ctx.obj = State(url=url, env_file=env_file, debug=debug, models=models)
 
 
-@app.command()
+@command(
+    "init",
+    "dbtool init",
+    "dbtool init --wait 60 --create-database",
+    "DBTOOL_MODELS=app.models:Base dbtool init --json",
+)
 def init(
     ctx: typer.Context,
     wait: WaitOption = 0.0,
     create_database: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--create-database",
             help="Create the database itself if it does not exist (PostgreSQL), or the "
             "SQLite file's directory.",
-            show_default=False,
         ),
     ] = False,
     as_json: JsonOption = False,
@@ -283,11 +330,10 @@ def _refuse_if_protected(cmd: Command, allow_protected: bool, action: str) -> No
 
 ForceOption = Annotated[
     bool,
-    typer.Option(
+    flag(
         "--force",
         help="Also drop tables whose columns do not match the models, and (PostgreSQL, with "
         "CASCADE) the foreign keys of tables outside the models that reference them.",
-        show_default=False,
     ),
 ]
 
@@ -345,7 +391,12 @@ def _refuse_skipped(plan: "DropPlan") -> None:
         )
 
 
-@app.command()
+@command(
+    "drop",
+    "dbtool drop",
+    "dbtool drop --yes --json",
+    "dbtool drop --yes --force",
+)
 def drop(
     ctx: typer.Context,
     yes: YesOption = False,
@@ -377,7 +428,11 @@ def drop(
         _refuse_skipped(plan)
 
 
-@app.command()
+@command(
+    "reset",
+    "dbtool reset",
+    "dbtool reset --yes",
+)
 def reset(
     ctx: typer.Context,
     yes: YesOption = False,
@@ -413,7 +468,11 @@ def reset(
         _refuse_skipped(plan)
 
 
-@app.command()
+@command(
+    "ping",
+    "dbtool ping",
+    "dbtool ping --wait 30 --json",
+)
 def ping(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = False) -> None:
     """Check that the database answers; print the server version and round-trip latency.
 
@@ -434,7 +493,12 @@ def ping(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = False
         )
 
 
-@app.command("pool-status")
+@command(
+    "pool-status",
+    "dbtool pool-status",
+    "dbtool pool-status --probe 20 --json",
+    "dbtool pool-status --watch --interval 5",
+)
 def pool_status(
     ctx: typer.Context,
     probe: Annotated[
@@ -467,7 +531,7 @@ def pool_status(
     ] = 60.0,
     watch: Annotated[
         bool,
-        typer.Option("--watch", help="Refresh the report until Ctrl-C.", show_default=False),
+        flag("--watch", help="Refresh the report until Ctrl-C."),
     ] = False,
     interval: Annotated[
         float,
@@ -530,11 +594,17 @@ def _watch(
 
     try:
         if live and output.out_console().is_terminal:
+            from datetime import datetime
+
             from rich.live import Live
 
             with Live(console=output.out_console(), auto_refresh=False) as screen:
                 while True:
-                    screen.update(output.pool_report_renderable(collect()), refresh=True)
+                    report = collect()
+                    view = output.pool_report_renderable(
+                        report, refreshed=datetime.now(), interval=interval
+                    )
+                    screen.update(view, refresh=True)
                     time.sleep(interval)
         else:  # a pipe or --json: one report (or JSON line) after another
             while True:
@@ -544,7 +614,11 @@ def _watch(
         output.note("stopped")
 
 
-@app.command()
+@command(
+    "info",
+    "dbtool info",
+    "dbtool info --json",
+)
 def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the server, the database size, the models' tables and whether the schema is
     complete.
@@ -576,18 +650,32 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
         *((f"table {t['name']}", f"{t['rows']:,} rows") for t in report.tables),
         ("schema", "complete" if report.schema_complete else "incomplete: " + "; ".join(problems)),
     ]
-    output.print_table(("", ""), rows)
+    output.print_pairs(rows)
 
 
-@app.command("config")
+@command(
+    "config",
+    "dbtool config",
+    "dbtool --env-file ci.env config --json",
+)
 def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Show the effective settings and where each one comes from (passwords masked)."""
+    import os
+
     from cli import output
     from cli.config import describe_settings
-    from cli.formats import csv_value
 
     with Command(ctx) as cmd:
-        rows = describe_settings(cmd.settings)
+        settings = cmd.settings
+        rows = describe_settings(settings)
+    # The users commands' password: whether it is set, never its value.
+    password = "DBTOOL_USER_PASSWORD"
+    if os.environ.get(password):
+        rows.append((password, "(set, hidden)", "environment"))
+    elif password in settings.dotenv_names:
+        rows.append((password, "(not set)", "in .env, which is not read for it"))
+    else:
+        rows.append((password, "(not set)", "default"))
     if as_json:
         output.print_json(
             {name: {"value": value, "source": source} for name, value, source in rows}
@@ -595,8 +683,18 @@ def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
     else:
         output.print_table(
             ("Setting", "Value", "Source"),
-            ((name, csv_value(value), source) for name, value, source in rows),
+            ((name, _setting_text(value), source) for name, value, source in rows),
+            keep=("Setting",),
         )
+
+
+def _setting_text(value: Any) -> str:
+    """As the setting would be written: true/false, 30 rather than 30.0, empty for unset."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "" if value is None else str(value)
 
 
 def _terminated(signum: int, frame: Any) -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -32,7 +33,7 @@ def err_console() -> Console:
 
 def out_console() -> Console:
     # Not cached: tests and pipes swap sys.stdout, and Console reads it at write time.
-    # When stdout is not a terminal, do not wrap (a table piped to a file keeps its rows).
+    # When stdout is not a terminal, do not wrap (a report piped to a file keeps its lines).
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=1_000)
@@ -61,8 +62,11 @@ def warning(message: str) -> None:
     err_console().print(Text.assemble(("warning: ", "bold yellow"), printable(message)))
 
 
-def note(message: str | Text) -> None:
-    err_console().print(message if isinstance(message, Text) else Text(printable(message)))
+def note(message: str | Text, *, wrap: bool = False) -> None:
+    """A message on stderr; `wrap` folds it to the terminal's width (hints under a table)
+    instead of leaving one long line to the terminal."""
+    text = message if isinstance(message, Text) else Text(printable(message))
+    err_console().print(text, soft_wrap=not wrap)
 
 
 def success(message: str) -> None:
@@ -81,23 +85,124 @@ def print_json_line(data: Any) -> None:
 
 
 def cell(value: Any) -> str:
-    """A value as one table/CSV cell."""
+    """A value as one table cell: yes/no, timestamps to the second, numbers as given (30,
+    not 30.0)."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
+    if isinstance(value, float):
+        return f"{value:g}"
     return str(value)
 
 
 def print_table(
-    columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None
-) -> None:
-    table = Table(*columns, title=title, title_justify="left", header_style="bold")
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    keep: Sequence[str] = (),
+    optional: Sequence[str] = (),
+) -> list[str]:
+    """Rows as a table that fits the terminal, or tab-separated when stdout is not one.
+
+    On a terminal, `keep` columns are never cut (ids, emails, setting names), `optional`
+    columns are added in their order while the table still fits and left out after that,
+    and the others fold rather than being cut with "…". When even the `keep` columns do not
+    fit, each row becomes a block of `column  value` lines. Returns the columns left out.
+    Piped, every column is printed, tab-separated, with a header line (like `gh`).
+    """
+    table_rows = [list(row) for row in rows]
+    console = out_console()
+    if not console.is_terminal:
+        _print_tsv(columns, table_rows)
+        return []
+    shown = [name for name in columns if name not in optional]
+    # The narrowest the table can be: the kept columns whole, the others folded to 8.
+    folded = [
+        [
+            value if name in keep else cell(value)[:8]
+            for name, value in zip(columns, row, strict=True)
+        ]
+        for row in table_rows
+    ]
+    narrowest = _table(columns, shown, folded, keep).__rich_measure__(console, console.options)
+    if narrowest.maximum > console.width:
+        _print_blocks(columns, table_rows)
+        return []
+    for name in optional:
+        candidate = [c for c in columns if c in shown or c == name]
+        table = _table(columns, candidate, table_rows, keep)
+        if table.__rich_measure__(console, console.options).maximum <= console.width:
+            shown = candidate
+    console.print(_table(columns, shown, table_rows, keep))
+    return [name for name in columns if name not in shown]
+
+
+def _table(
+    columns: Sequence[str], shown: Sequence[str], rows: list[list[Any]], keep: Sequence[str]
+) -> Table:
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    positions = [columns.index(name) for name in shown]
+    for name in shown:
+        table.add_column(name, no_wrap=name in keep, overflow="fold")
     for row in rows:
-        table.add_row(*(Text(cell(value)) for value in row))
-    out_console().print(table)
+        table.add_row(*(Text(cell(row[position])) for position in positions))
+    return table
+
+
+def _print_blocks(columns: Sequence[str], rows: list[list[Any]]) -> None:
+    """One block per row, for terminals too narrow for a table: `name  value` lines, or the
+    name on a line of its own with the value below it when side by side would cut values."""
+    console = out_console()
+    name_width = max(map(len, columns), default=0)
+    value_width = max((len(cell(value)) for row in rows for value in row), default=0)
+    stacked = name_width + 2 + value_width > console.width
+    for number, row in enumerate(rows):
+        if number:
+            console.print()
+        if stacked:
+            for name, value in zip(columns, row, strict=True):
+                console.print(Text(name, style="bold"))
+                console.print(Text("  " + cell(value), overflow="fold"))
+            continue
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for name, value in zip(columns, row, strict=True):
+            grid.add_row(name, Text(cell(value)))
+        console.print(grid)
+
+
+def _tsv_field(value: Any) -> str:
+    return cell(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def _print_tsv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    write = sys.stdout.write
+    write("\t".join(columns) + "\n")
+    for row in rows:
+        write("\t".join(_tsv_field(value) for value in row) + "\n")
+    sys.stdout.flush()
+
+
+def print_pairs(rows: Iterable[tuple[str, Any]]) -> None:
+    """Name/value lines without a header (`info`, `users show`): the names whole, the values
+    folded to the width; tab-separated when piped."""
+    console = out_console()
+    rows = list(rows)
+    if not console.is_terminal:
+        for name, value in rows:
+            sys.stdout.write(f"{name}\t{_tsv_field(value)}\n")
+        sys.stdout.flush()
+        return
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, value in rows:
+        grid.add_row(name, Text(cell(value)))
+    console.print(grid)
 
 
 def print_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -116,9 +221,20 @@ def _seconds(value: float | None) -> str:
     return f"{value:g}s" if value >= 0 else "off"
 
 
-def pool_report_renderable(report: PoolReport) -> RenderableType:
-    """`dbtool pool-status` for people: client pool, server side, probe, warnings."""
-    parts: list[RenderableType] = [Text.assemble(("Database ", "bold"), report.database)]
+def pool_report_renderable(
+    report: PoolReport, *, refreshed: datetime | None = None, interval: float | None = None
+) -> RenderableType:
+    """`dbtool pool-status` for people: client pool, server side, probe, warnings. Under
+    --watch (`refreshed` given): when it was taken, how to stop, and panels as wide as the
+    terminal, so they do not jump as their contents change."""
+    parts: list[RenderableType] = []
+    if refreshed is not None:
+        every = f", every {interval:g}s" if interval is not None else ""
+        parts.append(
+            Text(f"updated {refreshed.strftime('%H:%M:%S')}{every} · Ctrl-C to quit", style="dim")
+        )
+    parts.append(Text.assemble(("Database ", "bold"), report.database))
+    expand = refreshed is not None
     client = report.client
     pool = Table.grid(padding=(0, 2))
     pool.add_row("class", client.pool_class)
@@ -138,7 +254,7 @@ def pool_report_renderable(report: PoolReport) -> RenderableType:
         )
     if client.note:
         pool.add_row("note", client.note)
-    parts.append(Panel(pool, title="Client pool", title_align="left", expand=False))
+    parts.append(Panel(pool, title="Client pool", title_align="left", expand=expand))
 
     server = report.server
     if server is not None:
@@ -177,7 +293,7 @@ def pool_report_renderable(report: PoolReport) -> RenderableType:
                 Group(summary, Text(f"\nIn database {server.database_name}:"), table),
                 title="Server",
                 title_align="left",
-                expand=False,
+                expand=expand,
             )
         )
     probe = report.probe
@@ -202,7 +318,7 @@ def pool_report_renderable(report: PoolReport) -> RenderableType:
             else f"{probe.checked_out_after} still checked out"
         )
         grid.add_row("afterwards", returned if probe.checked_out_after is not None else "-")
-        parts.append(Panel(grid, title="Probe", title_align="left", expand=False))
+        parts.append(Panel(grid, title="Probe", title_align="left", expand=expand))
     parts.extend(Text.assemble(("note: ", "dim"), note) for note in report.notes)
     parts.extend(Text.assemble(("warning: ", "bold yellow"), w) for w in report.warnings)
     return Group(*parts)

@@ -41,13 +41,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.schema import DefaultClause
 
-from cli import passwords
+from cli import passwords, users
 from cli.appmodels import FLAG_DEFAULTS, FLAG_ROLES, UserModel, check_length, converter
 from cli.db import Database
 from cli.errors import ConflictError, DbtoolError, InvalidInputError
 from cli.formats import Format, OnConflict, csv_value, excerpt, json_default
 from cli.readers import ERROR_KEY, detect_format, read_records
-from cli.users import UserFilter, filtered
+from cli.users import UserFilter
 from cli.validation import normalize_email, normalize_username, username_from_email
 
 __all__ = [
@@ -692,12 +692,10 @@ async def stream_users(
 ) -> AsyncIterator[dict[str, Any]]:
     """Every selected user as a dict of export columns, fetched `chunk` rows at a time."""
     names = export_columns(model, include_hashes)
-    columns = [model.table.columns[name] for name in names]
-    result = await session.stream(
-        filtered(select(*columns), selection, model).execution_options(yield_per=chunk)
-    )
-    async for row in result:
-        yield model.as_read(dict(zip(names, row, strict=True)))
+    async for user in users.stream_users(
+        session, selection, model=model, with_hash=include_hashes, chunk=chunk
+    ):
+        yield {name: user.data[name] for name in names}
 
 
 class ExportWriter:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -229,6 +229,23 @@ async def list_users(
     if limit is not None:
         query = query.limit(limit)
     return [_record(model, row) for row in await session.execute(query)]
+
+
+async def stream_users(
+    session: AsyncSession,
+    selection: UserFilter = UserFilter(),
+    *,
+    model: UserModel | None = None,
+    with_hash: bool = False,
+    chunk: int = 1000,
+) -> AsyncIterator[UserRecord]:
+    """Every selected user in list order, fetched `chunk` rows at a time (memory stays
+    flat, whatever the table's size)."""
+    model, _ = _resolve(session, model)
+    query = filtered(select(*_columns(model, with_hash=with_hash)), selection, model)
+    result = await session.stream(query.execution_options(yield_per=chunk))
+    async for row in result:
+        yield _record(model, row)
 
 
 async def count_users(

@@ -4,17 +4,27 @@ Passwords never come from a plain option (shell history, process lists): a hidde
 on a terminal, the first line of stdin with --password-stdin, or DBTOOL_USER_PASSWORD.
 """
 
+import io
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.command import MAX_COUNT, Command, confirm_yes, whole_number
+from cli.command import (
+    MAX_COUNT,
+    TEXT,
+    Command,
+    HelpCommand,
+    confirm_yes,
+    examples,
+    flag,
+    whole_number,
+)
 from cli.errors import DbtoolError, FileError, RefusedError, UsageError
 from cli.formats import Format, OnConflict
 
@@ -27,7 +37,8 @@ if TYPE_CHECKING:
 
 users_app = typer.Typer(
     name="users",
-    help="Manage the users table: add, list, show, update, delete, passwords.",
+    help="Manage users: add, list, show, update, delete, set-password, check-password, "
+    "import, export.",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,
@@ -36,32 +47,37 @@ users_app = typer.Typer(
 )
 
 PASSWORD_ENV = "DBTOOL_USER_PASSWORD"
+
+
+def users_command(name: str, *example_lines: str) -> Callable[[Callable[..., Any]], Any]:
+    """`@users_app.command(name)` with dbtool's help: plain usage, an Examples section."""
+    return users_app.command(name, cls=HelpCommand, epilog=examples(*example_lines))
+
+
 PROMPT_ATTEMPTS = 3
 
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print the result as JSON on stdout.", show_default=False)
-]
+JsonOption = Annotated[bool, flag("--json", help="Print the result as JSON on stdout.")]
 IdentArgument = Annotated[
-    str, typer.Argument(metavar="IDENT", help="The user's email, username or id.")
+    str, typer.Argument(metavar="IDENT", click_type=TEXT, help="The user's email, username or id.")
 ]
 PasswordStdinOption = Annotated[
     bool,
-    typer.Option(
-        "--password-stdin",
-        help="Read the password from the first line of standard input.",
-        show_default=False,
-    ),
+    flag("--password-stdin", help="Read the password from the first line of standard input."),
 ]
 
-ActiveFilterOption = Annotated[
-    bool | None,
-    typer.Option(
-        "--active/--inactive", help="Only active, or only inactive, users.", show_default=False
-    ),
-]
-SuperuserFilterOption = Annotated[
-    bool, typer.Option("--superuser", help="Only superusers.", show_default=False)
-]
+ActiveOption = Annotated[bool, flag("--active", help="Only active users.")]
+InactiveOption = Annotated[bool, flag("--inactive", help="Only inactive users.")]
+SuperuserFilterOption = Annotated[bool, flag("--superuser", help="Only superusers.")]
+
+
+def either(yes: bool, no: bool, names: str) -> bool | None:
+    """A pair of opposite flags: True, False, or None for neither; both is a usage error
+    (rather than the last one silently winning)."""
+    if yes and no:
+        raise UsageError(f"choose one of {names}")
+    return True if yes else False if no else None
+
+
 SetOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -97,22 +113,22 @@ def _read_stdin_line() -> str:
     return line.removesuffix("\n").removesuffix("\r")
 
 
-def read_new_password(password_stdin: bool, check: Callable[[str], str | None]) -> str:
+def read_new_password(
+    cmd: Command, password_stdin: bool, check: Callable[[str], str | None]
+) -> str:
     """A new password from stdin, the environment or a confirmed hidden prompt.
 
     `check` returns why a password is unacceptable (or None); at the prompt the user gets
     another try, elsewhere the caller's policy check rejects it.
     """
-    if password_stdin:
-        return _read_stdin_line()
-    from_env = os.environ.get(PASSWORD_ENV)
-    if from_env:
-        return from_env
-    _require_terminal()
+    given = _given_password(cmd, password_stdin)
+    if given is not None:
+        return given
     from cli import output
 
+    prompt = f"Password (at least {cmd.settings.password_min_length} characters)"
     for _ in range(PROMPT_ATTEMPTS):
-        first = _prompt_hidden("Password")
+        first = _prompt_hidden(prompt)
         problem = check(first)
         if problem is not None:
             output.error(problem)
@@ -123,22 +139,33 @@ def read_new_password(password_stdin: bool, check: Callable[[str], str | None]) 
     raise PasswordMismatchError(f"no password set after {PROMPT_ATTEMPTS} attempts")
 
 
-def read_password(password_stdin: bool) -> str:
-    """A password to check: from stdin or one hidden prompt."""
+def read_password(cmd: Command, password_stdin: bool) -> str:
+    """A password to check: from stdin, the environment, or one hidden prompt."""
+    given = _given_password(cmd, password_stdin)
+    return given if given is not None else _prompt_hidden("Password")
+
+
+def _given_password(cmd: Command, password_stdin: bool) -> str | None:
+    """The password from --password-stdin or DBTOOL_USER_PASSWORD; None when it is for the
+    prompt to ask (on a terminal), else a usage error saying how to give one."""
     if password_stdin:
         return _read_stdin_line()
-    _require_terminal()
-    return _prompt_hidden("Password")
-
-
-def _require_terminal() -> None:
+    from_env = os.environ.get(PASSWORD_ENV)
+    if from_env:
+        return from_env
     from cli import output
 
-    if not output.stdin_is_terminal():
+    if output.stdin_is_terminal():
+        return None
+    if PASSWORD_ENV in cmd.settings.dotenv_names:
         raise UsageError(
-            f"no password given and no terminal to ask on: use --password-stdin "
-            f"or set {PASSWORD_ENV}"
+            f"no password given: {PASSWORD_ENV} is in the .env file, but dbtool reads it from "
+            "the process environment only (a settings file that sits in the project is no "
+            "place for a user's password); export it, or use --password-stdin"
         )
+    raise UsageError(
+        f"no password given and no terminal to ask on: use --password-stdin or set {PASSWORD_ENV}"
+    )
 
 
 def _prompt_hidden(text: str) -> str:
@@ -174,7 +201,7 @@ def _render_user(user: "UserRecord", as_json: bool, extra: dict[str, Any] | None
     if as_json:
         output.print_json({**fields, **(extra or {})})
     else:
-        output.print_table(("Field", "Value"), fields.items())
+        output.print_pairs(fields.items())
 
 
 def _describe(user: "UserRecord") -> str:
@@ -238,10 +265,17 @@ def _prompt(text: str) -> str:
         raise CancelledError("cancelled, nothing was changed") from None
 
 
-@users_app.command("add")
+@users_command(
+    "add",
+    "dbtool users add ada@example.com",
+    "dbtool users add admin@example.com --superuser --if-not-exists --password-stdin < pw.txt",
+    'dbtool users add grace@example.com --username grace --set full_name="Grace Hopper"',
+)
 def users_add(
     ctx: typer.Context,
-    email: Annotated[str, typer.Argument(metavar="EMAIL", help="The new user's email address.")],
+    email: Annotated[
+        str, typer.Argument(metavar="EMAIL", click_type=TEXT, help="The new user's email address.")
+    ],
     username: Annotated[
         str | None,
         typer.Option(
@@ -251,30 +285,23 @@ def users_add(
             show_default=False,
         ),
     ] = None,
-    superuser: Annotated[
-        bool, typer.Option("--superuser", help="Make the user a superuser.", show_default=False)
-    ] = False,
+    superuser: Annotated[bool, flag("--superuser", help="Make the user a superuser.")] = False,
     inactive: Annotated[
         bool,
-        typer.Option("--inactive", help="Create the user deactivated.", show_default=False),
+        flag("--inactive", help="Create the user deactivated."),
     ] = False,
     verified: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--verified",
             help="Mark the email as verified (models with a verified column, e.g. "
             "fastapi-users' is_verified).",
-            show_default=False,
         ),
     ] = False,
     assignments: SetOption = None,
     if_not_exists: Annotated[
         bool,
-        typer.Option(
-            "--if-not-exists",
-            help="Succeed without changes when a user with this email exists.",
-            show_default=False,
-        ),
+        flag("--if-not-exists", help="Succeed without changes when a user with this email exists."),
     ] = False,
     password_stdin: PasswordStdinOption = False,
     as_json: JsonOption = False,
@@ -284,9 +311,6 @@ def users_add(
     The password comes from a hidden prompt, --password-stdin or DBTOOL_USER_PASSWORD.
     Required columns of the user model that dbtool does not know are given with --set (on
     a terminal, dbtool asks for the missing ones).
-
-    CI bootstrap: dbtool users add admin@example.com --superuser --if-not-exists
-    --password-stdin <<< "$ADMIN_PASSWORD"
     """
     from cli import output, users
     from cli.errors import ConflictError, InvalidInputError
@@ -305,7 +329,8 @@ def users_add(
         else:
             name = normalize_username(username) if username else username_from_email(normalised)
         values = _ask_required(model, users.convert_values(model, parse_assignments(assignments)))
-        password = read_new_password(password_stdin, _policy(cmd, email=normalised, username=name))
+        policy = _policy(cmd, email=normalised, username=name)
+        password = read_new_password(cmd, password_stdin, policy)
 
         async def add(session: "AsyncSession") -> "tuple[UserRecord, bool]":
             try:
@@ -320,10 +345,13 @@ def users_add(
                     values=values,
                 )
                 return user, True
-            except ConflictError:
+            except ConflictError as exc:
                 existing = await users.find_user(session, normalised)
                 if if_not_exists and existing is not None:
                     return existing, False
+                if model.username is not None and existing is None and not username:
+                    # The username derived from the email is taken: say how to choose one.
+                    raise ConflictError(f"{exc.message}; choose another with --username") from None
                 raise
 
         user, created = cmd.in_session(add)
@@ -336,50 +364,197 @@ def users_add(
         output.success(f"User {user.email} already exists, unchanged")
 
 
-@users_app.command("list")
+DEFAULT_LIMIT = 50
+
+
+@users_app.command(
+    "list",
+    epilog=examples(
+        "dbtool users list",
+        "dbtool users list --search example.com --inactive",
+        "dbtool users list --all --csv > users.csv",
+        "dbtool users list --json --count | jq .total",
+    ),
+)
 def users_list(
     ctx: typer.Context,
-    active: ActiveFilterOption = None,
+    active: ActiveOption = False,
+    inactive: InactiveOption = False,
     superuser: SuperuserFilterOption = False,
     search: SearchOption = None,
     limit: Annotated[
         int,
         typer.Option(
-            "--limit", callback=whole_number(1, MAX_COUNT), help="At most this many users."
+            "--limit",
+            metavar="N",
+            callback=whole_number(0, MAX_COUNT),
+            help=f"At most N users (default {DEFAULT_LIMIT}; 0: all, like --all).",
+            show_default=False,
         ),
-    ] = 50,
+    ] = DEFAULT_LIMIT,
     offset: Annotated[
         int,
-        typer.Option("--offset", callback=whole_number(0, MAX_COUNT), help="Skip this many users."),
+        typer.Option(
+            "--offset",
+            metavar="N",
+            callback=whole_number(0, MAX_COUNT),
+            help="Skip the first N users.",
+            show_default=False,
+        ),
     ] = 0,
-    as_json: JsonOption = False,
-    as_csv: Annotated[
-        bool, typer.Option("--csv", help="Print CSV on stdout.", show_default=False)
+    everything: Annotated[
+        bool,
+        flag("--all", help="Every user, streamed (no limit)."),
     ] = False,
+    count: Annotated[
+        bool,
+        typer.Option(
+            "--count",
+            help='With --json: an object with "total" (how many users match) and "users", '
+            "instead of the bare list.",
+            show_default=False,
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+    as_csv: Annotated[bool, flag("--csv", help="Print CSV on stdout.")] = False,
 ) -> None:
-    """List users, oldest first (a table; --json or --csv for scripts)."""
+    """List users, oldest first: a table that fits the terminal (tab-separated when piped),
+    --json or --csv. Shows the first 50 and says how many there are."""
     from cli import output, users
 
-    selection = users.UserFilter(active=active, superuser=superuser or None, search=search)
+    limit_or_all = None if everything or limit == 0 else limit
     with Command(ctx) as cmd:
         if as_json and as_csv:
             raise UsageError("choose one of --json and --csv")
-        columns = cmd.models.user.public_names
-        found = cmd.in_session(
-            lambda session: users.list_users(session, selection, limit=limit, offset=offset),
-            readonly=True,
+        selection = users.UserFilter(
+            active=either(active, inactive, "--active and --inactive"),
+            superuser=superuser or None,
+            search=search,
         )
-    rows = [[user.get(name) for name in columns] for user in found]
-    if as_json:
-        output.print_json([user.public() for user in found])
-    elif as_csv:
-        output.print_csv(columns, rows)
+        model = cmd.models.user
+        columns = model.public_names
+        if limit_or_all is None:
+            shown = _stream_all(cmd, selection, columns, as_json=as_json, as_csv=as_csv,
+                                count=count)  # fmt: skip
+            total = shown
+        else:
+
+            async def page(session: "AsyncSession") -> "tuple[list[UserRecord], int]":
+                found = await users.list_users(
+                    session, selection, limit=limit_or_all, offset=offset
+                )
+                # A page that is not full ends the list: its total needs no count(*).
+                if len(found) < (limit_or_all or 0) and (found or not offset):
+                    return found, offset + len(found)
+                return found, await users.count_users(session, selection)
+
+            found, total = cmd.in_session(page, readonly=True)
+            shown = len(found)
+            rows = [[user.get(name) for name in columns] for user in found]
+            if as_json:
+                listed = [user.public() for user in found]
+                output.print_json({"total": total, "users": listed} if count else listed)
+            elif as_csv:
+                output.print_csv(columns, rows)
+            else:
+                left_out = output.print_table(
+                    columns, rows, keep=_list_keep(model), optional=_list_optional(model)
+                )
+                if left_out:
+                    output.note(
+                        f"not shown at this width: {', '.join(left_out)} (--json shows all)",
+                        wrap=True,
+                    )
+    if shown < total and shown:
+        output.note(
+            f"showing {offset + 1:,}-{offset + shown:,} of {total:,} users "
+            "(use --limit / --offset, or --all)",
+            wrap=True,
+        )
+    elif shown < total:
+        output.note(f"no users after the first {offset:,}: there are {total:,}")
     else:
-        output.print_table(columns, rows)
-        output.note(f"{len(found)} user(s)")
+        output.note(f"{total:,} {'user' if total == 1 else 'users'}")
 
 
-@users_app.command("show")
+def _list_keep(model: "UserModel") -> list[str]:
+    return [model.id.name, model.email.name]
+
+
+def _list_optional(model: "UserModel") -> list[str]:
+    """The other columns, most useful first: they are left out first on a narrow terminal."""
+    ordered = [model.username, model.active, model.superuser, model.verified, model.created]
+    rest = [c for c in model.public_columns if c not in {*ordered, model.updated, model.id,
+                                                         model.email}]  # fmt: skip
+    names = [c.name for c in (*ordered, *rest, model.updated) if c is not None]
+    return [name for name in names if name not in _list_keep(model)]
+
+
+def _stream_all(
+    cmd: Command,
+    selection: Any,
+    columns: list[str],
+    *,
+    as_json: bool,
+    as_csv: bool,
+    count: bool,
+) -> int:
+    """`users list --all`: every user, written as they are fetched (a chunk at a time on
+    a terminal, so the table fits without holding everything)."""
+    import csv
+    import json
+
+    from cli import output, users
+    from cli.formats import csv_value, json_default
+
+    model = cmd.models.user
+    db = cmd.database()
+    chunk: list[list[Any]] = []
+    written = 0
+    out = sys.stdout
+    writer = csv.writer(out, lineterminator="\n") if as_csv else None
+
+    def flush_table() -> None:
+        output.print_table(columns, chunk, keep=_list_keep(model), optional=_list_optional(model))
+        chunk.clear()
+
+    async def stream() -> int:
+        nonlocal written
+        if writer is not None:
+            writer.writerow(columns)
+        if as_json:
+            out.write('{\n  "users": [' if count else "[")
+        async with db.session(readonly=True) as session:
+            async for user in users.stream_users(session, selection, model=model):
+                if as_json:
+                    text = json.dumps(user.public(), default=json_default, ensure_ascii=False,
+                                      indent=2)  # fmt: skip
+                    indent = "    " if count else "  "
+                    out.write(("," if written else "") + "\n" + indent
+                              + text.replace("\n", "\n" + indent))  # fmt: skip
+                elif writer is not None:
+                    writer.writerow([csv_value(user.get(name)) for name in columns])
+                else:
+                    chunk.append([user.get(name) for name in columns])
+                    if len(chunk) == 1000:
+                        flush_table()
+                written += 1
+        if as_json:
+            end = ("\n  " if written else "") + "]"
+            out.write(f'{end},\n  "total": {written}\n}}\n' if count else end + "\n")
+        elif writer is None and (chunk or not written):
+            flush_table()
+        out.flush()
+        return written
+
+    return cmd.run(stream())
+
+
+@users_command(
+    "show",
+    "dbtool users show ada@example.com",
+    "dbtool users show 2f1c7a58-9d41-4f3c-9a53-1f3c7e1f2a10 --json",
+)
 def users_show(ctx: typer.Context, ident: IdentArgument, as_json: JsonOption = False) -> None:
     """Show one user."""
     from cli import users
@@ -389,7 +564,11 @@ def users_show(ctx: typer.Context, ident: IdentArgument, as_json: JsonOption = F
     _render_user(user, as_json)
 
 
-@users_app.command("set-password")
+@users_command(
+    "set-password",
+    "dbtool users set-password ada@example.com",
+    'printf %s "$NEW_PASSWORD" | dbtool users set-password ada --password-stdin',
+)
 def users_set_password(
     ctx: typer.Context, ident: IdentArgument, password_stdin: PasswordStdinOption = False
 ) -> None:
@@ -400,12 +579,16 @@ def users_set_password(
         # An unknown user fails before any prompt.
         user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
         policy = _policy(cmd, email=user.email, username=user.username)
-        password = read_new_password(password_stdin, policy)
+        password = read_new_password(cmd, password_stdin, policy)
         user = cmd.in_session(lambda session: users.set_password(session, str(user.id), password))
     output.success(f"Password changed for {user.email}")
 
 
-@users_app.command("check-password")
+@users_command(
+    "check-password",
+    "dbtool users check-password ada@example.com",
+    "dbtool users check-password ada --password-stdin < password.txt && echo ok",
+)
 def users_check_password(
     ctx: typer.Context, ident: IdentArgument, password_stdin: PasswordStdinOption = False
 ) -> None:
@@ -414,7 +597,7 @@ def users_check_password(
 
     with Command(ctx) as cmd:
         user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
-        password = read_password(password_stdin)
+        password = read_password(cmd, password_stdin)
         user, matches = cmd.in_session(
             lambda session: users.check_password(session, str(user.id), password)
         )
@@ -426,7 +609,12 @@ def users_check_password(
     output.success(f"The password matches for {user.email}")
 
 
-@users_app.command("update")
+@users_command(
+    "update",
+    "dbtool users update ada@example.com --inactive",
+    "dbtool users update ada --email ada@new.example --superuser",
+    'dbtool users update ada --set full_name="Ada King"',
+)
 def users_update(
     ctx: typer.Context,
     ident: IdentArgument,
@@ -438,34 +626,29 @@ def users_update(
         str | None,
         typer.Option("--username", metavar="NAME", help="New username.", show_default=False),
     ] = None,
-    active: Annotated[
-        bool | None,
-        typer.Option("--active/--inactive", help="Activate or deactivate.", show_default=False),
-    ] = None,
-    superuser: Annotated[
-        bool | None,
-        typer.Option(
-            "--superuser/--no-superuser",
-            help="Grant or revoke superuser.",
-            show_default=False,
-        ),
-    ] = None,
-    verified: Annotated[
-        bool | None,
-        typer.Option(
-            "--verified/--unverified",
-            help="Mark the email verified or not (models with a verified column).",
-            show_default=False,
-        ),
-    ] = None,
+    activate: Annotated[bool, flag("--active", help="Activate the user.")] = False,
+    deactivate: Annotated[bool, flag("--inactive", help="Deactivate the user.")] = False,
+    grant: Annotated[bool, flag("--superuser", help="Make the user a superuser.")] = False,
+    revoke: Annotated[bool, flag("--no-superuser", help="Revoke superuser.")] = False,
+    verify: Annotated[
+        bool,
+        flag("--verified", help="Mark the email verified (models with a verified column)."),
+    ] = False,
+    unverify: Annotated[
+        bool,
+        flag("--unverified", help="Mark the email unverified."),
+    ] = False,
     assignments: SetOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change a user's email, username, flags or other columns (--set)."""
     from cli import output, users
 
-    values = parse_assignments(assignments)
     with Command(ctx) as cmd:
+        values = parse_assignments(assignments)
+        active = either(activate, deactivate, "--active and --inactive")
+        superuser = either(grant, revoke, "--superuser and --no-superuser")
+        verified = either(verify, unverify, "--verified and --unverified")
         user, changed = cmd.in_session(
             lambda session: users.update_user(
                 session,
@@ -486,13 +669,15 @@ def users_update(
         output.note(f"No changes: {_describe(user)} already has these values")
 
 
-@users_app.command("delete")
+@users_command(
+    "delete",
+    "dbtool users delete ada@example.com",
+    "dbtool users delete ada --yes",
+)
 def users_delete(
     ctx: typer.Context,
     ident: IdentArgument,
-    yes: Annotated[
-        bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.", show_default=False)
-    ] = False,
+    yes: Annotated[bool, flag("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a user (asks first on a terminal; --yes without one)."""
     from cli import output, users
@@ -515,12 +700,22 @@ def _count_lines(path: str) -> int | None:
         return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
 
 
-@users_app.command("import")
+@users_command(
+    "import",
+    "dbtool users import users.csv",
+    "dbtool users import users.jsonl --on-conflict skip",
+    "dbtool users import - --format csv < users.csv",
+    "dbtool users import big.csv --skip-invalid --rejects rejected.csv --json",
+)
 def users_import(
     ctx: typer.Context,
     file: Annotated[
         str,
-        typer.Argument(metavar="FILE", help="CSV with a header row, or JSON Lines; - for stdin."),
+        typer.Argument(
+            metavar="FILE",
+            click_type=TEXT,
+            help="CSV with a header row, or JSON Lines; - for stdin.",
+        ),
     ],
     fmt: Annotated[
         Format | None,
@@ -537,11 +732,7 @@ def users_import(
     ] = OnConflict.FAIL,
     skip_invalid: Annotated[
         bool,
-        typer.Option(
-            "--skip-invalid",
-            help="Import the valid rows even if some are invalid.",
-            show_default=False,
-        ),
+        flag("--skip-invalid", help="Import the valid rows even if some are invalid."),
     ] = False,
     rejects: Annotated[
         Path | None,
@@ -557,6 +748,7 @@ def users_import(
         int,
         typer.Option(
             "--batch-size",
+            metavar="N",
             callback=whole_number(1, 1_000_000),
             help="Rows read, hashed and sent at a time.",
         ),
@@ -580,9 +772,9 @@ def users_import(
             others = {"the input file": Path(file)} if file != "-" else {}
             _refuse_to_overwrite(cmd, rejects, "--rejects", others)
         with (
-            _open_input(file) as source,
+            _open_input(file) as (source, bytes_read),
             _rejects_writer(rejects, chosen, fields) as on_reject,
-            _import_progress(file, chosen) as on_progress,
+            _import_progress(file, chosen, bytes_read) as on_progress,
         ):
             db = cmd.database()
             name = "standard input" if file == "-" else file
@@ -614,18 +806,31 @@ def users_import(
         )
 
 
-def _open_input(path: str) -> Any:
-    """The import's input for the csv and json modules: a BOM at the start is skipped, and
-    invalid UTF-8 is kept (as surrogates) for the reader to report by line."""
+@contextmanager
+def _open_input(path: str) -> Iterator[tuple[IO[str], Callable[[], int]]]:
+    """The import's input for the csv and json modules, and how many bytes were read so far.
+    A BOM at the start is skipped, and invalid UTF-8 is kept (as surrogates) for the reader
+    to report by line."""
     if path == "-":
-        reconfigure = getattr(sys.stdin, "reconfigure", None)
-        if reconfigure is not None:
-            reconfigure(errors="surrogateescape")
-        return nullcontext(sys.stdin)
+        binary = getattr(sys.stdin, "buffer", None)
+        if binary is None:  # a text-only stdin (some embedders): read as it is
+            yield sys.stdin, lambda: 0
+            return
+    else:
+        try:
+            binary = open(path, "rb")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            raise FileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    counted = _Counted(binary)
+    text = io.TextIOWrapper(
+        io.BufferedReader(counted), encoding="utf-8-sig", errors="surrogateescape", newline=""
+    )
     try:
-        return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    except OSError as exc:
-        raise FileError(f"cannot read {path}: {exc.strerror or exc}") from None
+        yield text, lambda: counted.count
+    finally:
+        text.close()
+        if path != "-":
+            binary.close()
 
 
 class GuardedStream:
@@ -731,45 +936,70 @@ def _rejects_writer(
 
 
 @contextmanager
-def _import_progress(path: str, fmt: Format) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on stderr when it is a terminal; nothing otherwise."""
+def _import_progress(
+    path: str, fmt: Format, bytes_read: Callable[[], int]
+) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal; nothing otherwise. From a file: rows
+    of the total, with a bar and ETA; from stdin, whose size nobody knows: rows and bytes."""
     from cli import output
 
     if not output.stderr_is_terminal():
         yield None
         return
-    total = _count_lines(path)
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    rows_total = None if total is None else max(total - (1 if fmt is Format.CSV else 0), 0)
-    with Progress(
-        TextColumn("importing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} rows/s"),
+    lines = _count_lines(path)
+    total = None if lines is None else max(lines - (1 if fmt is Format.CSV else 0), 0)
+    columns: list[Any] = [TextColumn("importing")]
+    if total is not None:
+        columns += [BarColumn(), TextColumn("{task.percentage:>3.0f}%")]
+    columns += [
+        TextColumn("{task.fields[done]} · {task.fields[rate]} rows/s · elapsed"),
         TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=output.err_console(),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("import", total=rows_total, rate="-")
+    ]
+    if total is not None:
+        from rich.progress import TimeRemainingColumn
+
+        columns += [TextColumn("· ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=output.err_console(), transient=True) as progress:
+        task = progress.add_task("import", total=total, done="0 rows", rate="-")
         started = time.perf_counter()
 
         def update(rows: int) -> None:
             rate = rows / max(time.perf_counter() - started, 1e-9)
-            progress.update(task, completed=rows, rate=f"{rate:,.0f}")
+            done = (
+                f"{rows:,} of {total:,} rows"
+                if total is not None
+                else f"{rows:,} rows · {bytes_read() / 1e6:,.1f} MB read"
+            )
+            progress.update(task, completed=rows, done=done, rate=f"{rate:,.0f}")
 
         yield update
 
 
-@users_app.command("export")
+class _Counted(io.RawIOBase):
+    """A binary stream that counts the bytes read through it (for the progress of stdin);
+    closing it leaves the stream it reads from open."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw, self.count = raw, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        buffer[: len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+
+@users_command(
+    "export",
+    "dbtool users export -o users.csv",
+    "dbtool users export --include-hashes --format jsonl > all.jsonl",
+    "dbtool users export --inactive --search @example.com -o inactive.csv",
+)
 def users_export(
     ctx: typer.Context,
     output_path: Annotated[
@@ -788,13 +1018,13 @@ def users_export(
     ] = None,
     include_hashes: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--include-hashes",
             help="Include hashed_password (needed to import the users elsewhere).",
-            show_default=False,
         ),
     ] = False,
-    active: ActiveFilterOption = None,
+    active: ActiveOption = False,
+    inactive: InactiveOption = False,
     superuser: SuperuserFilterOption = False,
     search: SearchOption = None,
 ) -> None:
@@ -802,8 +1032,12 @@ def users_export(
     from cli import output, transfer
     from cli.users import UserFilter
 
-    selection = UserFilter(active=active, superuser=superuser or None, search=search)
     with Command(ctx) as cmd:
+        selection = UserFilter(
+            active=either(active, inactive, "--active and --inactive"),
+            superuser=superuser or None,
+            search=search,
+        )
         chosen = transfer.detect_format(output_path, fmt, default=Format.CSV)
         model = cmd.models.user
         columns = transfer.export_columns(model, include_hashes)
@@ -830,7 +1064,7 @@ def users_export(
             with _replace_when_done(Path(output_path)) as stream:
                 count = cmd.run(export(stream))
     where = "stdout" if output_path in (None, "-") else output_path
-    output.note(f"Exported {count:,} users to {where}")
+    output.note(f"Exported {count:,} {'user' if count == 1 else 'users'} to {where}")
 
 
 @contextmanager

@@ -9,10 +9,9 @@ from cli.errors import InvalidInputError
 from cli.formats import excerpt
 from cli.models import USERNAME_MAX_LENGTH
 
-USERNAME_MIN_LENGTH = 3
-USERNAME_RULE = (
-    f"{USERNAME_MIN_LENGTH}-{USERNAME_MAX_LENGTH} characters of letters, digits, '.', '_', '-'"
-)
+USERNAME_MIN_LENGTH = 1
+# Django's rule (UnicodeUsernameValidator, max_length 150): the usernames people bring along.
+USERNAME_RULE = f"1-{USERNAME_MAX_LENGTH} characters of letters, digits and @ . + - _"
 
 
 # The common case, checked by one regular expression instead of email-validator's ~36 µs: a
@@ -59,9 +58,9 @@ def normalize_email_strictly(raw: str) -> str:
     return validated.normalized.lower()
 
 
-# Letters and digits of any script (\w is str.isalnum() plus "_"), ".", "_" and "-".
-_USERNAME = re.compile(rf"[\w.\-]{{{USERNAME_MIN_LENGTH},{USERNAME_MAX_LENGTH}}}")
-_NOT_USERNAME_CHARS = re.compile(r"[^\w.\-]+|_{2,}")
+# Letters and digits of any script (\w is str.isalnum() plus "_"), and @ . + - _.
+_USERNAME = re.compile(rf"[\w.@+\-]{{{USERNAME_MIN_LENGTH},{USERNAME_MAX_LENGTH}}}")
+_NOT_USERNAME_CHARS = re.compile(r"[^\w.@+\-]+")
 
 
 def normalize_username(raw: str) -> str:
@@ -75,11 +74,14 @@ def normalize_username(raw: str) -> str:
 
 
 def username_from_email(email: str) -> str:
-    """The default username: the email's local part, with disallowed characters replaced."""
+    """The default username: the email's local part, any other character (a quoted local
+    part's space, say) replaced by "_". Every valid email gives a valid username."""
     local = unicodedata.normalize("NFC", email.rpartition("@")[0])
-    candidate = _NOT_USERNAME_CHARS.sub("_", local).strip("_")[:USERNAME_MAX_LENGTH]
-    if len(candidate) < USERNAME_MIN_LENGTH:
+    replaced = _NOT_USERNAME_CHARS.sub("_", local)
+    candidate = (replaced.strip("_") or replaced)[:USERNAME_MAX_LENGTH]
+    if not _USERNAME.fullmatch(candidate):
         raise InvalidInputError(
-            f"cannot derive a username from {email!r} ({USERNAME_RULE}); give one explicitly"
+            f"cannot derive a username from {excerpt(email)} ({USERNAME_RULE}); give one "
+            "with --username"
         )
     return candidate

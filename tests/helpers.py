@@ -173,15 +173,22 @@ class Terminal:
     terminal-only behaviour can be exercised for real."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        import fcntl
         import pty
+        import struct
+        import termios
 
+        environment = {**os.environ, "COLUMNS": "200", "TERM": "xterm", **(env or {})}
         self._master, slave = pty.openpty()
+        # The terminal's own size says COLUMNS too, as a real terminal's would.
+        size = struct.pack("HHHH", 50, int(environment["COLUMNS"]), 0, 0)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
         self.process = subprocess.Popen(
             [dbtool_executable(), *args],
             stdin=slave,
             stdout=slave,
             stderr=slave,
-            env={**os.environ, "COLUMNS": "200", "TERM": "xterm", **(env or {})},
+            env=environment,
             preexec_fn=_become_terminal_session,
         )
         os.close(slave)

@@ -260,7 +260,7 @@ def test_a_terminal_asks_for_required_columns(database_url: str) -> None:
                         env=shape.env)  # fmt: skip
     terminal.expect("full_name: ")
     terminal.send("Ada Lovelace")
-    terminal.expect("Password: ")
+    terminal.expect("Password (at least 8 characters): ")
     terminal.send(PASSWORD)
     terminal.expect("Password (again): ")
     terminal.send(PASSWORD)

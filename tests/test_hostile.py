@@ -206,7 +206,7 @@ def _failures(dbtool: Dbtool) -> list[tuple[tuple[str, ...], str | None, int]]:
         (("users", "add", "dup@example.com", "--password-stdin"), PASSWORD, 4),
         (("drop",), None, 5),
         (("users", "show", "nobody@example.com"), None, 1),
-        (("users", "list", "--limit", "0"), None, 2),
+        (("users", "list", "--limit", "-1"), None, 2),
     ]
 
 

@@ -87,10 +87,17 @@ def test_add_options(initialised: Dbtool) -> None:
     assert "Created user bob@example.com" in result.stderr
 
 
-def test_default_username_is_sanitised(initialised: Dbtool) -> None:
-    assert add(initialised, "john.o'neil+news@example.com")["username"] == "john.o_neil_news"
-    result = initialised("users", "add", "jo@example.com", "--password-stdin", input=PASSWORD)
-    assert_clean_error(result, 2, "cannot derive a username", "give one explicitly")
+def test_default_username_is_the_local_part_by_djangos_rule(initialised: Dbtool) -> None:
+    """1-150 letters, digits and @ . + - _ (Django's rule): every email gives a username."""
+    assert add(initialised, "john.o'neil+news@example.com")["username"] == "john.o_neil+news"
+    assert add(initialised, "jo@example.com")["username"] == "jo"
+    assert add(initialised, "x@example.org")["username"] == "x"
+    assert add(initialised, "new@example.com", "--username", "john+doe@corp")["username"] == (
+        "john+doe@corp"
+    )
+    # Another domain, the same local part: the derived username is taken; say how to choose.
+    taken = initialised("users", "add", "jo@other.org", "--password-stdin", input=PASSWORD)
+    assert_clean_error(taken, 4, "username 'jo' already exists", "--username")
 
 
 @pytest.mark.parametrize(
@@ -99,8 +106,8 @@ def test_default_username_is_sanitised(initialised: Dbtool) -> None:
         ("not-an-email", (), "invalid email address"),
         ("a@b", (), "invalid email address"),
         ("x" * 250 + "@example.com", (), "invalid email address"),
-        ("ok@example.com", ("--username", "ab"), "invalid username"),
-        ("ok@example.com", ("--username", "x" * 65), "invalid username"),
+        ("ok@example.com", ("--username", "a b"), "invalid username"),
+        ("ok@example.com", ("--username", "x" * 151), "invalid username"),
         ("ok@example.com", ("--username", "semi;colon"), "invalid username"),
     ],
 )
@@ -219,15 +226,15 @@ def test_minimum_length_is_a_setting(initialised: Dbtool) -> None:
 
 def test_terminal_prompt_confirms_and_retries(initialised: Dbtool) -> None:
     terminal = Terminal("--url", initialised.url, "users", "add", "tty@example.com")
-    terminal.expect("Password: ")
+    terminal.expect("Password (at least 8 characters): ")
     terminal.send("short")  # policy: asks again
     terminal.expect("at least 8 characters")
-    terminal.expect("Password: ")
+    terminal.expect("Password (at least 8 characters): ")
     terminal.send(PASSWORD)
     terminal.expect("Password (again): ")
     terminal.send(PASSWORD + "typo")  # mismatch: asks again
     terminal.expect("do not match")
-    terminal.expect("Password: ")
+    terminal.expect("Password (at least 8 characters): ")
     terminal.send(PASSWORD)
     terminal.expect("Password (again): ")
     terminal.send(PASSWORD)
@@ -239,7 +246,7 @@ def test_terminal_prompt_confirms_and_retries(initialised: Dbtool) -> None:
 def test_terminal_prompt_gives_up_after_three_attempts(initialised: Dbtool) -> None:
     terminal = Terminal("--url", initialised.url, "users", "add", "tty@example.com")
     for attempt in range(3):
-        terminal.expect("Password: ")
+        terminal.expect("Password (at least 8 characters): ")
         terminal.send(PASSWORD)
         terminal.expect("Password (again): ")
         terminal.send(f"mismatch {attempt}")
