@@ -69,6 +69,8 @@ class Settings:
     protected: bool = False
     password_min_length: int = 8
     password_hash: str = "argon2"
+    lock_timeout: float = 5.0
+    alembic_config: str | None = None
     models: str | None = None
     user_model: str | None = None
     user_fields: str | None = None
@@ -171,6 +173,8 @@ SETTING_SPECS: tuple[_Spec, ...] = (
         "between 1 and 4096",
     ),
     _Spec("password_hash", "DBTOOL_PASSWORD_HASH", _parse_scheme),
+    _Spec("lock_timeout", "DBTOOL_LOCK_TIMEOUT", _parse_seconds, lambda v: v > 0, "above 0"),
+    _Spec("alembic_config", "DBTOOL_ALEMBIC_CONFIG", _parse_text),
     _Spec("models", "DBTOOL_MODELS", _parse_text),
     _Spec("user_model", "DBTOOL_USER_MODEL", _parse_text),
     _Spec("user_fields", "DBTOOL_USER_FIELDS", _parse_text),

@@ -74,6 +74,7 @@ class InfoReport:
     tables: list[dict[str, Any]]
     missing_tables: list[str]
     mismatched_tables: list[dict[str, Any]]
+    alembic: dict[str, Any] | None = None
 
     @property
     def schema_complete(self) -> bool:

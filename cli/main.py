@@ -30,7 +30,12 @@ from cli.command import (
     flag,
     whole_number,
 )
-from cli.errors import RefusedError
+from cli.errors import DbtoolError, RefusedError, UsageError
+
+
+class CheckFailed(DbtoolError):
+    """`dbtool check` found differences (exit 1)."""
+
 
 if TYPE_CHECKING:
     from cli.db import Database
@@ -260,11 +265,21 @@ def root(
     ctx.obj = State(url=url, env_file=env_file, debug=debug, models=models)
 
 
+SqlOption = Annotated[
+    bool,
+    flag(
+        "--sql",
+        help="Print the SQL this would run (for this database's dialect) and change nothing.",
+    ),
+]
+
+
 @command(
     "init",
     "dbtool init",
     "dbtool init --wait 60 --create-database",
     "DBTOOL_MODELS=app.models:Base dbtool init --json",
+    "dbtool init --sql > schema.sql",
 )
 def init(
     ctx: typer.Context,
@@ -277,18 +292,48 @@ def init(
             "SQLite file's directory.",
         ),
     ] = False,
+    create_all: Annotated[
+        bool,
+        flag(
+            "--create-all",
+            help="On an Alembic project: create the tables from the models instead of running "
+            "the migrations (an empty database only), then stamp head.",
+        ),
+    ] = False,
+    stamp: Annotated[
+        bool,
+        flag(
+            "--stamp",
+            help="On an Alembic project: create the missing tables from the models, then "
+            "record head as applied (Alembic's cookbook for a schema made by create_all).",
+        ),
+    ] = False,
+    sql: SqlOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create the models' tables that are missing. Safe to re-run and to run concurrently.
+    """Create the models' tables that are missing; on an Alembic project, run the migrations
+    to head. Safe to re-run and to run concurrently.
 
     Exits 1 without creating anything when a table of the models' name exists with other
-    columns (it is not the table the models describe).
+    columns (it is not the table the models describe). An Alembic project is an alembic.ini
+    in the current directory, or DBTOOL_ALEMBIC_CONFIG.
     """
     from cli import output, schema
     from cli.command import waiting
+    from cli.migrations import config_path
 
     with Command(ctx) as cmd:
         settings = cmd.settings
+        project = config_path(settings)
+        if (stamp or create_all) and project is None:
+            option = "--stamp" if stamp else "--create-all"
+            raise UsageError(
+                f"{option} is for Alembic projects (an alembic.ini here, or "
+                "DBTOOL_ALEMBIC_CONFIG); without one, init creates the tables anyway"
+            )
+        if sql:
+            _print_statements(cmd, _init_sql(cmd, project, migrate=not (stamp or create_all)))
+            return
         database_created = False
         if create_database:
             with waiting(settings.masked_url, wait) as on_retry:
@@ -296,7 +341,27 @@ def init(
                     schema.create_database(settings, wait=wait, on_retry=on_retry)
                 )
         db = cmd.database(must_exist=False, wait=wait)
-        report = cmd.run(schema.create_schema(db))
+        migrated = None
+        if project is not None and not (stamp or create_all):
+            from cli import migrations
+
+            before = cmd.run(schema.present_tables(db))
+            migrated = cmd.run(migrations.upgrade(db, project))
+            after = cmd.run(schema.present_tables(db))
+            report = schema.SchemaReport(
+                created=[name for name in after if name not in before], existing=before
+            )
+        else:
+            if create_all and cmd.run(schema.present_tables(db, with_version_table=True)):
+                raise RefusedError(
+                    "--create-all is for an empty database, and this one has tables of the "
+                    "models (or Alembic's alembic_version): run the migrations (dbtool init)"
+                )
+            report = cmd.run(schema.create_schema(db))
+            if project is not None:
+                from cli import migrations
+
+                migrated = (cmd.run(migrations.stamp_head(db, project)), [])
 
     if as_json:
         output.print_json(
@@ -305,17 +370,53 @@ def init(
                 "database_created": database_created,
                 "created": report.created,
                 "existing": report.existing,
+                "alembic": None
+                if migrated is None
+                else {**migrated[0].as_dict(), "applied": migrated[1]},
             }
         )
         return
     if database_created:
         output.success(f"Created database {schema.database_name(settings)}")
+    if migrated is not None:
+        state, applied = migrated
+        done = f"applied {', '.join(applied)}" if applied else "nothing to apply"
+        verb = "Stamped" if stamp or create_all else "Migrated"
+        output.success(f"{verb} to head {', '.join(state.heads)} ({done})")
     if report.created:
         output.success(f"Created tables: {', '.join(report.created)} in {settings.masked_url}")
-    else:
+    elif migrated is None:
         output.success(f"Schema is up to date in {settings.masked_url}")
     if report.existing:
         output.note(f"Already existed: {', '.join(report.existing)}")
+
+
+def _init_sql(cmd: Command, project: "Path | None", *, migrate: bool) -> list[str]:
+    """What `init` would run: the missing tables' DDL, or the pending migrations' SQL."""
+    from cli import schema
+    from cli.db import sqlite_path
+
+    path = sqlite_path(cmd.settings.url)
+    fresh = path is not None and not path.exists()  # nothing to inspect: all of it
+    if project is not None and migrate:
+        from cli import migrations
+
+        current = [] if fresh else cmd.run(migrations.state(cmd.database(), project)).current
+        return [migrations.upgrade_sql(project, cmd.settings, current)]
+    db = cmd.database(must_exist=not fresh) if not fresh else cmd.database(must_exist=False)
+    return cmd.run(schema.create_sql(db, assume_empty=fresh))
+
+
+def _print_statements(cmd: Command, statements: list[str]) -> None:
+    import sys
+
+    from cli import output
+
+    for statement in statements:
+        sys.stdout.write(statement.rstrip() + "\n\n")
+    sys.stdout.flush()
+    if not statements:
+        output.note(f"nothing to do in {cmd.settings.masked_url}")
 
 
 def _refuse_if_protected(cmd: Command, allow_protected: bool, action: str) -> None:
@@ -402,9 +503,11 @@ def drop(
     yes: YesOption = False,
     force: ForceOption = False,
     allow_protected: AllowProtectedOption = False,
+    sql: SqlOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Drop the models' tables (after showing them with their row counts and confirming).
+    """Drop the models' tables (after showing them with their row counts and confirming),
+    and Alembic's alembic_version with them.
 
     A table whose columns do not match the models is kept (exit 5) unless --force is given.
     """
@@ -413,6 +516,9 @@ def drop(
     with Command(ctx) as cmd:
         _refuse_if_protected(cmd, allow_protected, "drop tables in")
         db = cmd.database()
+        if sql:
+            _print_statements(cmd, cmd.run(schema.drop_sql(db, force=force))[1])
+            return
         plan = _plan_destruction(cmd, db, force)
         _confirm_destruction(cmd, plan, yes, "drop these tables")
         if plan.drop:
@@ -438,18 +544,41 @@ def reset(
     yes: YesOption = False,
     force: ForceOption = False,
     allow_protected: AllowProtectedOption = False,
+    sql: SqlOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Drop the models' tables and create them again, empty, in one transaction (same
-    confirmation and rules as drop)."""
+    confirmation and rules as drop). On an Alembic project the drop is one transaction and
+    the migrations then run to head."""
     from cli import output, schema
+    from cli.migrations import config_path
 
     with Command(ctx) as cmd:
         _refuse_if_protected(cmd, allow_protected, "reset")
+        project = config_path(cmd.settings)
         db = cmd.database(must_exist=False)
+        if sql:
+            statements = cmd.run(schema.drop_sql(db, force=force))[1]
+            if project is not None:
+                from cli import migrations
+
+                statements.append(migrations.upgrade_sql(project, cmd.settings, []))
+            else:
+                statements += cmd.run(schema.create_sql(db, assume_empty=True))
+            _print_statements(cmd, statements)
+            return
         plan = _plan_destruction(cmd, db, force)
         _confirm_destruction(cmd, plan, yes, "drop and re-create these tables")
-        plan, report = cmd.run(schema.reset_schema(db, force=force))
+        if project is None:
+            plan, report = cmd.run(schema.reset_schema(db, force=force))
+        else:
+            from cli import migrations
+
+            plan = cmd.run(schema.drop_schema(db, force=force))
+            before = cmd.run(schema.present_tables(db))
+            cmd.run(migrations.upgrade(db, project))
+            after = cmd.run(schema.present_tables(db))
+            report = schema.SchemaReport([t for t in after if t not in before], before)
         if as_json:
             output.print_json(
                 {
@@ -627,10 +756,19 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
     exist with other columns than the models have.
     """
     from cli import diagnostics, output
+    from cli.migrations import config_path
 
     with Command(ctx) as cmd:
         db = cmd.database()
         report = cmd.run(diagnostics.info(db))
+        project = config_path(cmd.settings)
+        if project is not None:
+            from dataclasses import replace
+
+            from cli import migrations
+
+            alembic = cmd.run(migrations.state(db, project))
+            report = replace(report, alembic=alembic.as_dict())
     if as_json:
         output.print_json(report.as_dict())
         return
@@ -650,7 +788,63 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
         *((f"table {t['name']}", f"{t['rows']:,} rows") for t in report.tables),
         ("schema", "complete" if report.schema_complete else "incomplete: " + "; ".join(problems)),
     ]
+    if project is not None:
+        rows.append(("alembic", alembic.describe()))
     output.print_pairs(rows)
+
+
+@command(
+    "check",
+    "dbtool check",
+    "dbtool init --wait 60 --create-database && dbtool check",
+    "dbtool check --json | jq '.differences[].detail'",
+)
+def check(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = False) -> None:
+    """Compare the database with the models: every missing or extra table, column, index,
+    unique constraint or foreign key, and every column whose type, nullability or server
+    default differs. On an Alembic project, also whether the database is at head.
+
+    Exits 0 when they agree, 1 when they do not (a CI gate, like Django's `makemigrations
+    --check`).
+    """
+    from cli import drift, output
+    from cli.migrations import config_path
+
+    with Command(ctx) as cmd:
+        db = cmd.database(wait=wait)
+        found = cmd.run(drift.differences(db))
+        project = config_path(cmd.settings)
+        alembic = None
+        if project is not None:
+            from cli import migrations
+
+            alembic = cmd.run(migrations.state(db, project))
+        agree = not found and (alembic is None or alembic.at_head)
+        if as_json:
+            output.print_json(
+                {
+                    "database": cmd.settings.masked_url,
+                    "models": db.models.source,
+                    "ok": agree,
+                    "differences": [difference.as_dict() for difference in found],
+                    "alembic": None if alembic is None else alembic.as_dict(),
+                }
+            )
+        else:
+            for difference in found:
+                output.note(f"✗ {difference.detail}")
+            if alembic is not None:
+                output.note(f"{'✓' if alembic.at_head else '✗'} Alembic: {alembic.describe()}")
+        if agree:
+            if not as_json:
+                output.success(f"The database matches the models ({db.models.source})")
+            return
+        behind = alembic is not None and not alembic.at_head
+        raise CheckFailed(
+            f"the database does not match the models: {len(found)} difference(s)"
+            + ("; migrations are pending" if behind else "")
+            + " (create a migration, or run `dbtool init`)"
+        )
 
 
 @command(

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Dialect, MetaData, String, TypeDecorator, Uuid
+from sqlalchemy import Boolean, DateTime, MetaData, String, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Explicit constraint names, so a unique violation can be told apart on every backend.
@@ -26,31 +25,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC timestamp on every backend.
-
-    PostgreSQL keeps the zone (timestamptz); SQLite has no zone, so values are stored in UTC
-    and marked as UTC again when read.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given for a UTC timestamp column")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
-        return value.astimezone(UTC)  # type: ignore[no-any-return]
-
-
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -65,20 +39,13 @@ class User(Base):
     hashed_password: Mapped[str] = mapped_column(String(HASH_MAX_LENGTH))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_superuser: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Plain types only, so that Alembic's autogenerate renders them without extra imports.
+    # Timestamps are UTC: dbtool writes UTC, and marks SQLite's zone-less values as UTC when
+    # it reads them (cli.appmodels.UserModel.as_read).
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
     def __repr__(self) -> str:  # never shows the hash
         return f"User(id={self.id!s}, email={self.email!r}, username={self.username!r})"
-
-
-# Column order used by list/show/export output; the hash is deliberately absent.
-PUBLIC_USER_FIELDS = (
-    "id",
-    "email",
-    "username",
-    "is_active",
-    "is_superuser",
-    "created_at",
-    "updated_at",
-)

@@ -8,13 +8,15 @@ shape (an application's own `users`, say) is reported, never dropped without `--
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -27,12 +29,17 @@ from cli.errors import DatabaseUnavailableError, DbtoolError, RefusedError
 # Any constant works as long as every dbtool process uses the same one: it serialises
 # concurrent `init`/`drop` runs on one PostgreSQL database.
 SCHEMA_LOCK_ID = 0x6462746F6F6C  # "dbtool"
+VERSION_TABLE = "alembic_version"
 # Errors PostgreSQL raises when two CREATE DATABASE race: duplicate_database, unique_violation.
 _DATABASE_EXISTS_SQLSTATES = ("42P04", "23505")
 
 
 class SchemaMismatchError(DbtoolError):
     """Tables of the models' names exist with other columns: not the tables they describe."""
+
+
+class LockTimeoutError(DbtoolError):
+    """A schema change waited longer than DBTOOL_LOCK_TIMEOUT for a table lock."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ class DropPlan:
     drop: list[TableState]
     skipped: list[tuple[TableState, str]]  # (table, why)
     force: bool
+    version_table: bool = False  # Alembic's alembic_version was dropped too
 
     @property
     def blocked(self) -> list[str]:
@@ -118,11 +126,53 @@ def model_tables(models: Models) -> list[str]:
     return [table.fullname for table in models.tables]
 
 
-async def _lock_schema(conn: AsyncConnection) -> None:
-    # Transaction-scoped, so it is released at COMMIT/ROLLBACK (and works behind PgBouncer).
-    # SQLite needs nothing here: its transaction began with BEGIN IMMEDIATE.
-    if conn.dialect.name == "postgresql":
-        await conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
+@contextlib.asynccontextmanager
+async def _schema_change(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A transaction for DDL: dbtool's schema lock first (concurrent runs wait their turn),
+    then, on PostgreSQL, a lock timeout: behind a long transaction the DDL gives up after
+    DBTOOL_LOCK_TIMEOUT instead of waiting forever with every query on the table queued
+    behind it. The error names the session in the way."""
+    try:
+        async with db.transaction() as conn:
+            # Transaction-scoped, so released at COMMIT/ROLLBACK (and fine behind PgBouncer).
+            # SQLite needs nothing here: its transaction began with BEGIN IMMEDIATE.
+            if conn.dialect.name == "postgresql":
+                await conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
+                milliseconds = max(int(db.settings.lock_timeout * 1000), 1)
+                await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+            yield conn
+    except DBAPIError as exc:
+        if sqlstate(exc) != "55P03":  # lock_not_available
+            raise
+        raise LockTimeoutError(
+            f"a table lock was not granted within {db.settings.lock_timeout:g}s "
+            f"(DBTOOL_LOCK_TIMEOUT){await _blockers(db)}; nothing was changed"
+        ) from None
+
+
+async def _blockers(db: Database) -> str:
+    """Who holds locks on the models' tables: `: pid 1234 (billing-api, idle in transaction,
+    for 42s)`, or nothing when that cannot be told."""
+    names = [table.fullname for table in db.models.tables] + [VERSION_TABLE]
+    query = text(
+        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),"
+        " extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.query_start))::float8"
+        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.granted AND a.pid <> pg_backend_pid()"
+        " AND l.relation = ANY (SELECT to_regclass(name)::oid"
+        " FROM unnest(CAST(:names AS text[])) AS name)"
+        " GROUP BY 1, 2, 3, 4 ORDER BY 4 DESC NULLS LAST LIMIT 3"
+    )
+    try:
+        async with db.reading() as conn:
+            rows = list(await conn.execute(query, {"names": names}))
+    except Exception:  # the explanation is a bonus; never replace the error with another
+        return ""
+    held = [
+        f"pid {pid} ({application or 'no application name'}, {state}, for {age or 0:.0f}s)"
+        for pid, application, state, age in rows
+    ]
+    return f": held by {'; '.join(held)}" if held else ""
 
 
 def _inspect(sync: Connection, tables: Sequence[Table], *, dependents: bool) -> list[TableState]:
@@ -199,8 +249,7 @@ async def create_schema(db: Database) -> SchemaReport:
     Refuses (SchemaMismatchError, nothing created) when a table of the models' name exists
     with other columns."""
     models = db.models
-    async with db.transaction() as conn:
-        await _lock_schema(conn)
+    async with _schema_change(db) as conn:
         state = await inspect_schema(conn, models)
         _refuse_mismatched(state)
         await _create_missing(conn, models, state)
@@ -247,6 +296,16 @@ async def _create_missing(conn: AsyncConnection, models: Models, state: SchemaSt
         await conn.run_sync(lambda sync: models.metadata.create_all(sync, tables=tables))
 
 
+async def present_tables(db: Database, *, with_version_table: bool = False) -> list[str]:
+    """The models' tables that exist (and alembic_version, if asked and there)."""
+    async with db.transaction(readonly=True) as conn:
+        state = await inspect_schema(conn, db.models)
+        version = with_version_table and await conn.run_sync(
+            lambda sync: inspect(sync).has_table(VERSION_TABLE)
+        )
+    return [table.name for table in state.present] + ([VERSION_TABLE] if version else [])
+
+
 async def describe_tables(db: Database, *, dependents: bool = False) -> SchemaState:
     """The models' tables as they exist, with their row counts."""
     async with db.transaction(readonly=True) as conn:
@@ -286,8 +345,7 @@ async def drop_schema(db: Database, *, force: bool = False) -> DropPlan:
     """Drop the models' tables that exist and match, in one transaction; returns the plan
     it carried out (skipped tables stay). RefusedError when tables outside the models
     reference a table to drop (unless `force`, which drops with CASCADE on PostgreSQL)."""
-    async with db.transaction() as conn:
-        await _lock_schema(conn)
+    async with _schema_change(db) as conn:
         return await _drop(conn, db.models, force=force)
 
 
@@ -302,6 +360,13 @@ async def _drop(conn: AsyncConnection, models: Models, *, force: bool) -> DropPl
     tables = [table for table in models.tables if table.fullname in names]
     if not tables:
         return plan
+    if not plan.skipped and await conn.run_sync(
+        lambda sync: inspect(sync).has_table(VERSION_TABLE)
+    ):
+        # Alembic's record of applied migrations goes too: left behind, it would say the
+        # schema is at head while its tables are gone.
+        await conn.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
+        plan = replace(plan, version_table=True)
     if force and conn.dialect.name == "postgresql":
         # CASCADE drops the foreign keys (and views) of outside objects that depend on them.
         preparer = conn.dialect.identifier_preparer
@@ -316,8 +381,7 @@ async def reset_schema(db: Database, *, force: bool = False) -> tuple[DropPlan, 
     """Drop and re-create the models' tables in one transaction: a failure (or a crash)
     half-way leaves the schema as it was."""
     models = db.models
-    async with db.transaction() as conn:
-        await _lock_schema(conn)
+    async with _schema_change(db) as conn:
         plan = await _drop(conn, models, force=force)
         state = await inspect_schema(conn, models)
         await _create_missing(conn, models, state)
@@ -325,6 +389,60 @@ async def reset_schema(db: Database, *, force: bool = False) -> tuple[DropPlan, 
         created=[table.name for table in state.missing],
         existing=[table.name for table in state.present],
     )
+
+
+def _render(db: Database, build: Callable[[Any], None]) -> list[str]:
+    """The DDL `build(engine)` would run, compiled for the database's dialect, not run."""
+    from sqlalchemy import create_mock_engine
+
+    statements: list[str] = []
+
+    def collect(sql: Any, *args: Any, **kwargs: Any) -> None:
+        statements.append(f"{str(sql.compile(dialect=mock.dialect)).strip()};")
+
+    mock = create_mock_engine(db.settings.url, collect)
+    build(mock)
+    return statements
+
+
+async def create_sql(db: Database, *, assume_empty: bool = False) -> list[str]:
+    """The statements `init` would run on this database (its missing tables; all of them
+    with `assume_empty`, as after a drop)."""
+    models = db.models
+    tables = models.tables
+    if not assume_empty:
+        async with db.transaction(readonly=True) as conn:
+            state = await inspect_schema(conn, models)
+        _refuse_mismatched(state)
+        missing = {table.name for table in state.missing}
+        tables = [table for table in models.tables if table.fullname in missing]
+    return _render(
+        db, lambda mock: models.metadata.create_all(mock, tables=tables, checkfirst=False)
+    )
+
+
+async def drop_sql(db: Database, *, force: bool = False) -> tuple[DropPlan, list[str]]:
+    """What `drop` would do here, and its statements."""
+    models = db.models
+    async with db.transaction(readonly=True) as conn:
+        state = await inspect_schema(conn, models, counts=True, dependents=True)
+        has_version = await conn.run_sync(lambda sync: inspect(sync).has_table(VERSION_TABLE))
+    plan = plan_drop(state, models, force=force)
+    names = {table.name for table in plan.drop}
+    tables = [table for table in models.tables if table.fullname in names]
+    statements = (
+        [f"DROP TABLE {VERSION_TABLE};"] if tables and has_version and not plan.skipped else []
+    )
+    if force and db.dialect == "postgresql":
+        preparer = db.engine.dialect.identifier_preparer
+        statements += [
+            f"DROP TABLE IF EXISTS {_quoted(t, preparer)} CASCADE;" for t in reversed(tables)
+        ]
+    else:
+        statements += _render(
+            db, lambda mock: models.metadata.drop_all(mock, tables=tables, checkfirst=False)
+        )
+    return plan, statements
 
 
 def database_name(settings: Settings) -> str:

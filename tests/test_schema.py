@@ -170,6 +170,7 @@ COMMANDS_THAT_CONNECT = [
     ("ping",),
     ("pool-status",),
     ("info",),
+    ("check",),
     ("users", "add", "alice@example.com", "--password-stdin"),
     ("users", "list"),
     ("users", "show", "alice@example.com"),

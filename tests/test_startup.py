@@ -83,8 +83,9 @@ def test_a_sqlite_command_never_loads_asyncpg(tmp_path: Path) -> None:
     loaded = loaded_modules("--url", url, "init")
     assert {"sqlalchemy", "aiosqlite"} <= loaded
     assert "asyncpg" not in loaded
+    assert "alembic" not in loaded  # no alembic.ini here: no Alembic
     listed = loaded_modules("--url", url, "users", "list")
-    assert not listed & {"asyncpg", "pwdlib", "argon2", "email_validator"}
+    assert not listed & {"asyncpg", "pwdlib", "argon2", "email_validator", "alembic"}
     added = loaded_modules("--url", url, "users", "add", "ada@example.com", "--password-stdin",
                            stdin="long enough pw\n")  # fmt: skip
     assert {"pwdlib", "argon2", "email_validator"} <= added
