@@ -134,15 +134,33 @@ class Command:
         """Run one step of the command in the command's event loop."""
         return self._runner.run(coroutine)
 
-    def database(self, *, must_exist: bool = True, wait: float = 0.0) -> Database:
-        """Connect (retrying for up to `wait` seconds); disposed when the command ends."""
+    def database(
+        self, *, must_exist: bool = True, wait: float = 0.0, write: bool = False
+    ) -> Database:
+        """Connect (retrying for up to `wait` seconds); disposed when the command ends.
+        `write`: the command changes the database, so a read-only standby is refused here,
+        before anything is done or shown (or, with `wait`, waited on until promoted)."""
         from cli.db import Database
 
+        if self._db is not None:
+            return self._db
         settings = self.settings
         self._db = Database(settings, must_exist=must_exist)
         with waiting(settings.masked_url, wait) as on_retry:
             self.run(self._db.connect(wait=wait, on_retry=on_retry))
+            if write:
+                self.run(self._db.require_primary(wait=wait, on_retry=on_retry))
         return self._db
+
+    def note_standby(self) -> None:
+        """Say so when reading from a standby: what was just written may not show yet."""
+        role = self.run(self.database().server_role())
+        if role is not None and role.standby:
+            from cli import output
+
+            output.warning(
+                f"reading from a {role.describe()}: recent changes may not show yet",
+            )
 
     @property
     def db(self) -> Database:

@@ -7,6 +7,7 @@ application process) and returns an immutable `Settings`.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,10 @@ _SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full
 # URL query parameters dbtool understands for PostgreSQL; anything else would reach
 # asyncpg.connect() as an unexpected keyword and fail at connect time.
 _POSTGRES_URL_PARAMS = (
+    "host",
+    "port",
+    "target_session_attrs",
+    "statement_cache_size",
     "ssl",
     "sslmode",
     "sslrootcert",
@@ -70,6 +75,8 @@ class Settings:
     password_min_length: int = 8
     password_hash: str = "argon2"
     lock_timeout: float = 5.0
+    pgbouncer: bool = False
+    pgbouncer_admin_url: str | None = None
     alembic_config: str | None = None
     models: str | None = None
     user_model: str | None = None
@@ -174,6 +181,8 @@ SETTING_SPECS: tuple[_Spec, ...] = (
     ),
     _Spec("password_hash", "DBTOOL_PASSWORD_HASH", _parse_scheme),
     _Spec("lock_timeout", "DBTOOL_LOCK_TIMEOUT", _parse_seconds, lambda v: v > 0, "above 0"),
+    _Spec("pgbouncer", "DBTOOL_PGBOUNCER", _parse_bool),
+    _Spec("pgbouncer_admin_url", "DBTOOL_PGBOUNCER_ADMIN_URL", _parse_text),
     _Spec("alembic_config", "DBTOOL_ALEMBIC_CONFIG", _parse_text),
     _Spec("models", "DBTOOL_MODELS", _parse_text),
     _Spec("user_model", "DBTOOL_USER_MODEL", _parse_text),
@@ -335,7 +344,7 @@ def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
     where = f"{URL_ENV} (from {source})"
     _text(URL_ENV, raw, source)
     try:
-        url = make_url(raw.strip())
+        url = make_url(_libpq_hosts(raw.strip()))
     except ArgumentError:
         raise ConfigError(
             f"{where} is not a valid database URL; expected e.g. "
@@ -367,6 +376,7 @@ def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
         raise ConfigError(f"{where} has port {url.port}, outside 1-65535")
     extras: dict[str, Any] = {}
     query = dict(url.query)
+    _check_hosts(query, where)
     unknown = sorted(set(query) - set(_POSTGRES_URL_PARAMS))
     if unknown:
         raise ConfigError(
@@ -374,13 +384,8 @@ def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
             f"supported: {', '.join(_POSTGRES_URL_PARAMS)}"
         )
     for key in ("ssl", "sslmode"):
-        if key in query:
-            value = _single(query.pop(key), key, where)
-            if value not in _SSL_MODES:
-                raise ConfigError(
-                    f"{where}: {key}={value!r} must be one of {', '.join(_SSL_MODES)}"
-                )
-            query["ssl"] = value  # asyncpg spells libpq's sslmode as ssl
+        if key in query:  # asyncpg spells libpq's sslmode as ssl
+            query["ssl"] = _choice(query.pop(key), key, _SSL_MODES, where)
     for key in ("sslrootcert", "sslcert", "sslkey"):
         if key in query:
             path = Path(_single(query.pop(key), key, where)).expanduser()
@@ -391,6 +396,20 @@ def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
         extras["application_name"] = _single(
             query.pop("application_name"), "application_name", where
         )
+    if "target_session_attrs" in query:
+        key = "target_session_attrs"
+        query[key] = _choice(query[key], key, TARGET_SESSION_ATTRS, where)
+    # The caches asyncpg and SQLAlchemy keep of prepared statements: 0 means PgBouncer in
+    # transaction mode, which DBTOOL_PGBOUNCER configures fully (cli.db).
+    for key in ("statement_cache_size", "prepared_statement_cache_size"):
+        if key in query:
+            size = _single(query.pop(key), key, where)
+            if size.strip() != "0":
+                raise ConfigError(
+                    f"{where}: {key}={size!r}: only 0 is accepted (PgBouncer in transaction "
+                    "mode); or leave it out"
+                )
+            extras["pgbouncer"] = True
     if "connect_timeout" in query:
         raw_timeout = _single(query.pop("connect_timeout"), "connect_timeout", where)
         try:
@@ -401,6 +420,55 @@ def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
             raise ConfigError(f"{where}: connect_timeout must be above 0")
         extras["connect_timeout"] = timeout
     return url.set(query=query), extras
+
+
+TARGET_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
+# scheme://[userinfo@]h1[:p1],h2[:p2]/...: libpq's multi-host form, which make_url cannot read.
+_LIBPQ_HOSTS = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^@/?#]*@)?"
+    r"(?P<hosts>[^/?#]*,[^/?#]*)(?P<path>/[^?#]*)?(?:\?(?P<query>[^#]*))?"
+)
+
+
+def _libpq_hosts(raw: str) -> str:
+    """libpq's `postgresql://u@h1:5432,h2:5433/db?x=y` as SQLAlchemy's
+    `postgresql://u@/db?host=h1:5432&host=h2:5433&x=y`; any other URL unchanged."""
+    found = _LIBPQ_HOSTS.fullmatch(raw)
+    if found is None:
+        return raw
+    hosts = "&".join(f"host={host.strip()}" for host in found["hosts"].split(",") if host)
+    query = f"{hosts}&{found['query']}" if found["query"] else hosts
+    return f"{found['scheme']}{found['userinfo'] or ''}{found['path'] or '/'}?{query}"
+
+
+def _check_hosts(query: dict[str, Any], where: str) -> None:
+    """The hosts of a multi-host URL: each `name` or `name:port`, ports in range."""
+    hosts = query.get("host")
+    for host in (hosts,) if isinstance(hosts, str) else hosts or ():
+        if "@" in host:
+            raise ConfigError(
+                f"{where} has an '@' in its host part; percent-encode '@' in the password as %40"
+            )
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+        if not name or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
+            raise ConfigError(f"{where}: host={host!r} must be NAME or NAME:PORT (1-65535)")
+
+
+def url_hosts(url: URL) -> list[str]:
+    """Every `host:port` the URL names (several for a multi-host URL)."""
+    hosts = url.query.get("host")
+    if hosts:
+        listed = (hosts,) if isinstance(hosts, str) else hosts
+        return [host if ":" in host else f"{host}:{url.port or 5432}" for host in listed]
+    return [f"{url.host or 'localhost'}:{url.port or 5432}"]
+
+
+def _choice(value: str | tuple[str, ...], key: str, choices: tuple[str, ...], where: str) -> str:
+    """A URL parameter that must be one of `choices`."""
+    chosen = _single(value, key, where)
+    if chosen not in choices:
+        raise ConfigError(f"{where}: {key}={chosen!r} must be one of {', '.join(choices)}")
+    return chosen
 
 
 def _single(value: str | tuple[str, ...], key: str, where: str) -> str:

@@ -19,7 +19,9 @@ import asyncio
 import contextlib
 import ssl
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -36,9 +38,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from cli.appmodels import Models, UserModel, load_models
-from cli.config import Settings, load_settings, normalize_url, str_url
+from cli.config import Settings, load_settings, mask_url, normalize_url, str_url
 from cli.dberrors import UnavailableError, connection_error
-from cli.errors import DatabaseUnavailableError
+from cli.errors import DatabaseUnavailableError, RefusedError
 
 # How long a SQLite connection waits for another writer's lock before "database is locked".
 SQLITE_BUSY_TIMEOUT = 30.0
@@ -50,6 +52,48 @@ READONLY = "dbtool_readonly"
 
 RetryCallback = Callable[[int, DatabaseUnavailableError, float], None]
 """Called before each retry while waiting: (attempt number, why it failed, seconds left)."""
+
+
+@dataclass(frozen=True)
+class ServerRole:
+    """Which server a connection reached, and whether it can take writes."""
+
+    standby: bool  # in recovery: a hot standby, read-only
+    host: str | None  # host:port actually reached (a multi-host URL names several)
+    replay_lag_bytes: int | None = None  # WAL received but not yet replayed (standby)
+    last_replay_seconds: float | None = None  # since the last replayed transaction
+
+    @property
+    def name(self) -> str:
+        return "standby" if self.standby else "primary"
+
+    def describe(self) -> str:
+        where = f" at {self.host}" if self.host else ""
+        if not self.standby:
+            return f"primary{where}"
+        lag = []
+        if self.replay_lag_bytes is not None:
+            lag.append(f"{self.replay_lag_bytes:,} bytes of WAL to replay")
+        if self.last_replay_seconds is not None:
+            lag.append(f"last transaction replayed {self.last_replay_seconds:g}s ago")
+        return f"read-only standby{where}" + (f" ({', '.join(lag)})" if lag else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.name,
+            "host": self.host,
+            "replay_lag_bytes": self.replay_lag_bytes,
+            "last_replay_seconds": self.last_replay_seconds,
+        }
+
+
+_ROLE_SQL = (
+    "SELECT pg_is_in_recovery(), host(inet_server_addr()), inet_server_port(),"
+    " CASE WHEN pg_is_in_recovery() THEN"
+    " pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 END,"
+    " CASE WHEN pg_is_in_recovery() THEN"
+    " extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END"
+)
 
 
 class Database:
@@ -148,6 +192,54 @@ class Database:
                 raise
         return self
 
+    async def server_role(self) -> ServerRole | None:
+        """Primary or standby, where, and how far behind (None for SQLite)."""
+        if self.dialect != "postgresql":
+            return None
+        async with self.reading() as conn:
+            row = (await conn.exec_driver_sql(_ROLE_SQL)).one()
+        standby, host, port, lag_bytes, seconds = tuple(row)
+        return ServerRole(
+            standby=bool(standby),
+            host=f"{host}:{port}" if host else None,
+            replay_lag_bytes=None if lag_bytes is None else int(max(lag_bytes, 0)),
+            last_replay_seconds=None if seconds is None else round(max(seconds, 0.0), 1),
+        )
+
+    async def require_primary(
+        self, *, wait: float = 0.0, on_retry: RetryCallback | None = None
+    ) -> None:
+        """Refuse to go on when the server is a read-only standby (RefusedError, exit 5),
+        before anything is done; with `wait`, keep checking (and reconnecting: a multi-host
+        URL may lead to the new primary) until it is promoted, else UnavailableError."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        attempt = 0
+        while True:
+            role = await self.server_role()
+            if role is None or not role.standby:
+                return
+            where = role.host or mask_url(self.settings.url)
+            if wait <= 0:
+                raise RefusedError(
+                    f"{where} is a read-only standby (in recovery), and this command writes: "
+                    "point DATABASE_URL at the primary, or list the hosts with "
+                    "target_session_attrs=read-write"
+                )
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise UnavailableError(
+                    f"{where} is still a read-only standby after {wait:g}s", retryable=False
+                )
+            attempt += 1
+            if on_retry is not None:
+                waiting = UnavailableError(
+                    f"{where} is a read-only standby (waiting for a primary)", retryable=True
+                )
+                on_retry(attempt, waiting, remaining)
+            await asyncio.sleep(min(1.0, remaining))
+            await self.engine.dispose()  # the next connection may reach another host
+
     async def _ping(self) -> None:
         async with self.reading() as conn:
             await conn.exec_driver_sql("SELECT 1")
@@ -232,6 +324,10 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+def _unique_statement_name() -> str:
+    return f"__dbtool_{uuid.uuid4().hex}__"
+
+
 def default_application_name() -> str:
     """What an application's connections are called when nothing says otherwise: the
     program's name (uvicorn, gunicorn, ...), so they are never mistaken for dbtool's."""
@@ -260,6 +356,14 @@ def create_engine(settings: Settings, **engine_options: Any) -> AsyncEngine:
         context = ssl_context(settings)
         if context is not None:
             connect_args["ssl"] = context
+        if settings.pgbouncer:
+            # PgBouncer in transaction mode hands each transaction whichever server
+            # connection is free: no statement may be prepared under a name another client
+            # could also use, nor be expected to survive the transaction. Both caches off,
+            # and every prepared statement named uniquely (SQLAlchemy's documented recipe).
+            url = url.update_query_dict({"prepared_statement_cache_size": "0"})
+            connect_args["statement_cache_size"] = 0
+            connect_args["prepared_statement_name_func"] = _unique_statement_name
     else:
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT}
     extra = dict(engine_options)

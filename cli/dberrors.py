@@ -15,8 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 
-from cli.config import mask_url
-from cli.errors import ConfigError, DatabaseUnavailableError, DbtoolError, SchemaMissingError
+from cli.config import mask_url, url_hosts
+from cli.errors import (
+    ConfigError,
+    DatabaseUnavailableError,
+    DbtoolError,
+    RefusedError,
+    SchemaMissingError,
+)
 
 URL_LABEL = "DATABASE_URL"
 
@@ -72,6 +78,9 @@ def unique_violation_columns(exc: BaseException) -> list[str] | None:
 
 
 _AUTH_FAILED = ("28P01", "28000")
+# duplicate_prepared_statement, invalid_sql_statement_name: prepared statements that meet
+# another client's, or are gone, as they do through PgBouncer in transaction mode.
+_PREPARED_STATEMENT_SQLSTATES = ("42P05", "26000")
 # connection_exception (08xxx) and the server ending the session (admin_shutdown, crash).
 _LOST_SQLSTATES = ("08000", "08003", "08006", "57P01", "57P02")
 _RETRYABLE_SQLSTATES = {
@@ -103,10 +112,17 @@ def connection_error(exc: BaseException, settings: Settings) -> UnavailableError
         return UnavailableError(f"{target}: {_RETRYABLE_SQLSTATES[code]}", retryable=True)
     if isinstance(cause, socket.gaierror):
         return UnavailableError(f"{target}: unknown host {url.host!r}", retryable=True)
+    hosts = url_hosts(url)
     if isinstance(cause, ConnectionRefusedError):
-        where = f"{url.host or 'localhost'}:{url.port or 5432}"
+        where = f"on {hosts[0]}" if len(hosts) == 1 else f"on any of {', '.join(hosts)}"
         return UnavailableError(
-            f"{target}: connection refused (is the server running on {where}?)", retryable=True
+            f"{target}: connection refused (is the server running {where}?)", retryable=True
+        )
+    if type(cause).__name__ == "TargetServerAttributeNotMatched":
+        wanted = url.query.get("target_session_attrs", "any")
+        return UnavailableError(
+            f"{target}: none of {', '.join(hosts)} is {wanted} (a failover in progress?)",
+            retryable=True,
         )
     if isinstance(cause, TimeoutError):
         return UnavailableError(
@@ -136,6 +152,17 @@ def translate_error(exc: BaseException, settings: Settings) -> DbtoolError | Non
     lost = connection_error(exc, settings)
     if lost is not None:
         return lost
+    code = sqlstate(exc)
+    if code in _PREPARED_STATEMENT_SQLSTATES:
+        return ConfigError(
+            f"{first_line(exc)}: this looks like PgBouncer in transaction mode; set "
+            "DBTOOL_PGBOUNCER=true (or add ?prepared_statement_cache_size=0 to the URL)"
+        )
+    if code == "25006":  # read_only_sql_transaction: a write reached a standby
+        return RefusedError(
+            f"{mask_url(settings.url)} is a read-only standby: {first_line(exc)}; point "
+            "DATABASE_URL at the primary, or use target_session_attrs=read-write"
+        )
     if "root certificate file" in str(driver_error(exc)):
         # asyncpg wants the server's CA certificate for sslmode=verify-ca/verify-full.
         return ConfigError(

@@ -18,7 +18,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
-from cli.db import Database, sqlite_path
+from cli.config import Settings
+from cli.db import Database, ServerRole, sqlite_path
 from cli.schema import describe_tables
 
 USAGE_WARNING_RATIO = 0.8
@@ -31,6 +32,10 @@ class PingResult:
     server: str
     version: str
     latency_ms: float
+    role: ServerRole | None = None  # PostgreSQL: primary or standby, host reached, lag
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "role": None if self.role is None else self.role.as_dict()}
 
 
 async def server_version(db: Database) -> tuple[str, str]:
@@ -52,11 +57,13 @@ async def ping(db: Database, *, rounds: int = 5) -> PingResult:
             start = time.perf_counter()
             await conn.exec_driver_sql("SELECT 1")
             timings.append((time.perf_counter() - start) * 1000)
+    role = await db.server_role()
     return PingResult(
         database=db.settings.masked_url,
         server=product,
         version=version,
         latency_ms=round(statistics.median(timings), 3),
+        role=role,
     )
 
 
@@ -75,13 +82,18 @@ class InfoReport:
     missing_tables: list[str]
     mismatched_tables: list[dict[str, Any]]
     alembic: dict[str, Any] | None = None
+    role: ServerRole | None = None
 
     @property
     def schema_complete(self) -> bool:
         return not self.missing_tables and not self.mismatched_tables
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "schema_complete": self.schema_complete}
+        return {
+            **asdict(self),
+            "schema_complete": self.schema_complete,
+            "role": None if self.role is None else self.role.as_dict(),
+        }
 
 
 async def info(db: Database) -> InfoReport:
@@ -99,6 +111,7 @@ async def info(db: Database) -> InfoReport:
                 text("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
             )
     state = await describe_tables(db)
+    role = await db.server_role()
     return InfoReport(
         database=db.settings.masked_url,
         server=product,
@@ -109,6 +122,7 @@ async def info(db: Database) -> InfoReport:
         tables=[{"name": table.name, "rows": table.rows} for table in state.present],
         missing_tables=[table.name for table in state.missing],
         mismatched_tables=[table.as_dict() for table in state.mismatched],
+        role=role,
     )
 
 
@@ -193,6 +207,7 @@ class ServerReport:
     by_application: list[dict[str, Any]]
     oldest_transaction: Backend | None
     longest_idle_in_transaction: Backend | None
+    role: dict[str, Any] | None = None  # primary or standby, host reached, replay lag
 
 
 @dataclass(frozen=True)
@@ -208,6 +223,11 @@ class ProbeReport:
     wait_max_ms: float | None
     checked_out_after: int | None
     seconds: float
+    # From asking for a connection to the first query's answer: includes what the pool does
+    # not see, such as waiting in PgBouncer for a server connection.
+    first_query_p50_ms: float | None = None
+    first_query_p95_ms: float | None = None
+    first_query_max_ms: float | None = None
 
 
 @dataclass
@@ -216,6 +236,7 @@ class PoolReport:
     client: ClientPool
     server: ServerReport | None
     probe: ProbeReport | None = None
+    pgbouncer: PgBouncerReport | None = None
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -263,6 +284,7 @@ async def server_report(db: Database) -> ServerReport | None:
         idle = await _one_backend(
             conn, since="state_change", where="state LIKE 'idle in transaction%'"
         )
+    role = await db.server_role()
     max_connections = settings["max_connections"]
     reserved = settings.get("superuser_reserved_connections", 0) + settings.get(
         "reserved_connections", 0
@@ -283,6 +305,7 @@ async def server_report(db: Database) -> ServerReport | None:
         by_application=by_application,
         oldest_transaction=oldest,
         longest_idle_in_transaction=idle,
+        role=None if role is None else role.as_dict(),
     )
 
 
@@ -299,6 +322,7 @@ async def probe(db: Database, connections: int, *, hold: float = 0.05) -> ProbeR
     connection for `hold` seconds; report how long checkouts waited and what came back."""
     pool = db.engine.pool
     waits: list[float] = []
+    first_queries: list[float] = []
     outcome = {"succeeded": 0, "timed_out": 0, "failed": 0}
     peak = 0
 
@@ -315,6 +339,7 @@ async def probe(db: Database, connections: int, *, hold: float = 0.05) -> ProbeR
             async with db.reading() as conn:
                 waits.append(time.perf_counter() - start)
                 await conn.exec_driver_sql("SELECT 1")
+                first_queries.append(time.perf_counter() - start)
                 await asyncio.sleep(hold)
             outcome["succeeded"] += 1
         except PoolTimeoutError:
@@ -335,6 +360,7 @@ async def probe(db: Database, connections: int, *, hold: float = 0.05) -> ProbeR
         return round(value * 1000, 2)
 
     ordered = sorted(waits)
+    answered = sorted(first_queries)
     return ProbeReport(
         connections=connections,
         hold_seconds=hold,
@@ -342,10 +368,120 @@ async def probe(db: Database, connections: int, *, hold: float = 0.05) -> ProbeR
         # Connections open at once beyond the pool size: what the probe drew from overflow.
         needed_overflow=max(peak - pool.size(), 0) if isinstance(pool, QueuePool) else 0,
         wait_p50_ms=ms(statistics.median(ordered)) if ordered else None,
-        wait_p95_ms=ms(ordered[max(0, round(0.95 * len(ordered)) - 1)]) if ordered else None,
+        wait_p95_ms=ms(_p95(ordered)) if ordered else None,
         wait_max_ms=ms(ordered[-1]) if ordered else None,
         checked_out_after=pool.checkedout() if isinstance(pool, QueuePool) else None,
         seconds=round(elapsed, 3),
+        first_query_p50_ms=ms(statistics.median(answered)) if answered else None,
+        first_query_p95_ms=ms(_p95(answered)) if answered else None,
+        first_query_max_ms=ms(answered[-1]) if answered else None,
+    )
+
+
+def _p95(ordered: list[float]) -> float:
+    return ordered[max(0, round(0.95 * len(ordered)) - 1)]
+
+
+# --- PgBouncer's admin console ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PgBouncerReport:
+    """PgBouncer's view: its limits, and the pool of dbtool's database in it."""
+
+    admin: str  # the admin console's URL, password masked
+    version: str
+    database: str
+    pool_mode: str
+    max_client_conn: int
+    default_pool_size: int
+    clients_active: int
+    clients_waiting: int
+    servers_active: int
+    servers_idle: int
+    servers_other: int  # used, tested, logging in
+    max_wait_seconds: float
+    clients_total: int  # of every pool: what max_client_conn limits
+    client_headroom: int
+    server_headroom: int
+    headroom_processes: int | None  # more processes with dbtool's pool that PgBouncer accepts
+
+
+def _admin_rows(conninfo: str, query: str) -> list[dict[str, Any]]:
+    """Rows from PgBouncer's admin console, which speaks only the simple query protocol:
+    asyncpg cannot read its rows, psycopg (the `pgbouncer` extra) can."""
+    try:
+        import psycopg
+    except ImportError:
+        from cli.errors import ConfigError
+
+        raise ConfigError(
+            "reading PgBouncer's admin console needs psycopg: pip install 'dbtool[pgbouncer]'"
+        ) from None
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        cursor = conn.execute(query)
+        names = [column.name for column in cursor.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+async def pgbouncer_report(settings: Settings, admin_url: str) -> PgBouncerReport:
+    """Read SHOW POOLS / CONFIG / VERSION from PgBouncer's admin console (in a thread:
+    psycopg's connection here is a blocking one). Take it before connecting through the
+    pooler: dbtool's own first query may have to queue in it."""
+    from sqlalchemy.engine import make_url
+
+    from cli.config import mask_url
+    from cli.errors import DatabaseUnavailableError
+
+    url = make_url(admin_url).set(drivername="postgresql")
+    conninfo = url.render_as_string(hide_password=False)
+    try:
+        pools, config, version = await asyncio.gather(
+            asyncio.to_thread(_admin_rows, conninfo, "SHOW POOLS"),
+            asyncio.to_thread(_admin_rows, conninfo, "SHOW CONFIG"),
+            asyncio.to_thread(_admin_rows, conninfo, "SHOW VERSION"),
+        )
+    except OSError as exc:
+        raise DatabaseUnavailableError(f"cannot read PgBouncer at {mask_url(url)}: {exc}") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("psycopg"):
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DatabaseUnavailableError(
+                f"cannot read PgBouncer at {mask_url(url)}: {first}"
+            ) from None
+        raise
+    limits = {row["key"]: row["value"] for row in config}
+    database = settings.url.database or ""
+    ours = [row for row in pools if row["database"] == database]
+    pool = {key: sum(int(row.get(key) or 0) for row in ours) for key in (
+        "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login"
+    )}  # fmt: skip
+    max_wait = max((int(row["maxwait"]) + int(row.get("maxwait_us") or 0) / 1e6
+                    for row in ours), default=0.0)  # fmt: skip
+    clients = sum(int(row["cl_active"]) + int(row["cl_waiting"]) for row in pools)
+    max_clients = int(limits.get("max_client_conn", 0))
+    pool_size = int(limits.get("default_pool_size", 0))
+    servers = pool["sv_active"] + pool["sv_idle"] + pool["sv_used"] + pool["sv_tested"]
+    servers += pool["sv_login"]
+    client_headroom = max(max_clients - clients, 0)
+    capacity = settings.pool_capacity
+    return PgBouncerReport(
+        admin=mask_url(url),
+        version=str(version[0].get("version", "")) if version else "",
+        database=database,
+        pool_mode=str(ours[0]["pool_mode"] if ours else limits.get("pool_mode", "")),
+        max_client_conn=max_clients,
+        default_pool_size=pool_size,
+        clients_active=pool["cl_active"],
+        clients_waiting=pool["cl_waiting"],
+        servers_active=pool["sv_active"],
+        servers_idle=pool["sv_idle"],
+        servers_other=pool["sv_used"] + pool["sv_tested"] + pool["sv_login"],
+        max_wait_seconds=round(max_wait, 3),
+        clients_total=clients,
+        client_headroom=client_headroom,
+        server_headroom=max(pool_size - servers, 0),
+        headroom_processes=client_headroom // capacity if capacity > 0 else None,
     )
 
 
@@ -355,13 +491,32 @@ async def pool_report(
     probe_connections: int = 0,
     probe_hold: float = 0.05,
     idle_in_transaction_warning: float = IDLE_IN_TRANSACTION_WARNING,
+    bouncer: PgBouncerReport | None = None,
 ) -> PoolReport:
-    """The whole picture: client pool, server side, optional probe, and warnings."""
+    """The whole picture: client pool, server side, PgBouncer (its report, from
+    pgbouncer_report), optional probe, and warnings."""
     probed = await probe(db, probe_connections, hold=probe_hold) if probe_connections else None
     server = await server_report(db)
     report = PoolReport(
-        database=db.settings.masked_url, client=client_pool(db), server=server, probe=probed
+        database=db.settings.masked_url,
+        client=client_pool(db),
+        server=server,
+        probe=probed,
+        pgbouncer=bouncer,
     )
+    if bouncer is not None:
+        if bouncer.clients_waiting:
+            report.warnings.append(
+                f"{bouncer.clients_waiting} client(s) are waiting in PgBouncer for a server "
+                f"connection (longest {bouncer.max_wait_seconds:g}s): the pool for "
+                f"{bouncer.database} (default_pool_size {bouncer.default_pool_size}) is full"
+            )
+        if bouncer.headroom_processes == 0:
+            report.warnings.append(
+                f"PgBouncer accepts only {bouncer.client_headroom} more client(s) "
+                f"(max_client_conn {bouncer.max_client_conn}): no room for another process "
+                f"with this pool ({db.settings.pool_capacity} connections)"
+            )
     if server is None:
         report.notes.append(
             "SQLite is an embedded database: there is no server side, and connections are "

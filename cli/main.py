@@ -340,7 +340,7 @@ def init(
                 database_created = cmd.run(
                     schema.create_database(settings, wait=wait, on_retry=on_retry)
                 )
-        db = cmd.database(must_exist=False, wait=wait)
+        db = cmd.database(must_exist=False, wait=wait, write=True)
         migrated = None
         if project is not None and not (stamp or create_all):
             from cli import migrations
@@ -515,7 +515,7 @@ def drop(
 
     with Command(ctx) as cmd:
         _refuse_if_protected(cmd, allow_protected, "drop tables in")
-        db = cmd.database()
+        db = cmd.database(write=not sql)
         if sql:
             _print_statements(cmd, cmd.run(schema.drop_sql(db, force=force))[1])
             return
@@ -556,7 +556,7 @@ def reset(
     with Command(ctx) as cmd:
         _refuse_if_protected(cmd, allow_protected, "reset")
         project = config_path(cmd.settings)
-        db = cmd.database(must_exist=False)
+        db = cmd.database(must_exist=False, write=not sql)
         if sql:
             statements = cmd.run(schema.drop_sql(db, force=force))[1]
             if project is not None:
@@ -614,11 +614,12 @@ def ping(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = False
         result = cmd.run(diagnostics.ping(db))
 
     if as_json:
-        output.print_json({"ok": True, **vars(result)})
+        output.print_json({"ok": True, **result.as_dict()})
     else:
+        role = f"; {result.role.describe()}" if result.role is not None else ""
         output.success(
             f"{result.server} {result.version} at {result.database}: "
-            f"{result.latency_ms:.2f} ms round trip"
+            f"{result.latency_ms:.2f} ms round trip{role}"
         )
 
 
@@ -671,6 +672,16 @@ def pool_status(
             help="Refresh interval for --watch (at least 0.1).",
         ),
     ] = 2.0,
+    pgbouncer: Annotated[
+        str | None,
+        typer.Option(
+            "--pgbouncer",
+            metavar="URL",
+            help="PgBouncer's admin console (postgresql://user@host:6432/pgbouncer), to show "
+            "its pools and limits beside the server's (default: DBTOOL_PGBOUNCER_ADMIN_URL).",
+            show_default=False,
+        ),
+    ] = None,
     wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
@@ -691,15 +702,19 @@ def pool_status(
             output.print_renderable(output.pool_report_renderable(report))
 
     with Command(ctx) as cmd:
-        db = cmd.database(wait=wait)
+        admin = pgbouncer or cmd.settings.pgbouncer_admin_url
 
         def collect(probe_connections: int) -> "PoolReport":
+            # PgBouncer's admin console first: dbtool's own connection may queue in it.
+            bouncer = cmd.run(diagnostics.pgbouncer_report(cmd.settings, admin)) if admin else None
+            db = cmd.database(wait=wait)
             return cmd.run(
                 diagnostics.pool_report(
                     db,
                     probe_connections=probe_connections,
                     probe_hold=probe_hold,
                     idle_in_transaction_warning=idle_warning,
+                    bouncer=bouncer,
                 )
             )
 
@@ -784,6 +799,7 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
         ("server", f"{report.server} {report.version}"),
         ("name", report.database_name),
         ("size", f"{report.size_bytes:,} bytes"),
+        *([("role", report.role.describe())] if report.role is not None else []),
         ("models", report.models),
         *((f"table {t['name']}", f"{t['rows']:,} rows") for t in report.tables),
         ("schema", "complete" if report.schema_complete else "incomplete: " + "; ".join(problems)),

@@ -260,6 +260,8 @@ def pool_report_renderable(
     if server is not None:
         summary = Table.grid(padding=(0, 2))
         summary.add_row("server", f"{server.product} {server.version}")
+        if server.role is not None:
+            summary.add_row("role", _role_text(server.role))
         summary.add_row(
             "connections",
             f"{server.in_use} in use of {server.max_connections} "
@@ -296,6 +298,28 @@ def pool_report_renderable(
                 expand=expand,
             )
         )
+    bouncer = report.pgbouncer
+    if bouncer is not None:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row("pgbouncer", Text(f"{bouncer.version} at {bouncer.admin}"))
+        grid.add_row("pool mode", bouncer.pool_mode)
+        grid.add_row(
+            "clients",
+            f"{bouncer.clients_active} active, {bouncer.clients_waiting} waiting "
+            f"(longest {bouncer.max_wait_seconds:g}s) for {bouncer.database}; "
+            f"{bouncer.clients_total} of max_client_conn {bouncer.max_client_conn} in all",
+        )
+        grid.add_row(
+            "servers",
+            f"{bouncer.servers_active} active, {bouncer.servers_idle} idle, "
+            f"{bouncer.servers_other} other, of default_pool_size {bouncer.default_pool_size}",
+        )
+        grid.add_row(
+            "headroom",
+            f"{bouncer.client_headroom} more clients, {bouncer.server_headroom} more server "
+            f"connections; {bouncer.headroom_processes} more processes with this pool",
+        )
+        parts.append(Panel(grid, title="PgBouncer", title_align="left", expand=expand))
     probe = report.probe
     if probe is not None:
         grid = Table.grid(padding=(0, 2))
@@ -312,6 +336,12 @@ def pool_report_renderable(
             "checkout wait",
             f"p50 {probe.wait_p50_ms} ms, p95 {probe.wait_p95_ms} ms, max {probe.wait_max_ms} ms",
         )
+        if probe.first_query_p50_ms is not None:
+            grid.add_row(
+                "first answer",
+                f"p50 {probe.first_query_p50_ms} ms, p95 {probe.first_query_p95_ms} ms, "
+                f"max {probe.first_query_max_ms} ms (checkout plus the first query)",
+            )
         returned = (
             "all connections returned"
             if probe.checked_out_after == 0
@@ -322,6 +352,18 @@ def pool_report_renderable(
     parts.extend(Text.assemble(("note: ", "dim"), note) for note in report.notes)
     parts.extend(Text.assemble(("warning: ", "bold yellow"), w) for w in report.warnings)
     return Group(*parts)
+
+
+def _role_text(role: dict[str, Any]) -> str:
+    where = f" at {role['host']}" if role.get("host") else ""
+    if role["role"] != "standby":
+        return f"primary{where}"
+    lag = []
+    if role.get("replay_lag_bytes") is not None:
+        lag.append(f"{role['replay_lag_bytes']:,} bytes of WAL to replay")
+    if role.get("last_replay_seconds") is not None:
+        lag.append(f"last transaction replayed {role['last_replay_seconds']:g}s ago")
+    return f"read-only standby{where}" + (f" ({', '.join(lag)})" if lag else "")
 
 
 def print_renderable(renderable: RenderableType) -> None:

@@ -26,13 +26,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, delete, func, insert, or_, select, true, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cli import passwords
 from cli.appmodels import FLAG_DEFAULTS, UserModel, check_length, convert, load_models
 from cli.config import Settings
-from cli.dberrors import unique_violation_columns
+from cli.dberrors import sqlstate, unique_violation_columns
 from cli.errors import ConflictError, InvalidInputError, NotFoundError, UsageError
 from cli.validation import normalize_email, normalize_username, username_from_email
 
@@ -438,17 +438,23 @@ async def set_password(
 
 
 async def check_password(
-    session: AsyncSession, ident: str, password: str, *, model: UserModel | None = None
+    session: AsyncSession,
+    ident: str,
+    password: str,
+    *,
+    model: UserModel | None = None,
+    upgrade: bool = True,
 ) -> tuple[UserRecord, bool]:
     """(user, matches), for administrators: an unknown user is NotFoundError, an inactive
     one still matches, a hash out of bounds is HashRefusedError. A match against an outdated
-    hash stores one of the configured scheme. Login code wants `authenticate` instead."""
+    hash stores one of the configured scheme, unless `upgrade` is False (a read-only
+    standby). Login code wants `authenticate` instead."""
     model, settings = _resolve(session, model)
     user = await get_user(session, ident, model=model, with_hash=True)
     matches, new_hash = await asyncio.to_thread(
         passwords.verify_password, password, user.hashed_password or "", settings.password_hash
     )
-    if matches and new_hash is not None:
+    if matches and new_hash is not None and upgrade:
         user = await _write(session, model, user, {model.password.name: new_hash})
     return user, matches
 
@@ -488,7 +494,11 @@ async def authenticate(
     if user is None or not matches or not user.is_active:
         return None
     if new_hash is not None:
-        user = await _write(session, model, user, {model.password.name: new_hash})
+        try:
+            user = await _write(session, model, user, {model.password.name: new_hash})
+        except DBAPIError as exc:
+            if sqlstate(exc) != "25006":  # a read-only standby: log in, upgrade another time
+                raise
     return user
 
 

@@ -329,6 +329,7 @@ def users_add(
         else:
             name = normalize_username(username) if username else username_from_email(normalised)
         values = _ask_required(model, users.convert_values(model, parse_assignments(assignments)))
+        cmd.database(write=True)  # a standby is refused before any prompt
         policy = _policy(cmd, email=normalised, username=name)
         password = read_new_password(cmd, password_stdin, policy)
 
@@ -449,6 +450,7 @@ def users_list(
                 return found, await users.count_users(session, selection)
 
             found, total = cmd.in_session(page, readonly=True)
+            cmd.note_standby()
             shown = len(found)
             rows = [[user.get(name) for name in columns] for user in found]
             if as_json:
@@ -560,6 +562,7 @@ def users_show(ctx: typer.Context, ident: IdentArgument, as_json: JsonOption = F
     from cli import users
 
     with Command(ctx) as cmd:
+        cmd.note_standby()
         user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
     _render_user(user, as_json)
 
@@ -576,7 +579,8 @@ def users_set_password(
     from cli import output, users
 
     with Command(ctx) as cmd:
-        # An unknown user fails before any prompt.
+        # A standby, or an unknown user, fails before any prompt.
+        cmd.database(write=True)
         user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
         policy = _policy(cmd, email=user.email, username=user.username)
         password = read_new_password(cmd, password_stdin, policy)
@@ -598,9 +602,16 @@ def users_check_password(
     with Command(ctx) as cmd:
         user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
         password = read_password(cmd, password_stdin)
+        role = cmd.run(cmd.database().server_role())
+        standby = role is not None and role.standby
         user, matches = cmd.in_session(
-            lambda session: users.check_password(session, str(user.id), password)
+            lambda session: users.check_password(
+                session, str(user.id), password, upgrade=not standby
+            ),
+            readonly=standby,
         )
+    if role is not None and role.standby:
+        output.note(f"checked on a {role.describe()}: an outdated hash is not upgraded there")
     if not user.is_active:
         output.warning(f"{user.email} is inactive")
     if not matches:
@@ -649,6 +660,7 @@ def users_update(
         active = either(activate, deactivate, "--active and --inactive")
         superuser = either(grant, revoke, "--superuser and --no-superuser")
         verified = either(verify, unverify, "--verified and --unverified")
+        cmd.database(write=True)
         user, changed = cmd.in_session(
             lambda session: users.update_user(
                 session,
@@ -683,6 +695,7 @@ def users_delete(
     from cli import output, users
 
     with Command(ctx) as cmd:
+        cmd.database(write=True)
         user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
         if not yes:
             if not output.stdin_is_terminal():
@@ -776,7 +789,7 @@ def users_import(
             _rejects_writer(rejects, chosen, fields) as on_reject,
             _import_progress(file, chosen, bytes_read) as on_progress,
         ):
-            db = cmd.database()
+            db = cmd.database(write=True)
             name = "standard input" if file == "-" else file
             try:
                 report = cmd.run(
@@ -1055,7 +1068,7 @@ def users_export(
 
         if output_path not in (None, "-"):
             _refuse_to_overwrite(cmd, Path(output_path), "-o", {})
-        cmd.database()
+        cmd.note_standby()
         if output_path in (None, "-"):
             stdout = GuardedStream(sys.stdout, "standard output")
             count = cmd.run(export(stdout))

@@ -8,11 +8,10 @@ PostgreSQL tests skip, unless DBTOOL_REQUIRE_POSTGRES=1 (CI), where that is a fa
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pwdlib import PasswordHash
@@ -24,11 +23,11 @@ from tests.helpers import (
     REQUIRE_POSTGRES,
     TEST_DB_PREFIX,
     Dbtool,
-    PasswordServer,
     pg_execute,
     postgres_problem,
     postgres_url,
 )
+from tests.topology import Cluster, TopologyError
 
 # Settings the tool reads; a developer's own values must not leak into the tests.
 TOOL_ENV_PREFIXES = ("DBTOOL_", "DATABASE_URL")
@@ -60,19 +59,22 @@ def password_postgres() -> Iterator[str]:
     """A throw-away PostgreSQL server that checks passwords (scram-sha-256), for the
     authentication-failure paths; the shared server trusts local connections. Its URL's
     password is "right-pw"."""
-    # Not under pytest's tmp_path: its parents are private to root, and the server must run
-    # as the postgres user.
-    directory = Path(tempfile.mkdtemp(prefix="dbtool-pgauth-"))
+    cluster = private_cluster(password="right-pw")
     try:
-        server = PasswordServer.start(directory)
-        if isinstance(server, str):
-            pytest.skip(server)
-        try:
-            yield server.url
-        finally:
-            server.stop()
+        yield cluster.url()
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        cluster.remove()
+
+
+def private_cluster(**options: Any) -> Cluster:
+    """A private server, or a skip (a failure under DBTOOL_REQUIRE_POSTGRES=1) saying why
+    there can be none here."""
+    try:
+        return Cluster.create(**options)
+    except TopologyError as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"DBTOOL_REQUIRE_POSTGRES=1 but {exc}")
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,383 @@
+"""Beyond one server: PgBouncer (transaction and session pooling), a hot standby, multi-host
+URLs and a failover, all real: private PostgreSQL clusters and PgBouncer instances started
+here (tests/topology.py), never the shared server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import bcrypt
+import pytest
+
+from cli.db import Database
+from cli.diagnostics import ProbeReport, probe
+from tests.helpers import REQUIRE_POSTGRES, Dbtool, assert_clean_error, dbtool_executable
+from tests.topology import Cluster, PgBouncer, TopologyError
+
+pytestmark = pytest.mark.postgres
+PASSWORD = "long enough pw"
+
+
+def _or_skip(make: object) -> object:
+    try:
+        return make()  # type: ignore[operator]
+    except TopologyError as exc:
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"DBTOOL_REQUIRE_POSTGRES=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def primary() -> Iterator[Cluster]:
+    cluster: Cluster = _or_skip(Cluster.create)  # type: ignore[assignment]
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def standby(primary: Cluster) -> Iterator[Cluster]:
+    cluster: Cluster = _or_skip(primary.standby)  # type: ignore[assignment]
+    yield cluster
+    cluster.remove()
+
+
+@pytest.fixture(scope="module")
+def transaction_pooler(primary: Cluster) -> Iterator[PgBouncer]:
+    bouncer: PgBouncer = _or_skip(lambda: PgBouncer.start(primary, mode="transaction"))  # type: ignore[assignment]
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture(scope="module")
+def session_pooler(primary: Cluster) -> Iterator[PgBouncer]:
+    bouncer: PgBouncer = _or_skip(lambda: PgBouncer.start(primary, mode="session"))  # type: ignore[assignment]
+    yield bouncer
+    bouncer.stop()
+
+
+def sql(cluster: Cluster, statement: str, database: str = "postgres") -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{cluster.port}/{database}")
+        try:
+            return list(await conn.fetch(statement))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def database(primary: Cluster) -> str:
+    name = f"app_{uuid.uuid4().hex[:10]}"
+    sql(primary, f'CREATE DATABASE "{name}"')
+    return name
+
+
+def wait_replayed(standby: Cluster, database: str, table: str | None = None) -> None:
+    """Until the standby has the database (and the table) the primary made."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if table is None or sql(standby, f"SELECT to_regclass('{table}')", database)[0][0]:
+                return
+        except (asyncpg.InvalidCatalogNameError, OSError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the standby did not replay {database}.{table}")
+
+
+def spawn(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([dbtool_executable(), "--url", url, *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})  # fmt: skip
+
+
+# --- PgBouncer in transaction mode ---------------------------------------------------------
+
+
+def test_transaction_pooling_without_the_setting_says_what_to_set(
+    transaction_pooler: PgBouncer, database: str
+) -> None:
+    dbtool = Dbtool(transaction_pooler.url(database))
+    # Separate processes, as in real use: asyncpg numbers its statements per process.
+    results = [dbtool.run("ping") for _ in range(4)]
+    failed = [result for result in results if result.exit_code != 0]
+    assert failed, "asyncpg's named statements should collide through transaction pooling"
+    assert_clean_error(failed[0], 2, "PgBouncer in transaction mode", "DBTOOL_PGBOUNCER=true")
+
+
+@pytest.mark.parametrize("how", ["setting", "url"])
+def test_every_command_through_transaction_pooling(
+    transaction_pooler: PgBouncer, database: str, tmp_path: Path, how: str
+) -> None:
+    url = transaction_pooler.url(database)
+    env = {"DBTOOL_PGBOUNCER": "true"}
+    if how == "url":
+        url, env = url + "?prepared_statement_cache_size=0", {}
+    dbtool = Dbtool(url, env=env)
+    inits = [spawn(url, "init", "--json", env=env) for _ in range(4)]
+    outcomes = [(p.wait(timeout=120), *p.communicate()) for p in inits]
+    assert [code for code, _, _ in outcomes] == [0] * 4, outcomes
+    assert sum(json.loads(out)["created"] == ["users"] for _, out, _ in outcomes) == 1
+    exercise_every_command(dbtool, tmp_path)
+    report = json.loads(
+        dbtool("pool-status", "--pgbouncer", transaction_pooler.admin_url, "--json").stdout
+    )
+    assert report["pgbouncer"]["pool_mode"] == "transaction"
+
+
+def exercise_every_command(dbtool: Dbtool, tmp_path: Path) -> None:
+    """Each command once, checking its result: what a CI job and an operator would run."""
+
+    def ok(*args: str, stdin: str | None = None) -> str:
+        result = dbtool(*args, input=stdin)
+        assert result.exit_code == 0, (args, result.output)
+        return result.stdout
+
+    ok("ping")
+    ok("users", "add", "ada@example.com", "--superuser", "--password-stdin", stdin=PASSWORD)
+    rows = "".join(json.dumps({"email": f"p{n}@example.com", "password": PASSWORD}) + "\n"
+                   for n in range(30))  # fmt: skip
+    (tmp_path / "in.jsonl").write_text(rows)
+    imported = json.loads(ok("users", "import", str(tmp_path / "in.jsonl"), "--batch-size", "7",
+                             "--json"))  # fmt: skip
+    assert imported["inserted"] == 30
+    assert len(json.loads(ok("users", "list", "--all", "--json"))) == 31
+    assert json.loads(ok("users", "show", "ada@example.com", "--json"))["is_superuser"] is True
+    ok("users", "update", "ada@example.com", "--inactive")
+    ok("users", "set-password", "ada@example.com", "--password-stdin", stdin="another one pw")
+    ok("users", "check-password", "ada@example.com", "--password-stdin", stdin="another one pw")
+    exported = ok("users", "export", "--include-hashes")
+    assert len(exported.splitlines()) == 32
+    ok("users", "delete", "p0@example.com", "--yes")
+    ok("info")
+    ok("check")
+    ok("pool-status", "--probe", "3")
+    ok("config")
+    ok("reset", "--yes")
+    assert json.loads(ok("users", "list", "--json")) == []
+    ok("drop", "--yes")
+
+
+def test_session_pooling_needs_no_setting(
+    session_pooler: PgBouncer, database: str, tmp_path: Path
+) -> None:
+    dbtool = Dbtool(session_pooler.url(database))
+    assert dbtool("init").exit_code == 0
+    exercise_every_command(dbtool, tmp_path)
+    report = json.loads(
+        dbtool("pool-status", "--pgbouncer", session_pooler.admin_url, "--json").stdout
+    )
+    assert report["pgbouncer"]["pool_mode"] == "session"
+
+
+def test_pool_status_sees_clients_waiting_in_pgbouncer(primary: Cluster, database: str) -> None:
+    bouncer: PgBouncer = _or_skip(  # type: ignore[assignment]
+        lambda: PgBouncer.start(primary, mode="transaction", pool_size=1)
+    )
+    try:
+        url = bouncer.url(database)
+        dbtool = Dbtool(url, env={"DBTOOL_PGBOUNCER": "true"})
+
+        async def hold_and_report() -> tuple[dict[str, object], dict[str, object]]:
+            dsn = f"postgresql://postgres@127.0.0.1:{bouncer.port}/{database}"
+            holders = [await asyncpg.connect(dsn, statement_cache_size=0) for _ in range(3)]
+            busy = [asyncio.create_task(c.execute("SELECT pg_sleep(3)")) for c in holders]
+            await asyncio.sleep(0.5)  # one runs, two queue in PgBouncer
+            process = await asyncio.create_subprocess_exec(
+                dbtool_executable(), "--url", url, "pool-status", "--json",
+                "--pgbouncer", bouncer.admin_url, "--probe", "2",
+                env={**os.environ, "DBTOOL_PGBOUNCER": "true"},
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, _ = await process.communicate()
+            await asyncio.gather(*busy)
+            for conn in holders:
+                await conn.close()
+            report = json.loads(out)
+            return report["pgbouncer"], report
+
+        pooler, report = asyncio.run(hold_and_report())
+        assert int(pooler["clients_waiting"]) >= 2, pooler  # type: ignore[call-overload]
+        assert pooler["default_pool_size"] == 1 and pooler["max_client_conn"] == 200
+        assert any("waiting in PgBouncer" in w for w in report["warnings"])  # type: ignore[attr-defined]
+        assert dbtool("ping").exit_code == 0
+
+        async def probe_behind_a_busy_pooler() -> ProbeReport:
+            db = Database.from_url(url, pgbouncer=True)
+            async with db:  # connected: its connection waits, idle, in dbtool's own pool
+                dsn = f"postgresql://postgres@127.0.0.1:{bouncer.port}/{database}"
+                holder = await asyncpg.connect(dsn, statement_cache_size=0)
+                busy = asyncio.create_task(holder.execute("SELECT pg_sleep(2)"))
+                await asyncio.sleep(0.3)
+                report = await probe(db, 1, hold=0)
+                await busy
+                await holder.close()
+            return report
+
+        probed = asyncio.run(probe_behind_a_busy_pooler())
+        # The pool hands its connection out at once; the answer waited in PgBouncer.
+        assert probed.wait_max_ms is not None and probed.first_query_max_ms is not None
+        assert probed.first_query_max_ms > probed.wait_max_ms + 1000, probed
+    finally:
+        bouncer.stop()
+
+
+# --- a hot standby ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replicated(primary: Cluster, standby: Cluster, database: str) -> tuple[Dbtool, Dbtool]:
+    """(the primary, the standby), with dbtool's users table and one user from the primary."""
+    on_primary = Dbtool(primary.url(database))
+    assert on_primary("init").exit_code == 0
+    legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    sql(primary, "INSERT INTO users VALUES (gen_random_uuid(), 'old@example.com', 'old', "
+                 f"'{legacy}', true, false, now(), now())", database)  # fmt: skip
+    wait_replayed(standby, database, "users")
+    deadline = time.monotonic() + 30
+    while not sql(standby, "SELECT 1 FROM users", database) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return on_primary, Dbtool(standby.url(database))
+
+
+WRITES = [
+    ("init",),
+    ("drop", "--yes"),
+    ("reset", "--yes"),
+    ("users", "add", "new@example.com", "--password-stdin"),
+    ("users", "set-password", "old@example.com", "--password-stdin"),
+    ("users", "update", "old@example.com", "--inactive"),
+    ("users", "delete", "old@example.com", "--yes"),
+    ("users", "import", "-", "--format", "jsonl"),
+]
+
+
+@pytest.mark.parametrize("args", WRITES, ids=lambda args: " ".join(args[:2]))
+def test_writes_are_refused_on_a_standby_before_anything(
+    replicated: tuple[Dbtool, Dbtool], standby: Cluster, args: tuple[str, ...]
+) -> None:
+    _, on_standby = replicated
+    stdin = PASSWORD if "--password-stdin" in args else '{"email": "x@example.com"}\n'
+    result = on_standby(*args, input=stdin)
+    line = assert_clean_error(result, 5, "read-only standby", f"127.0.0.1:{standby.port}")
+    assert "primary" in line
+    assert result.stdout == "" and "table users" not in result.stderr  # no plan shown first
+
+
+def test_reads_on_a_standby_say_where_they_read(replicated: tuple[Dbtool, Dbtool]) -> None:
+    _, on_standby = replicated
+    for args in (("users", "list"), ("users", "show", "old@example.com"), ("users", "export")):
+        result = on_standby(*args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "reading from a read-only standby" in result.stderr
+    ping = json.loads(on_standby("ping", "--json").stdout)
+    assert ping["role"]["role"] == "standby" and ping["role"]["replay_lag_bytes"] is not None
+    assert "read-only standby" in on_standby("ping").stderr
+    info = json.loads(on_standby("info", "--json").stdout)
+    assert info["role"]["role"] == "standby"
+    status = json.loads(on_standby("pool-status", "--json").stdout)
+    assert status["server"]["role"]["role"] == "standby"
+    assert "read-only standby" in on_standby("info").stdout
+
+
+def test_check_password_on_a_standby_verifies_without_upgrading(
+    replicated: tuple[Dbtool, Dbtool], primary: Cluster, database: str
+) -> None:
+    _, on_standby = replicated
+    result = on_standby("users", "check-password", "old@example.com", "--password-stdin",
+                        input=PASSWORD)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "not upgraded" in result.stderr
+    stored = sql(primary, "SELECT hashed_password FROM users WHERE username = 'old'", database)
+    assert stored[0][0].startswith("$2b$")
+
+
+def test_waiting_on_a_standby_that_is_never_promoted(replicated: tuple[Dbtool, Dbtool]) -> None:
+    _, on_standby = replicated
+    started = time.monotonic()
+    result = on_standby("init", "--wait", "2")
+    assert_clean_error(result, 3, "still a read-only standby after 2s")
+    assert 2 <= time.monotonic() - started < 20
+
+
+# --- multi-host URLs ----------------------------------------------------------------------
+
+
+def test_multi_host_urls_in_both_forms(
+    replicated: tuple[Dbtool, Dbtool], primary: Cluster, standby: Cluster, database: str
+) -> None:
+    hosts = f"127.0.0.1:{standby.port},127.0.0.1:{primary.port}"
+    libpq = f"postgresql://postgres@{hosts}/{database}"
+    alchemy = (f"postgresql://postgres@/{database}?host=127.0.0.1:{standby.port}"
+               f"&host=127.0.0.1:{primary.port}")  # fmt: skip
+    for base in (libpq, alchemy):
+        joiner = "&" if "?" in base else "?"
+        writer = Dbtool(f"{base}{joiner}target_session_attrs=read-write")
+        reached = json.loads(writer("ping", "--json").stdout)["role"]
+        assert reached == {**reached, "role": "primary", "host": f"127.0.0.1:{primary.port}"}
+        assert writer("users", "add", "multi@example.com", "--password-stdin",
+                      input=PASSWORD).exit_code == 0  # fmt: skip
+        assert writer("users", "delete", "multi@example.com", "--yes").exit_code == 0
+        reader = Dbtool(f"{base}{joiner}target_session_attrs=standby")
+        assert json.loads(reader("ping", "--json").stdout)["role"]["host"] == (
+            f"127.0.0.1:{standby.port}"
+        )
+        shown = reader("info")
+        assert f"127.0.0.1:{standby.port}" in shown.stdout
+    masked = Dbtool(f"postgresql://postgres:s3cret@{hosts}/{database}")("config", "--json")
+    assert "s3cret" not in masked.stdout and "***" in masked.stdout
+    bad = Dbtool(f"{libpq}?target_session_attrs=writable")("ping")
+    assert_clean_error(bad, 2, "target_session_attrs", "read-write")
+
+
+def test_connection_errors_name_every_host() -> None:
+    dead = Dbtool("postgresql://postgres@127.0.0.1:1,127.0.0.1:2/app")("ping")
+    assert_clean_error(dead, 3, "127.0.0.1:1", "127.0.0.1:2")
+
+
+def test_no_host_matching_is_retried_then_named(
+    replicated: tuple[Dbtool, Dbtool], standby: Cluster, database: str
+) -> None:
+    url = (f"postgresql://postgres@127.0.0.1:{standby.port}/{database}"
+           "?target_session_attrs=read-write")  # fmt: skip
+    started = time.monotonic()
+    result = Dbtool(url)("ping", "--wait", "2")
+    assert_clean_error(result, 3, "is read-write")
+    assert time.monotonic() - started >= 2  # it was retried, as a failover would need
+
+
+def test_init_rides_through_a_failover(tmp_path: Path) -> None:
+    """Primary down, standby promoted while `init --wait 30` is waiting: init succeeds on the
+    new primary."""
+    old: Cluster = _or_skip(Cluster.create)  # type: ignore[assignment]
+    try:
+        new: Cluster = _or_skip(old.standby)  # type: ignore[assignment]
+        try:
+            sql(old, "CREATE DATABASE shop")
+            wait_replayed(new, "shop")
+            url = (f"postgresql://postgres@127.0.0.1:{old.port},127.0.0.1:{new.port}/shop"
+                   "?target_session_attrs=read-write")  # fmt: skip
+            old.stop("immediate")
+            process = spawn(url, "init", "--wait", "30", "--json")
+            time.sleep(2)
+            assert process.poll() is None  # still waiting: no host is read-write
+            new.promote()
+            code = process.wait(timeout=60)
+            out, err = process.communicate()
+            assert code == 0, err
+            assert json.loads(out)["created"] == ["users"]
+            assert sql(new, "SELECT to_regclass('users') IS NOT NULL", "shop")[0][0] is True
+        finally:
+            new.remove()
+    finally:
+        old.remove()
