@@ -97,13 +97,17 @@ def keeps_time_zone(column: Column[Any]) -> bool:
     return bool(getattr(column_type, "timezone", False))
 
 
+class NaiveTimeError(ValueError):
+    """A timestamp without a time zone, for a column that keeps one."""
+
+
 def _utc(value: datetime, *, assume_utc: bool, naive_column: bool) -> datetime:
     """`value` in UTC; for a column without time zone, as a naive UTC time."""
     if value.tzinfo is None:
         if naive_column:
             return value
         if not assume_utc:
-            raise ValueError("needs a time zone (e.g. +00:00)")
+            raise NaiveTimeError("needs a time zone (e.g. +00:00)")
         value = value.replace(tzinfo=UTC)
     try:
         utc = value.astimezone(UTC)

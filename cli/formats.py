@@ -14,6 +14,15 @@ from typing import Any
 class Format(StrEnum):
     CSV = "csv"
     JSONL = "jsonl"
+    JSON = "json"  # one document: an array of objects, or an object holding one
+
+
+class Source(StrEnum):
+    """Systems whose user exports `users import --from` reads (cli.mapping)."""
+
+    DJANGO = "django"
+    AUTH0 = "auth0"
+    FIREBASE = "firebase"
 
 
 class OnConflict(StrEnum):

@@ -4,7 +4,8 @@ New hashes are Argon2id with argon2-cffi's recommended parameters (RFC 9106 low-
 profile), or bcrypt (cost 12) with DBTOOL_PASSWORD_HASH=bcrypt, for applications whose login
 code verifies only bcrypt. Hashes of the other scheme still verify and are replaced by one
 of the configured scheme when the password is next checked (`verify_password` returns the
-new hash).
+new hash). So do the hashes of other systems that imports accept (cli.legacy_hashes: Django,
+Firebase), and `!` marks an account without a usable password.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from cli import legacy_hashes
 from cli.errors import DbtoolError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -22,9 +24,9 @@ DEFAULT_MIN_LENGTH = 8
 DEFAULT_SCHEME = "argon2"
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores (bcrypt 5: refuses) anything longer
 
-# Scheme -> the PasswordHash whose first hasher makes new hashes of that scheme; the other
-# hasher only verifies (and asks for an upgrade). Built on first use, so the hashing modules
-# load only for commands that hash.
+# Scheme -> the PasswordHash whose first hasher makes new hashes of that scheme; the others
+# only verify (and ask for an upgrade). Built on first use, so the hashing modules load only
+# for commands that hash.
 _hashers: dict[str, PasswordHash] = {}
 
 
@@ -34,9 +36,10 @@ def password_hasher(scheme: str = DEFAULT_SCHEME) -> PasswordHash:
         from pwdlib.hashers.argon2 import Argon2Hasher
         from pwdlib.hashers.bcrypt import BcryptHasher
 
-        argon2, bcrypt = Argon2Hasher(), BcryptHasher()
+        argon2, bcrypt, legacy = Argon2Hasher(), BcryptHasher(), legacy_hashes.LegacyHasher()
         _hashers.update(
-            argon2=PasswordHash((argon2, bcrypt)), bcrypt=PasswordHash((bcrypt, argon2))
+            argon2=PasswordHash((argon2, bcrypt, legacy)),
+            bcrypt=PasswordHash((bcrypt, argon2, legacy)),
         )
     return _hashers[scheme]
 
@@ -57,7 +60,10 @@ def verify_password(
     A hash outside the bounds below is refused (HashRefusedError) before any work: a bcrypt
     cost of 31, or Argon2 with 4 GiB of memory, would otherwise cost minutes of CPU or
     gigabytes per check, which an attacker who can plant a hash turns into denial of service.
+    An unusable password (`!`) matches nothing.
     """
+    if legacy_hashes.is_unusable(stored_hash):
+        return False, None
     problem = hash_problem(stored_hash)
     if problem is not None:
         raise HashRefusedError(f"the stored password hash {problem}; it is not verified")
@@ -122,6 +128,12 @@ def _argon2_problem(match: re.Match[str]) -> str | None:
     return None
 
 
+def bcrypt_problem(value: str) -> str | None:
+    """Why a complete bcrypt hash cannot be verified, or None."""
+    match = _BCRYPT.fullmatch(value)
+    return "is not a complete bcrypt hash" if match is None else _bcrypt_problem(match)
+
+
 def _bcrypt_problem(match: re.Match[str]) -> str | None:
     if match["prefix"] == "2x":
         return "is a $2x$ bcrypt hash (from a buggy implementation), which cannot be verified"
@@ -133,17 +145,45 @@ def _bcrypt_problem(match: re.Match[str]) -> str | None:
 
 def hash_problem(value: str) -> str | None:
     """Why `value` cannot be stored (import) or verified as a password hash, or None: the
-    format is recognised, complete, and its parameters lie within the bounds above."""
+    format is recognised, complete, its parameters lie within the bounds above (or those of
+    cli.legacy_hashes), and this installation can verify it. An unusable-password marker
+    (`!`) can be stored."""
+    value = legacy_hashes.normalize(value)
     if (match := _ARGON2.fullmatch(value)) is not None:
         return _argon2_problem(match)
     if (match := _BCRYPT.fullmatch(value)) is not None:
         return _bcrypt_problem(match)
-    return "is not a complete Argon2 or bcrypt hash"
+    if value.startswith("$2") or value.startswith("$argon2"):
+        return "is not a complete Argon2 or bcrypt hash"
+    return legacy_hashes.problem(value)
+
+
+def normalize_hash(value: str) -> str:
+    """How an imported hash is stored (Django's `argon2$`/`bcrypt$` prefixes removed)."""
+    return legacy_hashes.normalize(value)
+
+
+def is_usable(value: str | None) -> bool:
+    """False for a missing or empty hash, or an unusable-password marker (`!...`)."""
+    return bool(value) and not legacy_hashes.is_unusable(value or "")
+
+
+def describe_hash(value: str | None) -> str:
+    """The scheme of a stored hash, in words (for `users show`)."""
+    if not is_usable(value):
+        return "none (cannot log in until dbtool users set-password)"
+    assert value is not None
+    if (match := _ARGON2.fullmatch(value)) is not None:
+        return match["variant"].capitalize()
+    if _BCRYPT.fullmatch(value):
+        return "bcrypt"
+    name = legacy_hashes.describe(value)
+    return f"{name} (replaced at the next successful check)" if name else "unknown"
 
 
 def is_password_hash(value: str) -> bool:
     """True if `value` is a hash dbtool accepts and can verify against."""
-    return hash_problem(value) is None
+    return is_usable(value) and hash_problem(value) is None
 
 
 def policy_violation(

@@ -42,7 +42,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.schema import DefaultClause
 
 from cli import passwords, users
-from cli.appmodels import FLAG_DEFAULTS, FLAG_ROLES, UserModel, check_length, converter
+from cli.appmodels import (
+    FLAG_DEFAULTS,
+    FLAG_ROLES,
+    NaiveTimeError,
+    UserModel,
+    check_length,
+    converter,
+)
 from cli.db import Database
 from cli.errors import ConflictError, DbtoolError, InvalidInputError
 from cli.formats import Format, OnConflict, csv_value, excerpt, json_default
@@ -173,6 +180,7 @@ class RowPlan:
         elif hashed is None:
             raise RowError(f"{self.plain} or {model.password.name} is missing")
         else:
+            hashed = passwords.normalize_hash(hashed)
             problem = passwords.hash_problem(hashed)
             if problem is not None:
                 raise RowError(f"{model.password.name} {problem}")
@@ -188,6 +196,9 @@ class RowPlan:
                 continue
             try:
                 values[position] = convert(raw)
+            except NaiveTimeError as exc:
+                hint = "; --assume-utc reads such times as UTC"
+                raise RowError(f"{key} {exc}: {excerpt(raw)}{hint}") from None
             except ValueError as exc:
                 raise RowError(f"{key} {exc}: {excerpt(raw)}") from None
         if model.created is not None:
@@ -289,6 +300,7 @@ async def import_users(
     on_reject: Callable[[Rejection], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     model: UserModel | None = None,
+    assume_utc: bool = False,
 ) -> ImportReport:
     """Import `records` (from read_records) in one transaction: all or nothing.
 
@@ -296,7 +308,8 @@ async def import_users(
     table by set-based statements according to `on_conflict`; while the database moves one
     batch, the next is read and validated, so Python's work and the server's overlap. Raises
     ImportRejectedError (invalid rows without skip_invalid) or ImportConflictError; in both
-    cases, and on any other failure or cancellation, nothing is written.
+    cases, and on any other failure or cancellation, nothing is written. `assume_utc` reads
+    timestamps without a time zone as UTC.
     """
     started = time.perf_counter()
     model = model or db.user_model
@@ -307,6 +320,7 @@ async def import_users(
         if min_password_length is None
         else min_password_length,
         scheme=settings.password_hash,
+        assume_utc=assume_utc,
     )
     report = ImportReport()
     rows = iter(records)
@@ -699,16 +713,27 @@ async def stream_users(
 
 
 class ExportWriter:
-    """Writes exported rows as CSV or JSON Lines, in the form `users import` reads back."""
+    """Writes exported rows as CSV, JSON Lines or one JSON array, in the form `users
+    import` reads back. Call `close` after the last row (it ends the JSON array)."""
 
     def __init__(self, stream: IO[str], fmt: Format, columns: list[str]) -> None:
         self.stream, self.fmt, self.columns = stream, fmt, columns
         self._csv = csv.writer(stream, lineterminator="\n") if fmt is Format.CSV else None
         if self._csv is not None:
             self._csv.writerow(columns)
+        self._separator = "[\n"  # before the next JSON array element
 
     def write(self, row: dict[str, Any]) -> None:
         if self._csv is not None:
             self._csv.writerow([csv_value(row[name]) for name in self.columns])
+            return
+        line = json.dumps(row, default=json_default, ensure_ascii=False)
+        if self.fmt is Format.JSON:
+            self.stream.write(self._separator + line)
+            self._separator = ",\n"
         else:
-            self.stream.write(json.dumps(row, default=json_default, ensure_ascii=False) + "\n")
+            self.stream.write(line + "\n")
+
+    def close(self) -> None:
+        if self.fmt is Format.JSON:
+            self.stream.write("[]\n" if self._separator == "[\n" else "\n]\n")

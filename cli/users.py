@@ -34,6 +34,7 @@ from cli.appmodels import FLAG_DEFAULTS, UserModel, check_length, convert, load_
 from cli.config import Settings
 from cli.dberrors import sqlstate, unique_violation_columns
 from cli.errors import ConflictError, InvalidInputError, NotFoundError, UsageError
+from cli.legacy_hashes import UNUSABLE
 from cli.validation import normalize_email, normalize_username, username_from_email
 
 
@@ -108,6 +109,7 @@ class UserFilter:
     active: bool | None = None
     superuser: bool | None = None
     search: str | None = None
+    usable_password: bool | None = None  # False: accounts that cannot log in (imported so)
 
 
 def _resolve(session: AsyncSession, model: UserModel | None) -> tuple[UserModel, Settings]:
@@ -208,6 +210,10 @@ def filtered(query: Select[Any], selection: UserFilter, model: UserModel) -> Sel
         if model.username is not None:
             matches.append(model.username.icontains(text, autoescape=True))
         query = query.where(or_(*matches))
+    if selection.usable_password is not None:
+        hashed = model.password
+        unusable = or_(hashed.is_(None), hashed == "", hashed.startswith(UNUSABLE))
+        query = query.where(~unusable if selection.usable_password else unusable)
     return query.order_by(*list_order(model))
 
 
@@ -446,11 +452,14 @@ async def check_password(
     upgrade: bool = True,
 ) -> tuple[UserRecord, bool]:
     """(user, matches), for administrators: an unknown user is NotFoundError, an inactive
-    one still matches, a hash out of bounds is HashRefusedError. A match against an outdated
+    one still matches, an account without a usable password never does, a hash out of
+    bounds is HashRefusedError. A match against an outdated
     hash stores one of the configured scheme, unless `upgrade` is False (a read-only
     standby). Login code wants `authenticate` instead."""
     model, settings = _resolve(session, model)
     user = await get_user(session, ident, model=model, with_hash=True)
+    if not passwords.is_usable(user.hashed_password):
+        return user, False  # imported without a password: nothing can match
     matches, new_hash = await asyncio.to_thread(
         passwords.verify_password, password, user.hashed_password or "", settings.password_hash
     )
@@ -478,8 +487,9 @@ async def authenticate(
 
     - it takes the same time whether or not the user exists (a hash of the same cost is
       checked either way), so response times do not tell which accounts exist;
-    - an inactive user, or a stored hash dbtool would not verify (unknown format, out of
-      the bounds in cli.passwords), is a failure, never an exception;
+    - an inactive user, an account without a usable password (imported without one), or a
+      stored hash dbtool would not verify (unknown format, out of the bounds in
+      cli.passwords), is a failure, never an exception;
     - a match against an outdated hash stores a new one of the configured scheme.
     """
     model, settings = _resolve(session, model)
@@ -487,9 +497,10 @@ async def authenticate(
     dummy = await asyncio.to_thread(_dummy_hash, scheme)  # once per process, before the lookup
     user = await find_user(session, ident, model=model, with_hash=True)
     stored = user.hashed_password if user is not None else None
-    if stored is None or passwords.hash_problem(stored) is not None:
+    if not passwords.is_usable(stored) or passwords.hash_problem(stored or "") is not None:
         await asyncio.to_thread(passwords.verify_password, password, dummy, scheme)
         return None
+    assert stored is not None
     matches, new_hash = await asyncio.to_thread(passwords.verify_password, password, stored, scheme)
     if user is None or not matches or not user.is_active:
         return None

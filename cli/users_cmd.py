@@ -26,12 +26,13 @@ from cli.command import (
     whole_number,
 )
 from cli.errors import DbtoolError, FileError, RefusedError, UsageError
-from cli.formats import Format, OnConflict
+from cli.formats import Format, OnConflict, Source
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from cli.appmodels import UserModel
+    from cli.mapping import FieldMap
     from cli.transfer import ImportReport
     from cli.users import UserRecord
 
@@ -68,6 +69,14 @@ PasswordStdinOption = Annotated[
 ActiveOption = Annotated[bool, flag("--active", help="Only active users.")]
 InactiveOption = Annotated[bool, flag("--inactive", help="Only inactive users.")]
 SuperuserFilterOption = Annotated[bool, flag("--superuser", help="Only superusers.")]
+NoPasswordOption = Annotated[
+    bool,
+    flag(
+        "--no-password",
+        help="Only users without a usable password (imported without one: they cannot log "
+        "in until set-password).",
+    ),
+]
 
 
 def either(yes: bool, no: bool, names: str) -> bool | None:
@@ -383,6 +392,7 @@ def users_list(
     inactive: InactiveOption = False,
     superuser: SuperuserFilterOption = False,
     search: SearchOption = None,
+    no_password: NoPasswordOption = False,
     limit: Annotated[
         int,
         typer.Option(
@@ -431,6 +441,7 @@ def users_list(
             active=either(active, inactive, "--active and --inactive"),
             superuser=superuser or None,
             search=search,
+            usable_password=False if no_password else None,
         )
         model = cmd.models.user
         columns = model.public_names
@@ -558,13 +569,19 @@ def _stream_all(
     "dbtool users show 2f1c7a58-9d41-4f3c-9a53-1f3c7e1f2a10 --json",
 )
 def users_show(ctx: typer.Context, ident: IdentArgument, as_json: JsonOption = False) -> None:
-    """Show one user."""
-    from cli import users
+    """Show one user (and, on a terminal, the kind of password hash they have)."""
+    from cli import output, passwords, users
 
     with Command(ctx) as cmd:
         cmd.note_standby()
-        user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
-    _render_user(user, as_json)
+        user = cmd.in_session(
+            lambda session: users.get_user(session, ident, with_hash=True), readonly=True
+        )
+    if as_json:
+        _render_user(user, as_json)
+    else:
+        hashed = ("password", passwords.describe_hash(user.hashed_password))
+        output.print_pairs([*user.public().items(), hashed])
 
 
 @users_command(
@@ -597,7 +614,7 @@ def users_check_password(
     ctx: typer.Context, ident: IdentArgument, password_stdin: PasswordStdinOption = False
 ) -> None:
     """Check a password against the stored hash: exit 0 when it matches, 1 when not."""
-    from cli import output, users
+    from cli import output, passwords, users
 
     with Command(ctx) as cmd:
         user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
@@ -614,6 +631,12 @@ def users_check_password(
         output.note(f"checked on a {role.describe()}: an outdated hash is not upgraded there")
     if not user.is_active:
         output.warning(f"{user.email} is inactive")
+    if not matches and not passwords.is_usable(user.hashed_password):
+        output.error(
+            f"{user.email} has no usable password (imported without one): set one with "
+            "dbtool users set-password"
+        )
+        raise typer.Exit(1)
     if not matches:
         output.error(f"the password does not match for {user.email}")
         raise typer.Exit(1)
@@ -719,6 +742,9 @@ def _count_lines(path: str) -> int | None:
     "dbtool users import users.jsonl --on-conflict skip",
     "dbtool users import - --format csv < users.csv",
     "dbtool users import big.csv --skip-invalid --rejects rejected.csv --json",
+    "dbtool users import auth_user.csv --from django",
+    "dbtool users import users.json --from firebase --firebase-hash-config hash_config.txt",
+    "dbtool users import people.csv --map mail=email --map pw_hash=hashed_password --ignore-extra",
 )
 def users_import(
     ctx: typer.Context,
@@ -727,12 +753,55 @@ def users_import(
         typer.Argument(
             metavar="FILE",
             click_type=TEXT,
-            help="CSV with a header row, or JSON Lines; - for stdin.",
+            help="CSV with a header row, JSON Lines, or a JSON array; - for stdin.",
         ),
     ],
     fmt: Annotated[
         Format | None,
-        typer.Option("--format", help="csv or jsonl (default: from the file extension)."),
+        typer.Option(
+            "--format",
+            help="csv, jsonl or json (default: from the file extension; a .json file holding "
+            "JSON Lines is read as such).",
+        ),
+    ] = None,
+    source: Annotated[
+        Source | None,
+        typer.Option(
+            "--from",
+            help="Read another system's export as it comes: django (auth_user as CSV, or "
+            "dumpdata), auth0 (the password-hash export), firebase (auth:export --format=json). "
+            "Their columns are mapped, their hashes kept until the first login.",
+            show_default=False,
+        ),
+    ] = None,
+    maps: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            metavar="SOURCE=COLUMN",
+            click_type=TEXT,
+            help="Read COLUMN from the file's SOURCE field (repeatable); a dotted path reaches "
+            "into JSON objects (_id.$oid).",
+            show_default=False,
+        ),
+    ] = None,
+    ignore_extra: Annotated[
+        bool,
+        flag("--ignore-extra", help="Drop columns that are not the user table's (listed)."),
+    ] = False,
+    assume_utc: Annotated[
+        bool,
+        flag("--assume-utc", help="Read timestamps without a time zone as UTC."),
+    ] = False,
+    firebase_hash_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--firebase-hash-config",
+            metavar="FILE",
+            help="With --from firebase: the project's password hash parameters, as the "
+            "console shows them (its hash_config block) or as JSON.",
+            show_default=False,
+        ),
     ] = None,
     on_conflict: Annotated[
         OnConflict,
@@ -768,24 +837,39 @@ def users_import(
     ] = 5000,
     as_json: JsonOption = False,
 ) -> None:
-    """Import users from CSV or JSON Lines: all or nothing, in one transaction.
+    """Import users from CSV, JSON Lines or a JSON array: all or nothing, in one transaction.
 
     Columns: the user table's (email required; for the built-in model id, email, username,
     hashed_password, is_active, is_superuser, created_at, updated_at, as `users export`
     writes them), plus password for plain-text passwords, hashed here. Each row needs a
-    password or a hash (Argon2 or bcrypt).
+    password or a hash: Argon2, bcrypt, Django's (pbkdf2_sha256, argon2, bcrypt_sha256, ...)
+    or Firebase's; other systems' hashes are replaced by Argon2id at the first successful
+    check. --from, --map and --ignore-extra read files with other columns.
     """
     from cli import output, transfer
 
     with Command(ctx) as cmd:
-        chosen = transfer.detect_format(file, fmt)
         model = cmd.models.user
         fields = transfer.import_fields(model)
+        field_map = _field_map(
+            model, fields, source, maps or [], ignore_extra, firebase_hash_config
+        )
+        preset = field_map.preset if field_map is not None else None
+        chosen = transfer.detect_format(
+            file, fmt, default=preset.default_format if preset is not None else None
+        )
+        if source is Source.FIREBASE and chosen is Format.CSV:
+            raise UsageError(
+                "Firebase's CSV export has no header line: export JSON instead "
+                "(firebase auth:export users.json --format=json)"
+            )
         if rejects is not None:
             others = {"the input file": Path(file)} if file != "-" else {}
             _refuse_to_overwrite(cmd, rejects, "--rejects", others)
+        for note in field_map.notes if field_map is not None else []:
+            output.note(note)
         with (
-            _open_input(file) as (source, bytes_read),
+            _open_input(file) as (source_stream, bytes_read),
             _rejects_writer(rejects, chosen, fields) as on_reject,
             _import_progress(file, chosen, bytes_read) as on_progress,
         ):
@@ -796,27 +880,73 @@ def users_import(
                     transfer.import_users(
                         db,
                         transfer.read_records(
-                            source, chosen, fields, required=(model.email.name,), name=name
+                            source_stream,
+                            chosen,
+                            fields,
+                            required=(model.email.name,),
+                            name=name,
+                            fields=field_map,
                         ),
                         on_conflict=on_conflict,
                         skip_invalid=skip_invalid,
                         batch_size=batch_size,
                         on_reject=on_reject,
                         on_progress=on_progress,
+                        assume_utc=assume_utc or (preset is not None and preset.assume_utc),
                     )
                 )
             except (transfer.ImportRejectedError, transfer.ImportConflictError) as exc:
                 _report_import_problems(exc.report)
                 raise
     _report_import_problems(report)
+    ignored = sorted(field_map.ignored) if field_map is not None else []
     if as_json:
-        output.print_json(report.summary())
-    else:
-        output.success(
-            f"Imported {report.rows:,} rows in {report.seconds:.1f}s: {report.inserted:,} "
-            f"inserted, {report.updated:,} updated, {report.skipped:,} skipped, "
-            f"{report.rejected:,} rejected"
-        )
+        output.print_json({**report.summary(), **({"ignored": ignored} if field_map else {})})
+        return
+    if ignored:
+        output.note(f"Ignored columns not in {model.name}: {', '.join(ignored)}")
+    output.success(
+        f"Imported {report.rows:,} rows in {report.seconds:.1f}s: {report.inserted:,} "
+        f"inserted, {report.updated:,} updated, {report.skipped:,} skipped, "
+        f"{report.rejected:,} rejected"
+    )
+
+
+def _field_map(
+    model: "UserModel",
+    fields: tuple[str, ...],
+    source: Source | None,
+    maps: list[str],
+    ignore_extra: bool,
+    firebase_hash_config: Path | None,
+) -> "FieldMap | None":
+    """How the file's columns become the import columns (None: they already are)."""
+    if source is None and not maps and not ignore_extra:
+        if firebase_hash_config is not None:
+            raise UsageError("--firebase-hash-config goes with --from firebase")
+        return None
+    from cli.legacy_hashes import parse_firebase_config
+    from cli.mapping import PRESETS, FieldMap, parse_maps
+
+    preset = PRESETS[source] if source is not None else None
+    firebase = None
+    if firebase_hash_config is not None:
+        if preset is None or preset.source is not Source.FIREBASE:
+            raise UsageError("--firebase-hash-config goes with --from firebase")
+        try:
+            text = firebase_hash_config.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise FileError(f"cannot read {firebase_hash_config}: {reason}") from None
+        firebase = parse_firebase_config(text, str(firebase_hash_config))
+    return FieldMap(
+        model,
+        fields,
+        preset=preset,
+        maps=parse_maps(maps),
+        ignore_extra=ignore_extra,
+        firebase=firebase,
+    )
 
 
 @contextmanager
@@ -961,7 +1091,8 @@ def _import_progress(
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    lines = _count_lines(path)
+    # A JSON document's lines are not its records: it shows bytes read, as stdin does.
+    lines = None if fmt is Format.JSON else _count_lines(path)
     total = None if lines is None else max(lines - (1 if fmt is Format.CSV else 0), 0)
     columns: list[Any] = [TextColumn("importing")]
     if total is not None:
@@ -1027,7 +1158,10 @@ def users_export(
     ] = None,
     fmt: Annotated[
         Format | None,
-        typer.Option("--format", help="csv or jsonl (default: from -o's extension, else csv)."),
+        typer.Option(
+            "--format",
+            help="csv, jsonl or json (one array) (default: from -o's extension, else csv).",
+        ),
     ] = None,
     include_hashes: Annotated[
         bool,
@@ -1040,8 +1174,10 @@ def users_export(
     inactive: InactiveOption = False,
     superuser: SuperuserFilterOption = False,
     search: SearchOption = None,
+    no_password: NoPasswordOption = False,
 ) -> None:
-    """Export users as CSV or JSON Lines, streaming (the same filters as `users list`)."""
+    """Export users as CSV, JSON Lines or one JSON array, streaming (the same filters as
+    `users list`)."""
     from cli import output, transfer
     from cli.users import UserFilter
 
@@ -1050,6 +1186,7 @@ def users_export(
             active=either(active, inactive, "--active and --inactive"),
             superuser=superuser or None,
             search=search,
+            usable_password=False if no_password else None,
         )
         chosen = transfer.detect_format(output_path, fmt, default=Format.CSV)
         model = cmd.models.user
@@ -1064,6 +1201,7 @@ def users_export(
                 ):
                     writer.write(row)
                     count += 1
+            writer.close()
             return count
 
         if output_path not in (None, "-"):

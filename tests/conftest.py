@@ -19,6 +19,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 from cli import passwords
+from cli.legacy_hashes import LegacyHasher
 from tests.helpers import (
     REQUIRE_POSTGRES,
     TEST_DB_PREFIX,
@@ -91,10 +92,14 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fast Argon2 parameters in-process (subprocess tests hash with the real defaults)."""
     cheap, bcrypt = Argon2Hasher(time_cost=1, memory_cost=1024, parallelism=1), BcryptHasher(4)
+    legacy = LegacyHasher()
     monkeypatch.setattr(
         passwords,
         "_hashers",
-        {"argon2": PasswordHash((cheap, bcrypt)), "bcrypt": PasswordHash((bcrypt, cheap))},
+        {
+            "argon2": PasswordHash((cheap, bcrypt, legacy)),
+            "bcrypt": PasswordHash((bcrypt, cheap, legacy)),
+        },
     )
 
 
