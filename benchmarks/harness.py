@@ -189,3 +189,26 @@ def admin_sql(server_url: str, sql: str) -> None:
             await conn.close()
 
     asyncio.run(go())
+
+
+def peak_rss_kib(argv: Sequence[str], *, env: dict[str, str] | None = None) -> float:
+    """Peak resident memory (KiB) of one run of `argv`, its output discarded.
+
+    Measured by a small parent that only starts it: the maximum RSS Linux reports for a child
+    also counts the memory it shared with its parent when forked, which for a (large)
+    benchmark process would hide the command's own figure.
+    """
+    measure = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL,"
+        " stderr=subprocess.PIPE, text=True)\n"
+        "if done.returncode:\n"
+        "    sys.exit(done.stderr)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", measure, *argv], capture_output=True, text=True, env=env, timeout=1200
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr}")
+    return float(done.stdout)  # KiB on Linux

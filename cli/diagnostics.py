@@ -96,9 +96,9 @@ class InfoReport:
         }
 
 
-async def info(db: Database) -> InfoReport:
-    """Server, database size, the models' tables with row counts, and what is missing or
-    does not match."""
+async def info(db: Database, *, exact: bool = False) -> InfoReport:
+    """Server, database size, the models' tables with row counts (the planner's estimate for
+    large PostgreSQL tables, unless `exact`), and what is missing or does not match."""
     product, version = await server_version(db)
     async with db.reading() as conn:
         if db.dialect == "postgresql":
@@ -110,7 +110,7 @@ async def info(db: Database) -> InfoReport:
             size = await conn.scalar(
                 text("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
             )
-    state = await describe_tables(db)
+    state = await describe_tables(db, estimate=not exact)
     role = await db.server_role()
     return InfoReport(
         database=db.settings.masked_url,
@@ -119,7 +119,15 @@ async def info(db: Database) -> InfoReport:
         database_name=name,
         size_bytes=int(size or 0),
         models=db.models.source,
-        tables=[{"name": table.name, "rows": table.rows} for table in state.present],
+        # "rows_estimated" only where it is true: the shape scripts already read stays.
+        tables=[
+            {
+                "name": table.name,
+                "rows": table.rows,
+                **({"rows_estimated": True} if table.rows_estimated else {}),
+            }
+            for table in state.present
+        ],
         missing_tables=[table.name for table in state.missing],
         mismatched_tables=[table.as_dict() for table in state.mismatched],
         role=role,

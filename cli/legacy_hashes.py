@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.util import find_spec
+from functools import cache
 from typing import Any
 
 from cli.errors import UsageError
@@ -92,6 +89,8 @@ class Scheme:
 
     def missing(self) -> str | None:
         """Why this build cannot verify the scheme, or None."""
+        from importlib.util import find_spec
+
         if self.needs is None or find_spec(self.needs) is not None:
             return None
         install = f"pip install 'dbtool[{self.extra}]'" if self.extra else f"install {self.needs}"
@@ -140,6 +139,8 @@ def _scrypt_problem(match: re.Match[str]) -> str | None:
 
 
 def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
+    import hashlib
+
     maxmem = 128 * r * (n + p + 2) + (1 << 20)  # OpenSSL refuses anything over maxmem
     return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=length)
 
@@ -154,6 +155,8 @@ def _verify_django_scrypt(password: str, stored: str, match: re.Match[str]) -> b
         int(match["p"]),
         len(expected) or 64,
     )
+    import hmac
+
     return hmac.compare_digest(derived, expected)
 
 
@@ -176,6 +179,8 @@ def _firebase_problem(match: re.Match[str]) -> str | None:
 
 
 def _verify_firebase(password: str, stored: str, match: re.Match[str]) -> bool:
+    import hmac
+
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     separator, signer, salt, expected = (
@@ -210,48 +215,58 @@ def _by_libpass(
 
 
 _SALT = r"[^$]{1,128}"
-SCHEMES: tuple[Scheme, ...] = (
-    _by_libpass(
-        "Django PBKDF2-SHA256",
-        rf"pbkdf2_sha256\$(?P<iterations>\d{{1,9}})\${_SALT}\${_B64}",
-        "django_pbkdf2_sha256",
-        _pbkdf2_problem,
-    ),
-    _by_libpass(
-        "Django PBKDF2-SHA1",
-        rf"pbkdf2_sha1\$(?P<iterations>\d{{1,9}})\${_SALT}\${_B64}",
-        "django_pbkdf2_sha1",
-        _pbkdf2_problem,
-    ),
-    _by_libpass(
-        "Django bcrypt-SHA256",
-        rf"bcrypt_sha256\$(?P<bcrypt>{_BCRYPT})",
-        "django_bcrypt_sha256",
-        _bcrypt_sha256_problem,
-    ),
-    _by_libpass("Django salted MD5", rf"md5\${_SALT}\$[0-9a-f]{{32}}", "django_salted_md5"),
-    _by_libpass("Django salted SHA1", rf"sha1\${_SALT}\$[0-9a-f]{{40}}", "django_salted_sha1"),
-    Scheme(
-        "Django scrypt",  # not in libpass: the standard library's scrypt
-        re.compile(
-            rf"scrypt\$(?P<n>\d{{1,9}})\$(?P<salt>{_SALT})\$(?P<r>\d{{1,4}})\$(?P<p>\d{{1,4}})"
-            rf"\$(?P<hash>{_B64})"
+
+
+@cache
+def schemes() -> tuple[Scheme, ...]:
+    """The formats, their patterns compiled on first use (not by every command)."""
+    return _schemes()
+
+
+def _schemes() -> tuple[Scheme, ...]:
+    return (
+        _by_libpass(
+            "Django PBKDF2-SHA256",
+            rf"pbkdf2_sha256\$(?P<iterations>\d{{1,9}})\${_SALT}\${_B64}",
+            "django_pbkdf2_sha256",
+            _pbkdf2_problem,
         ),
-        _scrypt_problem,
-        _verify_django_scrypt,
-    ),
-    Scheme(
-        "Firebase scrypt",
-        re.compile(
-            rf"\$firebase-scrypt\$r=(?P<r>\d{{1,4}}),m=(?P<m>\d{{1,4}})\$(?P<separator>{_B64})"
-            rf"\$(?P<signer>{_B64})\$(?P<salt>{_B64})\$(?P<hash>{_B64})"
+        _by_libpass(
+            "Django PBKDF2-SHA1",
+            rf"pbkdf2_sha1\$(?P<iterations>\d{{1,9}})\${_SALT}\${_B64}",
+            "django_pbkdf2_sha1",
+            _pbkdf2_problem,
         ),
-        _firebase_problem,
-        _verify_firebase,
-        needs="cryptography",
-        extra="firebase",
-    ),
-)
+        _by_libpass(
+            "Django bcrypt-SHA256",
+            rf"bcrypt_sha256\$(?P<bcrypt>{_BCRYPT})",
+            "django_bcrypt_sha256",
+            _bcrypt_sha256_problem,
+        ),
+        _by_libpass("Django salted MD5", rf"md5\${_SALT}\$[0-9a-f]{{32}}", "django_salted_md5"),
+        _by_libpass("Django salted SHA1", rf"sha1\${_SALT}\$[0-9a-f]{{40}}", "django_salted_sha1"),
+        Scheme(
+            "Django scrypt",  # not in libpass: the standard library's scrypt
+            re.compile(
+                rf"scrypt\$(?P<n>\d{{1,9}})\$(?P<salt>{_SALT})\$(?P<r>\d{{1,4}})\$(?P<p>\d{{1,4}})"
+                rf"\$(?P<hash>{_B64})"
+            ),
+            _scrypt_problem,
+            _verify_django_scrypt,
+        ),
+        Scheme(
+            "Firebase scrypt",
+            re.compile(
+                rf"\$firebase-scrypt\$r=(?P<r>\d{{1,4}}),m=(?P<m>\d{{1,4}})\$(?P<separator>{_B64})"
+                rf"\$(?P<signer>{_B64})\$(?P<salt>{_B64})\$(?P<hash>{_B64})"
+            ),
+            _firebase_problem,
+            _verify_firebase,
+            needs="cryptography",
+            extra="firebase",
+        ),
+    )
+
 
 # Django's prefixes in front of hashes in the standard formats: removed on import.
 _DJANGO_WRAPPED = re.compile(r"(?:argon2(?=\$argon2)|bcrypt\$(?=\$2[abxy]\$))")
@@ -267,7 +282,7 @@ def normalize(value: str) -> str:
 
 
 def identify(value: str) -> tuple[Scheme, re.Match[str]] | None:
-    for scheme in SCHEMES:
+    for scheme in schemes():
         if (match := scheme.pattern.fullmatch(value)) is not None:
             return scheme, match
     return None
@@ -393,6 +408,8 @@ def parse_firebase_config(text: str, name: str) -> FirebaseHashConfig:
     """The parameters from the console's `hash_config { ... }` block, or from JSON with the
     same keys (or firebase-tools' names: hashKey, saltSeparator, rounds, memCost). Errors
     are UsageErrors that never quote the signer key."""
+    import json
+
     values: dict[str, Any] = {}
     stripped = text.strip()
     if stripped.startswith("{"):

@@ -370,6 +370,7 @@ def init(
                 "database_created": database_created,
                 "created": report.created,
                 "existing": report.existing,
+                "indexes_created": report.indexes,
                 "alembic": None
                 if migrated is None
                 else {**migrated[0].as_dict(), "applied": migrated[1]},
@@ -385,7 +386,9 @@ def init(
         output.success(f"{verb} to head {', '.join(state.heads)} ({done})")
     if report.created:
         output.success(f"Created tables: {', '.join(report.created)} in {settings.masked_url}")
-    elif migrated is None:
+    if report.indexes:
+        output.success(f"Created missing indexes: {', '.join(report.indexes)}")
+    if not report.created and not report.indexes and migrated is None:
         output.success(f"Schema is up to date in {settings.masked_url}")
     if report.existing:
         output.note(f"Already existed: {', '.join(report.existing)}")
@@ -762,20 +765,30 @@ def _watch(
     "info",
     "dbtool info",
     "dbtool info --json",
+    "dbtool info --exact",
 )
-def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
+def info(
+    ctx: typer.Context,
+    exact: Annotated[
+        bool,
+        flag("--exact", help="Count the rows of large tables too, instead of estimating."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
     """Show the server, the database size, the models' tables and whether the schema is
     complete.
 
-    Each table comes with its row count; missing tables are named, and so are tables that
-    exist with other columns than the models have.
+    Each table comes with its row count: on PostgreSQL, a table of 100,000 rows or more
+    shows the planner's estimate, marked as such, unless --exact (counting reads the whole
+    table). Missing tables are named, and so are tables that exist with other columns than
+    the models have.
     """
     from cli import diagnostics, output
     from cli.migrations import config_path
 
     with Command(ctx) as cmd:
         db = cmd.database()
-        report = cmd.run(diagnostics.info(db))
+        report = cmd.run(diagnostics.info(db, exact=exact))
         project = config_path(cmd.settings)
         if project is not None:
             from dataclasses import replace
@@ -801,12 +814,18 @@ def info(ctx: typer.Context, as_json: JsonOption = False) -> None:
         ("size", f"{report.size_bytes:,} bytes"),
         *([("role", report.role.describe())] if report.role is not None else []),
         ("models", report.models),
-        *((f"table {t['name']}", f"{t['rows']:,} rows") for t in report.tables),
+        *((f"table {t['name']}", _rows(t)) for t in report.tables),
         ("schema", "complete" if report.schema_complete else "incomplete: " + "; ".join(problems)),
     ]
     if project is not None:
         rows.append(("alembic", alembic.describe()))
     output.print_pairs(rows)
+
+
+def _rows(table: dict[str, Any]) -> str:
+    if table.get("rows_estimated"):
+        return f"about {table['rows']:,} rows (estimated; --exact counts them)"
+    return f"{table['rows']:,} rows"
 
 
 @command(

@@ -1,37 +1,42 @@
 """All terminal output: data on stdout (tables, JSON, CSV), everything else on stderr.
 
 Values that come from users or the database are always rendered literally (Rich `Text`,
-`markup=False`), so "[bold]x[/bold]" in a username is shown as typed.
+`markup=False`), so "[bold]x[/bold]" in a username is shown as typed. Rich is loaded only
+for a terminal: piped or redirected, messages are the same plain lines Rich would print, and
+tables are tab-separated, so scripts do not pay for its import.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any
-
-from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, TextIO
 
 from cli.formats import csv_value, json_default
 
 if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+    from rich.text import Text
+
     from cli.diagnostics import PoolReport
 
 
 @cache
 def err_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def out_console() -> Console:
+    from rich.console import Console
+
     # Not cached: tests and pipes swap sys.stdout, and Console reads it at write time.
     # When stdout is not a terminal, do not wrap (a report piped to a file keeps its lines).
     console = Console(highlight=False)
@@ -40,8 +45,27 @@ def out_console() -> Console:
     return console
 
 
+def _is_terminal(stream: TextIO) -> bool:
+    """What Rich's Console.is_terminal says for `stream` (TTY_COMPATIBLE and FORCE_COLOR
+    first, then isatty), without loading Rich."""
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    force = os.environ.get("FORCE_COLOR")
+    if force is not None:
+        return force != ""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def stderr_is_terminal() -> bool:
-    return err_console().is_terminal
+    return _is_terminal(sys.stderr)
+
+
+def stdout_is_terminal() -> bool:
+    return _is_terminal(sys.stdout)
 
 
 def stdin_is_terminal() -> bool:
@@ -54,23 +78,43 @@ def printable(message: str) -> str:
     return message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+# Control characters Rich's Text leaves out (BEL, BS, VT, FF, CR).
+_RICH_STRIPS = dict.fromkeys((7, 8, 11, 12, 13))
+
+
+def _message(prefix: str, style: str, message: str) -> None:
+    if not stderr_is_terminal():  # what Rich prints there: the plain line
+        line = (prefix + printable(message)).translate(_RICH_STRIPS).expandtabs()
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        return
+    from rich.text import Text
+
+    err_console().print(Text.assemble((prefix, style), printable(message)))
+
+
 def error(message: str) -> None:
-    err_console().print(Text.assemble(("error: ", "bold red"), printable(message)))
+    _message("error: ", "bold red", message)
 
 
 def warning(message: str) -> None:
-    err_console().print(Text.assemble(("warning: ", "bold yellow"), printable(message)))
+    _message("warning: ", "bold yellow", message)
 
 
 def note(message: str | Text, *, wrap: bool = False) -> None:
     """A message on stderr; `wrap` folds it to the terminal's width (hints under a table)
     instead of leaving one long line to the terminal."""
+    if isinstance(message, str) and not wrap:
+        _message("", "", message)
+        return
+    from rich.text import Text
+
     text = message if isinstance(message, Text) else Text(printable(message))
     err_console().print(text, soft_wrap=not wrap)
 
 
 def success(message: str) -> None:
-    err_console().print(Text.assemble(("✓ ", "green"), printable(message)))
+    _message("✓ ", "green", message)
 
 
 def print_json(data: Any) -> None:
@@ -114,10 +158,10 @@ def print_table(
     Piped, every column is printed, tab-separated, with a header line (like `gh`).
     """
     table_rows = [list(row) for row in rows]
-    console = out_console()
-    if not console.is_terminal:
+    if not stdout_is_terminal():
         _print_tsv(columns, table_rows)
         return []
+    console = out_console()
     shown = [name for name in columns if name not in optional]
     # The narrowest the table can be: the kept columns whole, the others folded to 8.
     folded = [
@@ -143,6 +187,10 @@ def print_table(
 def _table(
     columns: Sequence[str], shown: Sequence[str], rows: list[list[Any]], keep: Sequence[str]
 ) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     positions = [columns.index(name) for name in shown]
     for name in shown:
@@ -155,6 +203,9 @@ def _table(
 def _print_blocks(columns: Sequence[str], rows: list[list[Any]]) -> None:
     """One block per row, for terminals too narrow for a table: `name  value` lines, or the
     name on a line of its own with the value below it when side by side would cut values."""
+    from rich.table import Table
+    from rich.text import Text
+
     console = out_console()
     name_width = max(map(len, columns), default=0)
     value_width = max((len(cell(value)) for row in rows for value in row), default=0)
@@ -190,13 +241,16 @@ def _print_tsv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
 def print_pairs(rows: Iterable[tuple[str, Any]]) -> None:
     """Name/value lines without a header (`info`, `users show`): the names whole, the values
     folded to the width; tab-separated when piped."""
-    console = out_console()
     rows = list(rows)
-    if not console.is_terminal:
+    if not stdout_is_terminal():
         for name, value in rows:
             sys.stdout.write(f"{name}\t{_tsv_field(value)}\n")
         sys.stdout.flush()
         return
+    from rich.table import Table
+    from rich.text import Text
+
+    console = out_console()
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
@@ -227,6 +281,11 @@ def pool_report_renderable(
     """`dbtool pool-status` for people: client pool, server side, probe, warnings. Under
     --watch (`refreshed` given): when it was taken, how to stop, and panels as wide as the
     terminal, so they do not jump as their contents change."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
     parts: list[RenderableType] = []
     if refreshed is not None:
         every = f", every {interval:g}s" if interval is not None else ""

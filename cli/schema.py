@@ -51,6 +51,7 @@ class TableState:
     missing_columns: list[str] = field(default_factory=list)  # in the model, not the table
     extra_columns: list[str] = field(default_factory=list)  # in the table, not the model
     rows: int | None = None
+    rows_estimated: bool = False  # rows is the planner's estimate (large PostgreSQL tables)
     dependents: list[str] = field(default_factory=list)  # outside tables referencing it
 
     @property
@@ -99,6 +100,7 @@ class SchemaState:
 class SchemaReport:
     created: list[str]
     existing: list[str]
+    indexes: list[str] = field(default_factory=list)  # created on tables that existed
 
 
 @dataclass(frozen=True)
@@ -214,27 +216,47 @@ def _inspect(sync: Connection, tables: Sequence[Table], *, dependents: bool) -> 
     return states
 
 
+# From this many rows (by the planner's statistics) a PostgreSQL table's count is estimated
+# unless exact counts are asked for: count(*) reads the whole table.
+ESTIMATE_FROM = 100_000
+
+
 async def inspect_schema(
-    conn: AsyncConnection, models: Models, *, counts: bool = False, dependents: bool = False
+    conn: AsyncConnection,
+    models: Models,
+    *,
+    counts: bool = False,
+    dependents: bool = False,
+    estimate: bool = False,
 ) -> SchemaState:
-    """How the database holds each table of the models (row counts on request)."""
+    """How the database holds each table of the models (row counts on request; with
+    `estimate`, large PostgreSQL tables get the planner's estimate instead)."""
     tables = models.tables
     states = await conn.run_sync(lambda sync: _inspect(sync, tables, dependents=dependents))
     if counts:
         by_name = {table.fullname: table for table in tables}
-        preparer = conn.dialect.identifier_preparer
         states = [
-            replace(state, rows=int(await conn.scalar(_count(by_name[state.name], preparer)) or 0))
-            if state.exists
-            else state
+            await _counted(conn, state, by_name[state.name], estimate) if state.exists else state
             for state in states
         ]
     return SchemaState(states)
 
 
-def _count(table: Table, preparer: Any) -> Any:
+async def _counted(
+    conn: AsyncConnection, state: TableState, table: Table, estimate: bool
+) -> TableState:
     # Only the name: the table's columns may not be the model's.
-    return select(func.count()).select_from(text(_quoted(table, preparer)))
+    name = _quoted(table, conn.dialect.identifier_preparer)
+    if estimate and conn.dialect.name == "postgresql":
+        # reltuples is -1 (PostgreSQL 14+) or 0 for a table never analysed.
+        guess = await conn.scalar(
+            text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:name)"),
+            {"name": name},
+        )
+        if guess is not None and guess >= ESTIMATE_FROM:
+            return replace(state, rows=int(guess), rows_estimated=True)
+    rows = await conn.scalar(select(func.count()).select_from(text(name)))
+    return replace(state, rows=int(rows or 0))
 
 
 def _quoted(table: Table, preparer: Any) -> str:
@@ -253,10 +275,12 @@ async def create_schema(db: Database) -> SchemaReport:
         state = await inspect_schema(conn, models)
         _refuse_mismatched(state)
         await _create_missing(conn, models, state)
+        indexes = await _create_missing_indexes(conn, models, state)
     await use_wal(db)
     return SchemaReport(
         created=[table.name for table in state.missing],
         existing=[table.name for table in state.present],
+        indexes=indexes,
     )
 
 
@@ -296,6 +320,29 @@ async def _create_missing(conn: AsyncConnection, models: Models, state: SchemaSt
         await conn.run_sync(lambda sync: models.metadata.create_all(sync, tables=tables))
 
 
+async def _create_missing_indexes(
+    conn: AsyncConnection, models: Models, state: SchemaState
+) -> list[str]:
+    """The models' indexes that tables made by an earlier version lack (the list order's,
+    say), created; their names."""
+    present = {table.name for table in state.present}
+
+    def create(sync: Any) -> list[str]:
+        inspector = inspect(sync)
+        created = []
+        for table in models.tables:
+            if table.fullname not in present or not table.indexes:
+                continue
+            existing = {index["name"] for index in inspector.get_indexes(table.name, table.schema)}
+            for index in sorted(table.indexes, key=lambda index: str(index.name)):
+                if index.name not in existing:
+                    index.create(sync)
+                    created.append(f"{index.name} on {table.fullname}")
+        return created
+
+    return await conn.run_sync(create)
+
+
 async def present_tables(db: Database, *, with_version_table: bool = False) -> list[str]:
     """The models' tables that exist (and alembic_version, if asked and there)."""
     async with db.transaction(readonly=True) as conn:
@@ -306,10 +353,15 @@ async def present_tables(db: Database, *, with_version_table: bool = False) -> l
     return [table.name for table in state.present] + ([VERSION_TABLE] if version else [])
 
 
-async def describe_tables(db: Database, *, dependents: bool = False) -> SchemaState:
-    """The models' tables as they exist, with their row counts."""
+async def describe_tables(
+    db: Database, *, dependents: bool = False, estimate: bool = False
+) -> SchemaState:
+    """The models' tables as they exist, with their row counts (estimated for large
+    PostgreSQL tables, if `estimate`)."""
     async with db.transaction(readonly=True) as conn:
-        return await inspect_schema(conn, db.models, counts=True, dependents=dependents)
+        return await inspect_schema(
+            conn, db.models, counts=True, dependents=dependents, estimate=estimate
+        )
 
 
 def plan_drop(state: SchemaState, models: Models, *, force: bool) -> DropPlan:

@@ -16,7 +16,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,10 +38,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import DefaultClause
 
-from cli import passwords, users
+from cli import passwords
 from cli.appmodels import (
     FLAG_DEFAULTS,
     FLAG_ROLES,
@@ -54,7 +54,6 @@ from cli.db import Database
 from cli.errors import ConflictError, DbtoolError, InvalidInputError
 from cli.formats import Format, OnConflict, csv_value, excerpt, json_default
 from cli.readers import ERROR_KEY, detect_format, read_records
-from cli.users import UserFilter
 from cli.validation import normalize_email, normalize_username, username_from_email
 
 __all__ = [
@@ -64,11 +63,9 @@ __all__ = [
     "ImportReport",
     "Rejection",
     "detect_format",
-    "export_columns",
     "import_fields",
     "import_users",
     "read_records",
-    "stream_users",
 ]
 
 REPORT_LIMIT = 20
@@ -333,10 +330,7 @@ async def import_users(
     moving: asyncio.Task[None] | None = None
     moving_rows: list[list[Any]] = []
     batches = 0
-    with (
-        _collector_paused(),
-        ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="dbtool-hash") as hashing,
-    ):
+    with _collector_paused(), _hashing_threads() as hashing:
         try:
             async with db.session() as session:
                 conn = await session.connection()
@@ -394,6 +388,18 @@ async def _lock_table(conn: AsyncConnection, model: UserModel) -> None:
     if conn.dialect.name == "postgresql":
         key = func.hashtext(f"dbtool import {model.table.fullname}")
         await conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+@contextmanager
+def _hashing_threads() -> Iterator[ThreadPoolExecutor]:
+    """A thread per core for Argon2 (which releases the GIL). On the way out, hashes not yet
+    started are dropped: after Ctrl-C or an error, waiting for a whole batch of them would
+    take minutes."""
+    pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="dbtool-hash")
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextmanager
@@ -690,26 +696,6 @@ def _conflict_summary(conflicts: list[str]) -> str:
 
 
 # --- export -----------------------------------------------------------------------------------
-
-
-def export_columns(model: UserModel, include_hashes: bool) -> list[str]:
-    return [*model.public_names, *([model.password.name] if include_hashes else [])]
-
-
-async def stream_users(
-    session: AsyncSession,
-    selection: UserFilter,
-    *,
-    model: UserModel,
-    include_hashes: bool,
-    chunk: int = 1000,
-) -> AsyncIterator[dict[str, Any]]:
-    """Every selected user as a dict of export columns, fetched `chunk` rows at a time."""
-    names = export_columns(model, include_hashes)
-    async for user in users.stream_users(
-        session, selection, model=model, with_hash=include_hashes, chunk=chunk
-    ):
-        yield {name: user.data[name] for name in names}
 
 
 class ExportWriter:

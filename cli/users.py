@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, or_, select, true, update
+from sqlalchemy import Select, delete, func, insert, literal, or_, select, true, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -218,8 +218,32 @@ def filtered(query: Select[Any], selection: UserFilter, model: UserModel) -> Sel
 
 
 def list_order(model: UserModel) -> list[Any]:
-    """Oldest first where the model has a creation time; by id in any case."""
-    return [model.created, model.id] if model.created is not None else [model.id]
+    """The order users are listed and exported in: oldest first where an index of the user
+    table leads with its (NOT NULL) creation time, as the built-in model's does; otherwise
+    by primary key. Either way an index serves it, so a page costs the same whatever the
+    table's size, and the id breaks ties so that keyset pages (`after_condition`) are exact."""
+    created = model.created
+    indexed = {next(iter(index.columns), None) for index in model.table.indexes}
+    if created is not None and not created.nullable and created in indexed:
+        return [created, model.id]
+    return [model.id]
+
+
+def after_condition(model: UserModel, key: tuple[Any, ...]) -> Any:
+    """Users after the one whose list-order values are `key` (see `list_key`): a keyset
+    page, which an index serves without reading the users before it (unlike OFFSET)."""
+    order = list_order(model)
+    values = [literal(value, type_=column.type) for column, value in zip(order, key, strict=True)]
+    return tuple_(*order) > tuple_(*values)
+
+
+async def list_key(
+    session: AsyncSession, ident: str, *, model: UserModel | None = None
+) -> tuple[Any, ...]:
+    """The list-order values of the user `ident` names (email, username or id)."""
+    model, _ = _resolve(session, model)
+    user = await get_user(session, ident, model=model)
+    return tuple(user.data[column.name] for column in list_order(model))
 
 
 async def list_users(
@@ -228,10 +252,15 @@ async def list_users(
     *,
     limit: int | None = 50,
     offset: int = 0,
+    after: str | None = None,
     model: UserModel | None = None,
 ) -> list[UserRecord]:
+    """A page of users in list order: `offset` skips that many; `after` (an email, username
+    or id) starts after that user, without reading the users before it."""
     model, _ = _resolve(session, model)
     query = filtered(select(*model.public_columns), selection, model).offset(offset)
+    if after is not None:
+        query = query.where(after_condition(model, await list_key(session, after, model=model)))
     if limit is not None:
         query = query.limit(limit)
     return [_record(model, row) for row in await session.execute(query)]

@@ -220,6 +220,7 @@ class Terminal:
             if left <= 0 or (not self._read(min(left, 0.5)) and self.process.poll() is not None):
                 if (found := self.transcript.find(text, self._seen)) >= 0:
                     break
+                self.close()  # no process outlives a failed test
                 raise AssertionError(f"did not see {text!r} in:\n{self.transcript}")
         self._seen = found + len(text)
 
@@ -237,6 +238,20 @@ class Terminal:
             self._read(0.2)
         while self._read(0.05):
             pass
-        code = self.process.wait(timeout=max(deadline - time.monotonic(), 1))
-        os.close(self._master)
+        try:
+            code = self.process.wait(timeout=max(deadline - time.monotonic(), 1))
+        finally:
+            self.close()  # killed if it did not end in time: no process outlives a test
         return code
+
+    def close(self) -> None:
+        """Kill the process if it still runs, and reap it."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._close_master()
+
+    def _close_master(self) -> None:
+        if self._master >= 0:
+            os.close(self._master)
+            self._master = -1

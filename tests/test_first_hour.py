@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -227,12 +228,16 @@ def test_import_progress_is_labelled_from_a_file_and_from_stdin(
     from_file.expect("elapsed")
     from_file.send_raw(b"\x03")
     assert from_file.wait() == 130
+    # Fewer lines than the terminal's input buffer holds, so that Ctrl-C gets through while
+    # dbtool hashes them or waits for more input; either way it stops at once.
     piped = Terminal("--url", initialised.url, "users", "import", "-", "--format", "jsonl",
-                     "--batch-size", "100", env={"COLUMNS": "160"})  # fmt: skip
-    piped.send("\n".join(path.read_text().splitlines()[:300]))
+                     "--batch-size", "10", env={"COLUMNS": "160"})  # fmt: skip
+    piped.send("\n".join(path.read_text().splitlines()[:25]))
     piped.expect("MB read")
+    piped.expect("20 rows")  # two batches in: dbtool is about to wait for more input
+    time.sleep(1)
     piped.send_raw(b"\x03")
-    piped.wait()
+    assert piped.wait(timeout=10) == 130
     assert "/?" not in piped.transcript
 
 

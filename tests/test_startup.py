@@ -100,3 +100,45 @@ def test_a_postgres_command_never_loads_aiosqlite(new_postgres_database: str) ->
     assert "aiosqlite" not in loaded
     listed = loaded_modules("--url", url, "users", "list")
     assert not listed & {"aiosqlite", "pwdlib", "argon2", "email_validator"}
+
+
+@pytest.mark.sqlite
+def test_piped_everyday_commands_load_no_rich_and_no_hashing(tmp_path: Path) -> None:
+    """Scripts pipe dbtool: messages and tables are then plain text (Rich is for terminals),
+    and reading users never loads hashing or the legacy-hash verifiers."""
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    loaded_modules("--url", url, "init")
+    loaded_modules("--url", url, "users", "add", "ada@example.com", "--password-stdin",
+                   stdin="long enough pw\n")  # fmt: skip
+    for args in (("ping",), ("info",), ("users", "show", "ada@example.com"), ("users", "list"),
+                 ("users", "export")):  # fmt: skip
+        loaded = loaded_modules("--url", url, *args)
+        assert "sqlalchemy" in loaded, args
+        unwanted = {"rich", "pwdlib", "argon2", "passlib", "email_validator", "alembic"}
+        assert not loaded & unwanted, (args, sorted(loaded & unwanted))
+
+
+@pytest.mark.parametrize(
+    "message", ["plain", "tab\tand\ttabs", "cr\rbell\x07 esc\x1b[31m", "ünï ✓", "x" * 300,
+                "[bold]markup[/bold]", "two\nlines", "bad \udcff utf-8"],
+)  # fmt: skip
+def test_plain_messages_are_what_rich_prints(message: str) -> None:
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
+
+    from cli import output
+
+    for prefix, style in (("error: ", "bold red"), ("warning: ", "bold yellow"), ("✓ ", "green")):
+        rich = io.StringIO()
+        Console(file=rich, highlight=False, soft_wrap=True).print(
+            Text.assemble((prefix, style), output.printable(message))
+        )
+        plain = io.StringIO()
+        saved, sys.stderr = sys.stderr, plain
+        try:
+            output._message(prefix, style, message)
+        finally:
+            sys.stderr = saved
+        assert plain.getvalue() == rich.getvalue()

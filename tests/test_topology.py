@@ -86,7 +86,9 @@ def wait_replayed(standby: Cluster, database: str, table: str | None = None) -> 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if table is None or sql(standby, f"SELECT to_regclass('{table}')", database)[0][0]:
+            # Connecting to the database proves the standby has it; then the table, if asked.
+            query = "SELECT true" if table is None else f"SELECT to_regclass('{table}')"
+            if sql(standby, query, database)[0][0]:
                 return
         except (asyncpg.InvalidCatalogNameError, OSError):
             pass
@@ -370,7 +372,9 @@ def test_init_rides_through_a_failover(tmp_path: Path) -> None:
             old.stop("immediate")
             process = spawn(url, "init", "--wait", "30", "--json")
             time.sleep(2)
-            assert process.poll() is None  # still waiting: no host is read-write
+            if process.poll() is not None:  # it should still be waiting: no host is read-write
+                out, err = process.communicate()
+                raise AssertionError(f"init ended early ({process.returncode}): {err}")
             new.promote()
             code = process.wait(timeout=60)
             out, err = process.communicate()

@@ -1,0 +1,151 @@
+"""Lists and counts that stay flat as the table grows: `users list` pages (first, and deep
+with --after) are read from an index in list order, never sorted; `--after` pages through
+every user exactly once, ties in creation time included; applications' user models without
+an index on their creation time are listed by primary key; `info` estimates the rows of
+large PostgreSQL tables unless --exact."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from tests.helpers import Dbtool, assert_clean_error, run_sql
+
+PASSWORD = "long enough pw"
+
+
+def fill(url: str, count: int) -> None:
+    """`count` users created one second apart (user1 the newest), in the stored forms
+    SQLAlchemy writes, straight through SQL."""
+    if url.startswith("postgresql"):
+        run_sql(
+            url,
+            "INSERT INTO users (id, email, username, hashed_password, is_active, is_superuser,"
+            " created_at, updated_at) SELECT gen_random_uuid(), 'u' || g || '@example.com',"
+            " 'u' || g, 'x', true, false, now() - g * interval '1 second', now()"
+            f" FROM generate_series(1, {count}) AS g",
+        )
+        run_sql(url, "ANALYZE users")
+        return
+    run_sql(
+        url,
+        f"WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {count})"
+        " INSERT INTO users (id, email, username, hashed_password, is_active, is_superuser,"
+        " created_at, updated_at) SELECT lower(hex(randomblob(16))), 'u' || n || '@example.com',"
+        " 'u' || n, 'x', 1, 0,"
+        " strftime('%Y-%m-%d %H:%M:%S', 'now', '-' || n || ' seconds') || '.000000',"
+        " strftime('%Y-%m-%d %H:%M:%S', 'now') || '.000000' FROM g",
+    )
+
+
+def list_query(url: str, after: tuple[Any, ...] | None = None) -> str:
+    """The SQL `users list` sends for a first page, or a page after the user with `after`
+    as its list key, with the values written in."""
+    from cli.appmodels import load_models
+    from cli.users import UserFilter, after_condition, filtered
+
+    model = load_models(None, None, None).user
+    query = filtered(select(*model.public_columns), UserFilter(), model).limit(50)
+    if after is not None:
+        query = query.where(after_condition(model, after))
+    dialect = make_url(url).get_dialect()()
+    return str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def plan(url: str, sql: str) -> str:
+    if url.startswith("postgresql"):
+        return "\n".join(row[0] for row in run_sql(url, f"EXPLAIN {sql}"))
+    return "\n".join(str(row[-1]) for row in run_sql(url, f"EXPLAIN QUERY PLAN {sql}"))
+
+
+def test_pages_are_read_from_the_list_index_never_sorted(initialised: Dbtool) -> None:
+    fill(initialised.url, 20_000)
+    created, key = run_sql(initialised.url, "SELECT created_at, id FROM users "
+                           "ORDER BY created_at, id LIMIT 1 OFFSET 10000")[0]  # fmt: skip
+    if isinstance(created, str):  # SQLite, read without SQLAlchemy's types
+        created, key = datetime.fromisoformat(created), uuid.UUID(key)
+    for sql in (list_query(initialised.url), list_query(initialised.url, (created, key))):
+        shown = plan(initialised.url, sql)
+        assert "ix_users_created_at_id" in shown, shown
+        assert "Sort" not in shown and "TEMP B-TREE" not in shown, shown
+
+
+def test_after_pages_through_every_user_once(initialised: Dbtool) -> None:
+    rows = "".join(json.dumps({"email": f"p{n}@example.com", "password": PASSWORD}) + "\n"
+                   for n in range(57))  # fmt: skip
+    # One import: one creation time for all of them, so only the id orders them.
+    imported = initialised("users", "import", "-", "--format", "jsonl", input=rows)
+    assert imported.exit_code == 0, imported.output
+    everyone = [user["id"] for user in json.loads(initialised("users", "list", "--all",
+                                                              "--json").stdout)]  # fmt: skip
+    seen: list[str] = []
+    after: list[str] = []
+    while True:
+        page = initialised("users", "list", "--json", "--limit", "10", *after)
+        assert page.exit_code == 0, page.output
+        ids = [user["id"] for user in json.loads(page.stdout)]
+        seen += ids
+        if len(ids) < 10:
+            break
+        assert f"next page: --after {ids[-1]}" in page.stderr
+        after = ["--after", ids[-1]]
+    assert seen == everyone and len(set(seen)) == 57
+    # --after takes an email (or username) too: the users after that one, in list order.
+    by_email = initialised("users", "list", "--json", "--limit", "3", "--after", "p0@example.com")
+    p0 = everyone.index(
+        next(
+            user["id"]
+            for user in json.loads(initialised("users", "list", "--all", "--json").stdout)
+            if user["email"] == "p0@example.com"
+        )
+    )
+    assert [user["id"] for user in json.loads(by_email.stdout)] == everyone[p0 + 1 : p0 + 4]
+    assert "showing 3 after p0@example.com of 57 users" in by_email.stderr
+    assert_clean_error(initialised("users", "list", "--after", "nobody@example.com"), 1,
+                       "no user matches 'nobody@example.com'")  # fmt: skip
+    assert_clean_error(initialised("users", "list", "--all", "--after", "p0@example.com"), 2,
+                       "--after goes with a page")  # fmt: skip
+
+
+def test_a_user_model_without_a_creation_index_is_listed_by_primary_key(
+    database_url: str,
+) -> None:
+    dbtool = Dbtool(database_url, env={"DBTOOL_MODELS": "tests.apps.intid_app:Base"})
+    assert dbtool("init").exit_code == 0
+    for name in ("c", "a", "b"):
+        added = dbtool("users", "add", f"{name}@example.com", "--password-stdin", "--set",
+                       f"full_name={name.upper()}", input=PASSWORD)  # fmt: skip
+        assert added.exit_code == 0, added.output
+    # Newest first in time would put 'b' first; the primary key (1, 2, 3) decides.
+    run_sql(database_url, "UPDATE accounts SET created_at = :t WHERE email = 'b@example.com'",
+            {"t": datetime(2000, 1, 1, tzinfo=UTC)})  # fmt: skip
+    listed = json.loads(dbtool("users", "list", "--json").stdout)
+    assert [user["id"] for user in listed] == [1, 2, 3]
+    page = dbtool("users", "list", "--json", "--after", "1")
+    assert [user["email"] for user in json.loads(page.stdout)] == ["a@example.com",
+                                                                   "b@example.com"]  # fmt: skip
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_info_estimates_large_postgres_tables_unless_exact(initialised: Dbtool) -> None:
+    fill(initialised.url, 120_000)
+    estimated = json.loads(initialised("info", "--json").stdout)["tables"]
+    assert estimated[0]["rows_estimated"] is True
+    assert abs(estimated[0]["rows"] - 120_000) < 12_000  # the planner's figure, near enough
+    text = initialised("info")
+    assert "about " in text.stdout and "(estimated; --exact counts them)" in text.stdout
+    exact = json.loads(initialised("info", "--json", "--exact").stdout)["tables"]
+    assert exact == [{"name": "users", "rows": 120_000}]
+
+
+def test_info_counts_small_tables_exactly(initialised: Dbtool) -> None:
+    fill(initialised.url, 500)
+    tables = json.loads(initialised("info", "--json").stdout)["tables"]
+    assert tables == [{"name": "users", "rows": 500}]
