@@ -45,7 +45,7 @@ COMMANDS = {
 
 
 def run(runs: int, postgres_url: str | None = None, quick: bool = False, **_: object) -> list[Row]:
-    runs *= 2  # short figures on a shared machine
+    runs *= 4  # short figures on a shared machine: more of them
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         data = generate(Path(tmp) / "users.csv", USERS)

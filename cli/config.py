@@ -284,11 +284,11 @@ OTHER_NAMES = (
 
 def _unknown_names(names: Iterable[str], source: str) -> Iterator[str]:
     """A warning for each DBTOOL_ name dbtool does not know, with the nearest one it does."""
-    from difflib import get_close_matches
-
     known = [*ALL_SETTING_NAMES, *OTHER_NAMES]
     for name in sorted(names):
         if name.startswith("DBTOOL_") and name not in known:
+            from difflib import get_close_matches
+
             close = get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
             yield f"{name} (from {source}) is not a dbtool setting, and is ignored{hint}"
@@ -307,13 +307,13 @@ def _text(name: str, value: str, source: str) -> str:
 
 
 def _read_dotenv(env_file: Path | str | None) -> tuple[Path, dict[str, str | None]]:
-    from dotenv import dotenv_values
-
     path = Path(env_file) if env_file is not None else Path.cwd() / ".env"
     if not path.is_file():
         if env_file is not None:
             raise ConfigError(f"--env-file {path}: no such file")
         return path, {}
+    from dotenv import dotenv_values  # only when there is a file to read
+
     try:
         # interpolate=False: a password containing "${" must reach us unchanged.
         return path, dict(dotenv_values(path, interpolate=False, encoding="utf-8"))

@@ -471,3 +471,20 @@ def database_of(session: AsyncSession) -> Database | None:
     """The Database that made `session`, if dbtool made it."""
     found = session.info.get(SESSION_DATABASE_KEY)
     return found if isinstance(found, Database) else None
+
+
+def driver_sql(
+    dialect: Any, statement: Any, parameters: Mapping[str, Any] | None = None
+) -> tuple[str, list[Any]]:
+    """A Core statement as its driver takes it: the SQL, and the positional arguments after
+    each type's bind processor, as SQLAlchemy would send them. For the few hot paths that
+    talk to the driver directly (COPY, aiosqlite in one request)."""
+    compiled = statement.compile(dialect=dialect)
+    values = compiled.construct_params(parameters)
+    processors = compiled._bind_processors
+    arguments = []
+    for name in compiled.positiontup or ():
+        value = values[name]
+        process = processors.get(name)
+        arguments.append(process(value) if process is not None and value is not None else value)
+    return compiled.string, arguments

@@ -19,15 +19,16 @@ import csv
 import json
 import uuid
 from datetime import date, datetime
-from functools import reduce
+from functools import cache, reduce
 from operator import itemgetter
 from typing import IO, Any
 
-from sqlalchemy import Column, Text, and_, case, cast, func, literal, not_, or_, select
+from sqlalchemy import Column, Text, and_, case, cast, func, literal, not_, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import TypeDecorator
 
 from cli.appmodels import UserModel, keeps_time_zone, python_type
+from cli.db import driver_sql
 from cli.formats import Format
 from cli.users import UserFilter, filtered
 
@@ -107,13 +108,15 @@ def _as_text(column: Column[Any], dialect: str) -> Any:
     """The column's value as the general path writes it in CSV; NULL stays NULL."""
     kind = python_type(column)
     if issubclass(kind, bool):
-        return case((column.is_(True), literal("true")), (column.is_(False), literal("false")))
+        if dialect == "postgresql":
+            return cast(column, Text)  # 'true' / 'false'
+        return case({1: literal("true"), 0: literal("false")}, value=column)
     if issubclass(kind, datetime):
         suffix = "+00:00" if keeps_time_zone(column) else ""
         if dialect == "postgresql":
-            moment = func.timezone("UTC", column) if suffix else column
-            # isoformat() leaves out a zero fraction of a second.
-            iso = func.replace(func.to_char(moment, 'YYYY-MM-DD"T"HH24:MI:SS.US'), ".000000", "")
+            # In UTC: _copy_out sets the transaction's time zone (cheaper than timezone()
+            # on every value). isoformat() leaves out a zero fraction of a second.
+            iso = func.replace(func.to_char(column, 'YYYY-MM-DD"T"HH24:MI:SS.US'), ".000000", "")
             return _cat(iso, suffix) if suffix else iso
         # SQLite holds what SQLAlchemy stores: "YYYY-MM-DD HH:MM:SS.ffffff" (_sqlite_ready).
         time = case(
@@ -135,12 +138,17 @@ def _as_text(column: Column[Any], dialect: str) -> Any:
 _UUID_PIECES = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
 
 
-def _csv_value(column: Column[Any], dialect: str) -> Any:
-    if issubclass(python_type(column), str) and dialect == "postgresql":
+def _copy_value(column: Column[Any]) -> Any:
+    """The column for PostgreSQL's COPY ... CSV: ids and integers as COPY writes them (as
+    str() does), the rest as text."""
+    kind = python_type(column)
+    if issubclass(kind, str):
         # COPY writes an empty string as "" and NULL as nothing; the general path writes
         # both as nothing.
-        return func.nullif(cast(column, Text), "")
-    return _as_text(column, dialect)
+        return func.nullif(column, "")
+    if issubclass(kind, uuid.UUID | int) and not issubclass(kind, bool):
+        return column
+    return _as_text(column, "postgresql")
 
 
 def _json_value(column: Column[Any], dialect: str) -> Any:
@@ -164,20 +172,66 @@ def _json_line(columns: list[Column[Any]], dialect: str) -> Any:
     return _cat(*parts, "}")
 
 
+# The characters that make csv.writer(lineterminator="\\n") quote a field (QUOTE_MINIMAL):
+# the delimiter, the quote, and the line terminator's (Python 3.11 leaves "\\r" unquoted
+# then; asked of the csv module itself, so that a Python that does not stays identical).
+@cache
+def _quoted_characters() -> list[str]:
+    import io
+
+    probe = io.StringIO()
+    csv.writer(probe, lineterminator="\n").writerow(["\r"])
+    return [",", '"', "\n", *(["\r"] if probe.getvalue().startswith('"') else [])]
+
+
+def _csv_piece(column: Column[Any]) -> tuple[str, list[Any]]:
+    """A column's part of the line, as printf format and arguments (SQLite: printf builds
+    the whole line in one step, where || would copy it once per column)."""
+    kind = python_type(column)
+    if issubclass(kind, str):
+        needs_quotes = or_(*(func.instr(column, character) > 0
+                             for character in _quoted_characters()))  # fmt: skip
+        quoted = _cat('"', func.replace(column, '"', '""'), '"')
+        return "%s", [case((needs_quotes, quoted), else_=column)]
+    if issubclass(kind, bool):
+        return "%s", [case({1: literal("true"), 0: literal("false")}, value=column)]
+    if issubclass(kind, datetime):
+        # Stored as "YYYY-MM-DD HH:MM:SS.ffffff" (_sqlite_ready); isoformat() leaves out a
+        # zero fraction of a second.
+        time = case(
+            (func.substr(column, 21) == "000000", func.substr(column, 12, 8)),
+            else_=func.substr(column, 12),
+        )
+        suffix = "+00:00" if keeps_time_zone(column) else ""
+        piece, arguments = f"%.10sT%s{suffix}", [column, time]
+    elif issubclass(kind, uuid.UUID):
+        # Stored as 32 lower-case hex digits; str(UUID) has hyphens.
+        piece = "%.8s-%.4s-%.4s-%.4s-%s"
+        arguments = [column, *(func.substr(column, start) for start in (9, 13, 17, 21))]
+    else:
+        return "%s", [column]  # integers and dates as stored; NULL prints as nothing
+    if column.nullable:
+        return "%s", [case((column.is_(None), ""), else_=func.printf(piece, *arguments))]
+    return piece, arguments
+
+
 def _csv_line(columns: list[Column[Any]]) -> Any:
     """One CSV line as text, as csv.writer(lineterminator="\\n") writes it (SQLite: one
     string per row costs Python far less than a value per column)."""
-    parts: list[Any] = []
+    calls: list[Any] = []
+    pieces: list[str] = []
+    arguments: list[Any] = []
     for column in columns:
-        value = _as_text(column, "sqlite")
-        if issubclass(python_type(column), str):
-            # QUOTE_MINIMAL: quoted when it holds the delimiter, the quote or a newline.
-            value = case(
-                (value.op("GLOB")('*[",\n]*'), _cat('"', func.replace(value, '"', '""'), '"')),
-                else_=value,
-            )
-        parts += [*([","] if parts else []), func.coalesce(value, "")]
-    return _cat(*parts)
+        piece, more = _csv_piece(column)
+        if len(arguments) + len(more) > _MAX_PRINTF_ARGUMENTS:  # SQLite's limit: 127
+            calls.append(func.printf(",".join(pieces) + ",", *arguments))
+            pieces, arguments = [], []
+        pieces.append(piece)
+        arguments += more
+    return _cat(*calls, func.printf(",".join(pieces), *arguments))
+
+
+_MAX_PRINTF_ARGUMENTS = 100
 
 
 def _query(
@@ -188,21 +242,8 @@ def _query(
     elif dialect == "sqlite":
         values = [_csv_line(columns).label("line")]
     else:
-        values = [_csv_value(column, dialect).label(column.name) for column in columns]
+        values = [_copy_value(column).label(column.name) for column in columns]
     return filtered(select(*values).select_from(model.table), selection, model)
-
-
-def _compiled(conn: AsyncConnection, query: Any) -> tuple[str, list[Any]]:
-    """The query's SQL for the driver, and its positional parameters (bind-processed)."""
-    compiled = query.compile(dialect=conn.dialect)
-    parameters = compiled.construct_params()
-    processors = compiled._bind_processors
-    arguments = []
-    for name in compiled.positiontup or ():
-        value = parameters[name]
-        process = processors.get(name)
-        arguments.append(process(value) if process is not None and value is not None else value)
-    return compiled.string, arguments
 
 
 # --- PostgreSQL: COPY ... TO STDOUT ----------------------------------------------------------
@@ -236,7 +277,7 @@ async def _copy_out(
 ) -> int:
     import codecs
 
-    sql, arguments = _compiled(conn, _query(columns, selection, model, fmt, "postgresql"))
+    sql, arguments = driver_sql(conn.dialect, _query(columns, selection, model, fmt, "postgresql"))
     if fmt is Format.CSV:
         options: dict[str, Any] = {"format": "csv", "header": True}
     else:
@@ -246,10 +287,16 @@ async def _copy_out(
     decoder = codecs.getincrementaldecoder("utf-8")()
     array = _ArrayWriter(stream) if fmt is Format.JSON else None
     write = array.write if array is not None else stream.write
+    write_bytes = getattr(stream, "write_bytes", None)  # GuardedStream: straight to the file
 
     async def sink(chunk: bytes) -> None:
-        write(decoder.decode(chunk))
+        if array is None and write_bytes is not None:
+            write_bytes(chunk)
+        else:
+            write(decoder.decode(chunk))
 
+    # Timestamps are rendered in UTC (_as_text); only this transaction's setting changes.
+    await conn.execute(text("SET LOCAL TimeZone = 'UTC'"))
     raw = await conn.get_raw_connection()
     status = await raw.driver_connection.copy_from_query(  # type: ignore[union-attr]
         sql, *arguments, output=sink, **options
@@ -268,13 +315,11 @@ def _sqlite_irregular(column: Column[Any]) -> Any | None:
     does (None: every value is fine)."""
     kind = python_type(column)
     if issubclass(kind, bool):
-        return and_(column.is_not(None), not_(func.typeof(column) == "integer"))
+        return and_(column.is_not(None), column.not_in([0, 1]))
     if issubclass(kind, datetime):
+        # GLOB's "?" (one character each) checks length and separators in one cheap step.
         regular = and_(
-            func.typeof(column) == "text",
-            func.length(column) == 26,
-            func.substr(column, 11, 1) == " ",
-            func.substr(column, 20, 1) == ".",
+            func.typeof(column) == "text", column.op("GLOB")("????-??-?? ??:??:??.??????")
         )
         return and_(column.is_not(None), not_(regular))
     if issubclass(kind, uuid.UUID):
@@ -315,7 +360,7 @@ async def _sqlite_out(
     fmt: Format,
     stream: IO[str],
 ) -> int:
-    sql, arguments = _compiled(conn, _query(columns, selection, model, fmt, "sqlite"))
+    sql, arguments = driver_sql(conn.dialect, _query(columns, selection, model, fmt, "sqlite"))
     raw = await conn.get_raw_connection()
     cursor = await raw.driver_connection.execute(sql, arguments)  # type: ignore[union-attr]
     array = _ArrayWriter(stream) if fmt is Format.JSON else None

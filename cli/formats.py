@@ -10,6 +10,10 @@ from decimal import Decimal
 from enum import Enum, StrEnum
 from typing import Any
 
+# The stored password of an account that cannot log in (Django's convention: "!" and
+# anything after it), until `users set-password`.
+UNUSABLE = "!"
+
 
 class Format(StrEnum):
     CSV = "csv"

@@ -33,8 +33,7 @@ from functools import cache
 from typing import Any
 
 from cli.errors import UsageError
-
-UNUSABLE = "!"
+from cli.formats import UNUSABLE
 
 PBKDF2_ITERATIONS = (1, 10_000_000)  # Django 5.2's default is 1,000,000: 0.2 s here
 SCRYPT_MEMORY_BYTES = 256 << 20  # 128 x n x r, per lane
@@ -278,6 +277,8 @@ def normalize(value: str) -> str:
     """The form a foreign hash is stored in: Django's `argon2$$argon2id$...` and
     `bcrypt$$2b$...` lose their prefix (they are then standard hashes, which an
     application's pwdlib verifies too); anything else is kept as it is."""
+    if value.startswith("$"):  # a standard hash (the common case: no regex for it)
+        return value
     return _DJANGO_WRAPPED.sub("", value, count=1) if _DJANGO_WRAPPED.match(value) else value
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from cli.appmodels import UserModel, parse_flag, python_type
 from cli.errors import UsageError
-from cli.formats import Format, Source
-from cli.legacy_hashes import UNUSABLE, FirebaseHashConfig
+from cli.formats import UNUSABLE, Format, Source
+from cli.legacy_hashes import FirebaseHashConfig
 from cli.readers import ERROR_KEY, describe_names
 
 MISSING: Any = object()

@@ -218,9 +218,10 @@ def _read_csv(
                 continue
             if not row:
                 continue  # a blank line
-            if any(_OVERLONG in field for field in row):
+            joined = "\n".join(row)  # one string to check (the marker has no "\n")
+            if _OVERLONG in joined:
                 yield start, {ERROR_KEY: TOO_LONG}
-            elif not is_text("".join(row)):
+            elif not is_text(joined):
                 yield start, {ERROR_KEY: NOT_UTF8}
             elif len(row) != width:
                 more = "more" if len(row) > width else "fewer"

@@ -14,6 +14,7 @@ import csv
 import gc
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -28,16 +29,20 @@ from sqlalchemy import (
     Column,
     Integer,
     MetaData,
+    String,
     Table,
+    Uuid,
     and_,
+    bindparam,
     exists,
     func,
     literal,
+    literal_column,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import DefaultClause
 
@@ -49,8 +54,9 @@ from cli.appmodels import (
     UserModel,
     check_length,
     converter,
+    python_type,
 )
-from cli.db import Database
+from cli.db import Database, driver_sql
 from cli.errors import ConflictError, DbtoolError, InvalidInputError
 from cli.formats import Format, OnConflict, csv_value, excerpt, json_default
 from cli.readers import ERROR_KEY, detect_format, read_records
@@ -101,9 +107,18 @@ class RowPlan:
     """
 
     def __init__(
-        self, model: UserModel, *, min_password_length: int, scheme: str, assume_utc: bool = False
+        self,
+        model: UserModel,
+        *,
+        min_password_length: int,
+        scheme: str,
+        assume_utc: bool = False,
+        server_ids: bool = False,
     ) -> None:
+        """`server_ids`: random (v4) ids the file does not give are made by the database
+        (the move's gen_random_uuid()), not here: a second per million rows."""
         self.model = model
+        self.server_ids = server_ids
         self.min_password_length = min_password_length
         self.scheme = scheme
         self.plain = plain_password_key(model)
@@ -115,7 +130,7 @@ class RowPlan:
         special = {model.email, model.password, model.username}
         # (key, staged position, converter) for the columns taken from the file as they are.
         self.plain_columns = [
-            (c.name, self.index[c.name], converter(c, assume_utc=assume_utc))
+            (c.name, self.index[c.name], _import_converter(c, assume_utc=assume_utc))
             for c in table_columns
             if c not in special
         ]
@@ -128,10 +143,20 @@ class RowPlan:
             if c.default is not None
             and c.default.is_callable
             and c not in {*special, model.created, model.updated}  # stamped in validate
+            and not (server_ids and c is model.id)
         ]
-        if model.generate_id:
+        if model.generate_id and not server_ids:
             self.fillers.append((self.index[model.id.name], lambda _ctx: uuid.uuid4()))
         self.required = [(c.name, self.index[c.name]) for c in model.required]
+        # Keys and positions looked up once, not for every row.
+        self.email_key, self.email_at = model.email.name, self.index[model.email.name]
+        self.password_key = model.password.name
+        self.password_at = self.index[model.password.name]
+        self.username_key = None if model.username is None else model.username.name
+        self.username_at = self.index.get(self.username_key or "")
+        self.derived_at = self.index.get(DERIVED_USERNAME)
+        self.created_at = None if model.created is None else self.index[model.created.name]
+        self.updated_at = None if model.updated is None else self.index[model.updated.name]
 
     def validate(
         self, line: int, record: dict[str, Any], now: datetime
@@ -142,29 +167,29 @@ class RowPlan:
         model = self.model
         values: list[Any] = [None] * len(self.columns)
         values[0] = line
-        raw_email = _text(record, model.email.name)
+        raw_email = _text(record, self.email_key)
         if raw_email is None:
             raise RowError("email is missing")
         try:
             email = normalize_email(raw_email)
             check_length(model.email, email)
-            values[self.index[model.email.name]] = email
-            if model.username is not None:
-                given = _text(record, model.username.name)
+            values[self.email_at] = email
+            if self.username_key is not None:
+                given = _text(record, self.username_key)
                 username = normalize_username(given) if given is not None else None
                 derived = username or username_from_email(email)
-                check_length(model.username, derived)
-                values[self.index[model.username.name]] = username
-                values[self.index[DERIVED_USERNAME]] = derived
+                check_length(model.username, derived)  # type: ignore[arg-type]
+                values[self.username_at] = username  # type: ignore[index]
+                values[self.derived_at] = derived  # type: ignore[index]
             else:
                 derived = None
         except InvalidInputError as exc:
             raise RowError(str(exc)) from None
         plain = _text(record, self.plain)
-        hashed = _text(record, model.password.name)
+        hashed = _text(record, self.password_key)
         if plain is not None:
             if hashed is not None:
-                raise RowError(f"give either {self.plain} or {model.password.name}, not both")
+                raise RowError(f"give either {self.plain} or {self.password_key}, not both")
             problem = passwords.policy_violation(
                 plain,
                 min_length=self.min_password_length,
@@ -175,18 +200,18 @@ class RowPlan:
             if problem is not None:
                 raise RowError(problem)
         elif hashed is None:
-            raise RowError(f"{self.plain} or {model.password.name} is missing")
+            raise RowError(f"{self.plain} or {self.password_key} is missing")
         else:
             hashed = passwords.normalize_hash(hashed)
             problem = passwords.hash_problem(hashed)
             if problem is not None:
-                raise RowError(f"{model.password.name} {problem}")
+                raise RowError(f"{self.password_key} {problem}")
             if self.hash_length is not None and len(hashed) > self.hash_length:
                 raise RowError(
-                    f"{model.password.name} is longer than the column allows "
+                    f"{self.password_key} is longer than the column allows "
                     f"({self.hash_length} characters)"
                 )
-            values[self.index[model.password.name]] = hashed
+            values[self.password_at] = hashed
         for key, position, convert in self.plain_columns:
             raw = record.get(key)
             if raw is None or raw == "":
@@ -198,14 +223,14 @@ class RowPlan:
                 raise RowError(f"{key} {exc}: {excerpt(raw)}{hint}") from None
             except ValueError as exc:
                 raise RowError(f"{key} {exc}: {excerpt(raw)}") from None
-        if model.created is not None:
-            created_at = self.index[model.created.name]
+        created_at, updated_at = self.created_at, self.updated_at
+        if created_at is not None:
             if values[created_at] is None:
                 values[created_at] = now
-            if model.updated is not None and values[self.index[model.updated.name]] is None:
-                values[self.index[model.updated.name]] = values[created_at]
-        elif model.updated is not None and values[self.index[model.updated.name]] is None:
-            values[self.index[model.updated.name]] = now
+            if updated_at is not None and values[updated_at] is None:
+                values[updated_at] = values[created_at]
+        elif updated_at is not None and values[updated_at] is None:
+            values[updated_at] = now
         for position, make in self.fillers:  # after the timestamps: ids, other defaults
             if values[position] is None:
                 values[position] = make(None)
@@ -213,6 +238,29 @@ class RowPlan:
             if values[position] is None:
                 raise RowError(f"{key} is missing (the user model requires it)")
         return values, plain
+
+
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
+def _import_converter(column: Column[Any], *, assume_utc: bool) -> Callable[[Any], Any]:
+    """`converter`, except that a UUID in its canonical text form is kept as that text: both
+    drivers take it as it is (asyncpg's COPY parses it; on SQLite `_bind_processor` turns it
+    into the stored hex), and parsing a million of them into UUID objects is a second of
+    an import's time."""
+    convert = converter(column, assume_utc=assume_utc)
+    if not isinstance(column.type, Uuid):  # custom types may expect UUID objects
+        return convert
+    canonical = _CANONICAL_UUID.fullmatch
+
+    def to_uuid(value: Any) -> Any:
+        if value.__class__ is str and canonical(value):
+            return value
+        return convert(value)
+
+    return to_uuid
 
 
 def _text(record: dict[str, Any], key: str) -> str | None:
@@ -275,6 +323,22 @@ class ImportConflictError(ConflictError):
         self.report = report
 
 
+def _server_makes_ids(dialect: Any, model: UserModel) -> bool:
+    """Whether the move can make the user table's random ids (PostgreSQL 13 and later have
+    gen_random_uuid()): ids that dbtool would make with uuid4, or the model does."""
+    if dialect.name != "postgresql" or (dialect.server_version_info or (0,)) < (13,):
+        return False
+    default = model.id.default
+    by_uuid4 = (
+        default is not None
+        and getattr(default, "arg", None) is not None
+        and (
+            getattr(default.arg, "__wrapped__", None) is uuid.uuid4  # type: ignore[attr-defined]
+        )
+    )
+    return model.generate_id or by_uuid4
+
+
 def staging_table(model: UserModel, plan: RowPlan) -> Table:
     """A temporary table with the user table's column types, every column nullable."""
     columns: list[Column[Any]] = [Column(LINE, Integer, nullable=False)]
@@ -318,6 +382,7 @@ async def import_users(
         else min_password_length,
         scheme=settings.password_hash,
         assume_utc=assume_utc,
+        server_ids=_server_makes_ids(db.engine.dialect, model),
     )
     report = ImportReport()
     rows = iter(records)
@@ -328,17 +393,16 @@ async def import_users(
 
     staging = staging_table(model, plan)
     moving: asyncio.Task[None] | None = None
-    moving_rows: list[list[Any]] = []
+    moving_payload: Any = None  # the batch in flight, for a conflict report
     batches = 0
     with _collector_paused(), _hashing_threads() as hashing:
         try:
             async with db.session() as session:
                 conn = await session.connection()
                 await _lock_table(conn, model)
+                restore = await _tune_sqlite(conn)
                 await conn.run_sync(lambda sync: staging.create(sync))
-                statements = _MoveStatements.build(
-                    conn.dialect.name, on_conflict, model, staging, plan
-                )
+                moves = _Moves.build(conn.dialect.name, on_conflict, model, staging, plan)
                 stage = _Stager(conn, staging, plan)
                 try:
                     more, staged = next_batch()
@@ -347,14 +411,12 @@ async def import_users(
                             ready = await _hash_plain_passwords(
                                 staged, hashing, plan, settings.password_hash
                             )
+                            payload = stage.prepare(ready)  # while the previous batch moves
                             if moving is not None:
                                 await moving  # the previous batch has left the staging table
-                            await stage(ready)
-                            moving_rows = ready
-                            moving = asyncio.create_task(
-                                _move(conn, statements, report, staged=len(ready))
-                            )
-                            await asyncio.sleep(0)  # the move is sent; the server works on it...
+                            moving_payload = payload
+                            moving = await _send(stage, payload, moves, report, len(ready))
+                            await asyncio.sleep(0)  # the move is sent; the database works...
                         more, staged = next_batch()  # ...while the next batch is validated
                         batches += 1
                         gc.collect(2 if batches % 50 == 0 else 1)  # see _collector_paused
@@ -368,13 +430,15 @@ async def import_users(
                         await asyncio.gather(moving, return_exceptions=True)
                 if report.rejected and not skip_invalid:
                     raise ImportRejectedError(report)
-                if statements.after is not None:
-                    await conn.execute(statements.after)
+                if moves.staged.after is not None:
+                    await conn.execute(moves.staged.after)
                 await conn.run_sync(lambda sync: staging.drop(sync))
+                for pragma in restore:
+                    await conn.exec_driver_sql(pragma)
         except IntegrityError:
             # The transaction is gone (nothing written); explain the batch that conflicted.
             report.conflicts = await _explain_conflicts(
-                db, model, staging, plan, moving_rows, on_conflict
+                db, model, staging, plan, moving_payload, on_conflict
             )
             raise ImportConflictError(report, _conflict_summary(report.conflicts)) from None
     report.seconds = time.perf_counter() - started
@@ -388,6 +452,21 @@ async def _lock_table(conn: AsyncConnection, model: UserModel) -> None:
     if conn.dialect.name == "postgresql":
         key = func.hashtext(f"dbtool import {model.table.fullname}")
         await conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+# SQLite's page cache during an import (KiB): the user table's unique indexes take rows in
+# random order, and a cache of a few pages makes most of those inserts read from disk.
+SQLITE_IMPORT_CACHE_KIB = 65536
+
+
+async def _tune_sqlite(conn: AsyncConnection) -> list[str]:
+    """On SQLite, a larger page cache for this import; the statement that restores the
+    connection's setting afterwards (it may be an application's pooled connection)."""
+    if conn.dialect.name != "sqlite":
+        return []
+    before = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
+    await conn.exec_driver_sql(f"PRAGMA cache_size = {-SQLITE_IMPORT_CACHE_KIB}")
+    return [f"PRAGMA cache_size = {int(before)}"]
 
 
 @contextmanager
@@ -427,12 +506,13 @@ def _validate_batch(
     report: ImportReport,
     on_reject: Callable[[Rejection], None] | None,
 ) -> list[tuple[list[Any], str | None]]:
-    staged = []
+    staged: list[tuple[list[Any], str | None]] = []
+    append, validate = staged.append, plan.validate
     now = datetime.now(UTC)  # one creation time per batch: rows of a batch arrive together
+    report.rows += len(batch)
     for line, record in batch:
-        report.rows += 1
         try:
-            staged.append(plan.validate(line, record, now))
+            append(validate(line, record, now))
         except RowError as exc:
             report.rejected += 1
             rejection = Rejection(line, str(exc), record)
@@ -464,38 +544,105 @@ async def _hash_plain_passwords(
 
 
 class _Stager:
-    """Puts one batch into the (empty) staging table."""
+    """Puts one batch into the (empty) staging table, past SQLAlchemy's per-row statement
+    machinery, in two steps: `prepare` (Python's work: each column type's bind processor,
+    as SQLAlchemy would apply it) and `load` (the database's).
+
+    PostgreSQL: asyncpg's binary COPY. SQLite: the batch as one JSON array, which one
+    INSERT ... SELECT FROM json_each() unpacks; a single step that runs in aiosqlite's
+    thread without Python's lock while the next batch is validated (executemany would take
+    the lock back for every row and stall both). Rows themselves are left as they are: a
+    conflict report stages them again."""
 
     def __init__(self, conn: AsyncConnection, staging: Table, plan: RowPlan) -> None:
         self.conn, self.staging, self.plan = conn, staging, plan
         dialect = conn.dialect
-        # COPY bypasses SQLAlchemy's type processing, so apply each column type's bind
-        # processor here (most have none on asyncpg).
         self.processors = [
             (position, processor)
             for position, column in enumerate(staging.columns)
-            if (processor := column.type._cached_bind_processor(dialect)) is not None
+            if (processor := _bind_processor(column, dialect)) is not None
         ]
-
-    async def __call__(self, rows: list[list[Any]]) -> None:
-        if not rows:
-            return
-        if self.conn.dialect.name == "postgresql":
-            if self.processors:
-                for row in rows:
-                    for position, process in self.processors:
-                        if row[position] is not None:
-                            row[position] = process(row[position])
-            raw = await self.conn.get_raw_connection()
-            # asyncpg's binary COPY into the temporary table, inside the same transaction.
-            await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-                self.staging.name, records=rows, columns=self.plan.columns
+        self.insert = str(staging.insert().compile(dialect=dialect))
+        if dialect.name == "sqlite":
+            names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in staging.columns)
+            values = ", ".join(f"json_extract(value, '$[{n}]')" for n in range(len(staging.c)))
+            self.insert_json: str | None = (
+                f"INSERT INTO {staging.name} ({names}) SELECT {values} FROM json_each(?)"
             )
+        else:
+            self.insert_json = None
+
+    def prepare(self, rows: list[list[Any]]) -> Any:
+        """What `load` takes: the batch, processed (and on SQLite, as JSON text)."""
+        processed = self._processed(rows)
+        if self.insert_json is not None:
+            try:
+                return json.dumps(processed, ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError):  # a value JSON cannot carry: bound as it is
+                pass
+        return processed
+
+    def _processed(self, rows: list[list[Any]]) -> list[list[Any]]:
+        """The rows, their values through the bind processors (in place: the rows are this
+        batch's own, and a conflict report stages the prepared batch again)."""
+        processors = self.processors
+        if processors:
+            for row in rows:
+                for position, process in processors:
+                    if (value := row[position]) is not None:
+                        row[position] = process(value)
+        return rows
+
+    async def load(self, payload: Any) -> None:
+        if not payload:
             return
-        columns = self.plan.columns
-        await self.conn.execute(
-            self.staging.insert(), [dict(zip(columns, row, strict=True)) for row in rows]
-        )
+        raw = (await self.conn.get_raw_connection()).driver_connection
+        if self.conn.dialect.name == "postgresql":
+            # Into the temporary table, inside the same transaction.
+            await raw.copy_records_to_table(  # type: ignore[union-attr]
+                self.staging.name, records=payload, columns=self.plan.columns
+            )
+        elif isinstance(payload, str):
+            await raw.execute(self.insert_json, (payload,))  # type: ignore[union-attr]
+        else:
+            await raw.executemany(self.insert, payload)  # type: ignore[union-attr]
+
+
+def _bind_processor(column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
+    """The column type's bind processor for `dialect`. SQLite's DateTime formats through a
+    dict for every value; where a plain %-format gives the same text (checked on samples
+    here), that is used instead: it runs twice per imported row."""
+    processor = column.type._cached_bind_processor(dialect)
+    kind = python_type(column)
+    if dialect.name != "sqlite" or processor is None or kind not in (datetime, uuid.UUID):
+        return processor
+    general = processor
+
+    def fast(value: Any) -> Any:
+        if value.__class__ is datetime:
+            return _SQLITE_DATETIME % (
+                value.year, value.month, value.day,
+                value.hour, value.minute, value.second, value.microsecond,
+            )  # fmt: skip
+        if value.__class__ is str:  # a canonical UUID (_import_converter): stored as hex
+            return value.replace("-", "").lower()
+        return general(value)
+
+    if kind is datetime:
+        same = all(fast(sample) == general(sample) for sample in _DATETIME_SAMPLES)
+    else:
+        same = all(fast(str(sample).upper()) == general(sample) for sample in _UUID_SAMPLES)
+    return fast if same else general
+
+
+_UUID_SAMPLES = (uuid.UUID(int=0), uuid.UUID("01234567-89ab-cdef-0123-456789abcdef"))
+_SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's default for SQLite
+_DATETIME_SAMPLES = (
+    datetime(1, 1, 1),
+    datetime(2024, 2, 29, 23, 59, 59, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999_999),
+    datetime(2000, 1, 2, 3, 4, 5, tzinfo=UTC),
+)
 
 
 def _default_expression(column: Column[Any], dialect: str) -> Any | None:
@@ -527,10 +674,19 @@ class _MoveStatements:
 
     @classmethod
     def build(
-        cls, dialect: str, policy: OnConflict, model: UserModel, staging: Table, plan: RowPlan
+        cls,
+        dialect: str,
+        policy: OnConflict,
+        model: UserModel,
+        staging: Table,
+        plan: RowPlan,
+        source: Any = None,
     ) -> _MoveStatements:
+        """The statements for `policy`, reading the batch from the staging table, or from
+        `source` (a selectable with the same columns) for an insert of its rows alone."""
         users = model.table
-        s = staging.c
+        source = staging if source is None else source
+        s = source.c
         email = users.c[model.email.name]
         fixed = {model.id, model.email, model.created}
         update_parts: tuple[Any, Any, Any] = (None, None, None)
@@ -558,10 +714,12 @@ class _MoveStatements:
                 continue
             role = next((r for r, c in model.roles() if c is column), None)
             default = _default_expression(column, dialect)
+            if column is model.id and plan.server_ids:
+                default = func.gen_random_uuid()
             if default is None and role in FLAG_ROLES:
                 default = literal(FLAG_DEFAULTS[role])
             values[column.name] = staged if default is None else func.coalesce(staged, default)
-        new_rows = select(*values.values()).select_from(staging)
+        new_rows = select(*values.values()).select_from(source)
         if policy is OnConflict.SKIP:
             new_rows = new_rows.order_by(s[LINE])  # of repeated emails, the first wins
         insert_rows = _insert_for(dialect)(users).from_select(list(values), new_rows)
@@ -578,11 +736,87 @@ class _MoveStatements:
             insert=insert_rows,
             # TRUNCATE, not DELETE: a temporary table is never vacuumed, and deleted rows
             # would pile up for every later batch to scan.
-            empty_staging=text(f"TRUNCATE {staging.name}")
+            empty_staging=None
+            if source is not staging
+            else text(f"TRUNCATE {staging.name}")
             if dialect == "postgresql"
             else staging.delete(),
             after=after,
         )
+
+
+@dataclass(frozen=True)
+class _Moves:
+    """How batches reach the user table: through the staging table, or (SQLite, policies
+    without updates) straight from the batch's JSON in one statement, which aiosqlite's
+    thread runs while the next batch is validated."""
+
+    staged: _MoveStatements
+    direct: _MoveStatements | None = None
+
+    @classmethod
+    def build(
+        cls, dialect: str, policy: OnConflict, model: UserModel, staging: Table, plan: RowPlan
+    ) -> _Moves:
+        staged = _MoveStatements.build(dialect, policy, model, staging, plan)
+        if dialect != "sqlite" or policy is OnConflict.UPDATE:
+            return cls(staged)
+        source = _json_rows(staging).subquery("staged")
+        return cls(staged, _MoveStatements.build(dialect, policy, model, staging, plan, source))
+
+
+def _json_rows(staging: Table) -> Any:
+    """The rows of a batch sent as one JSON array of arrays (the `payload` parameter), with
+    the staging table's column names (SQLite)."""
+    element: Any = literal_column("value")
+    return select(
+        *(
+            func.json_extract(element, f"$[{position}]").label(column.name)
+            for position, column in enumerate(staging.columns)
+        )
+    ).select_from(func.json_each(bindparam("payload", type_=String)))
+
+
+async def _send(
+    stage: _Stager, payload: Any, moves: _Moves, report: ImportReport, rows: int
+) -> asyncio.Task[None]:
+    """Start moving a prepared batch into the user table; the task that finishes it. The
+    batch is loaded into the staging table first (COPY on PostgreSQL: it must be complete
+    before the import goes back to validating), or, on SQLite, inserted from its JSON in one
+    statement that runs meanwhile."""
+    if moves.direct is not None and isinstance(payload, str):
+        return asyncio.create_task(_insert_json(stage.conn, moves.direct, payload, report, rows))
+    await stage.load(payload)
+    return asyncio.create_task(_move(stage.conn, moves.staged, report, staged=rows))
+
+
+async def _insert_json(
+    conn: AsyncConnection, statements: _MoveStatements, payload: str, report: ImportReport,
+    rows: int,
+) -> None:  # fmt: skip
+    inserted = await _insert_directly(conn, statements.insert, payload)
+    report.staged += rows
+    report.inserted += inserted
+    report.skipped += rows - inserted
+
+
+async def _insert_directly(conn: AsyncConnection, insert: Any, payload: str) -> int:
+    """Run the insert of a JSON batch as one aiosqlite request, so that it is under way in
+    aiosqlite's thread as soon as the import yields (SQLAlchemy's own execution takes
+    several requests, which would wait until the next batch is validated); the rows it
+    inserted. Errors are SQLAlchemy's, as from any other statement (parameters hidden)."""
+    import sqlite3
+
+    sql, arguments = driver_sql(conn.dialect, insert, {"payload": payload})
+    raw = (await conn.get_raw_connection()).driver_connection
+    try:
+        cursor = await raw.execute(sql, arguments)  # type: ignore[union-attr]
+    except sqlite3.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, sqlite3.Error, hide_parameters=True) from exc
+    try:
+        return int(cursor.rowcount)
+    finally:
+        await cursor.close()
 
 
 async def _move(
@@ -600,7 +834,8 @@ async def _move(
     inserted = (await conn.execute(statements.insert)).rowcount
     report.inserted += inserted
     report.skipped += staged - moved - inserted
-    await conn.execute(statements.empty_staging)
+    if statements.empty_staging is not None:
+        await conn.execute(statements.empty_staging)
 
 
 def _insert_for(dialect: str) -> Any:
@@ -619,15 +854,16 @@ async def _explain_conflicts(
     model: UserModel,
     staging: Table,
     plan: RowPlan,
-    rows: list[list[Any]],
+    payload: Any,
     policy: OnConflict,
 ) -> list[str]:
-    """Stage the batch that conflicted again, in a transaction that is rolled back, and
-    report its first conflicting emails and usernames with their lines."""
+    """Stage the batch that conflicted (as `_Stager.prepare` made it) again, in a
+    transaction that is rolled back, and report its first conflicting emails and usernames
+    with their lines."""
     async with db.engine.connect() as conn:
         await conn.begin()
         await conn.run_sync(lambda sync: staging.create(sync))
-        await _Stager(conn, staging, plan)(rows)
+        await _Stager(conn, staging, plan).load(payload)
         try:
             return await _conflicts_in_staging(conn, model, staging, policy)
         finally:

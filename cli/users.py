@@ -29,12 +29,11 @@ from sqlalchemy import Select, delete, func, insert, literal, or_, select, true,
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cli import passwords
 from cli.appmodels import FLAG_DEFAULTS, UserModel, check_length, convert, load_models
 from cli.config import Settings
 from cli.dberrors import sqlstate, unique_violation_columns
 from cli.errors import ConflictError, InvalidInputError, NotFoundError, UsageError
-from cli.legacy_hashes import UNUSABLE
+from cli.formats import UNUSABLE
 from cli.validation import normalize_email, normalize_username, username_from_email
 
 
@@ -331,6 +330,8 @@ async def _conflict(
 
 
 async def _hash(password: str, settings: Settings) -> str:
+    from cli import passwords
+
     return await asyncio.to_thread(passwords.hash_password, password, settings.password_hash)
 
 
@@ -340,6 +341,8 @@ def _policy(
     min_length: int | None,
     **identity: str | None,
 ) -> None:
+    from cli import passwords
+
     passwords.check_policy(
         password,
         min_length=settings.password_min_length if min_length is None else min_length,
@@ -485,6 +488,8 @@ async def check_password(
     bounds is HashRefusedError. A match against an outdated
     hash stores one of the configured scheme, unless `upgrade` is False (a read-only
     standby). Login code wants `authenticate` instead."""
+    from cli import passwords
+
     model, settings = _resolve(session, model)
     user = await get_user(session, ident, model=model, with_hash=True)
     if not passwords.is_usable(user.hashed_password):
@@ -503,6 +508,8 @@ _dummy_hashes: dict[str, str] = {}
 def _dummy_hash(scheme: str) -> str:
     """A hash of the configured scheme and parameters, verified when there is no user (or
     no usable hash), so that a failed login costs what a successful one costs."""
+    from cli import passwords
+
     if scheme not in _dummy_hashes:
         _dummy_hashes[scheme] = passwords.hash_password("dbtool: no such user", scheme)
     return _dummy_hashes[scheme]
@@ -521,6 +528,8 @@ async def authenticate(
       cli.passwords), is a failure, never an exception;
     - a match against an outdated hash stores a new one of the configured scheme.
     """
+    from cli import passwords
+
     model, settings = _resolve(session, model)
     scheme = settings.password_hash
     dummy = await asyncio.to_thread(_dummy_hash, scheme)  # once per process, before the lookup

@@ -498,7 +498,9 @@ def users_list(
                         f"not shown at this width: {', '.join(left_out)} (--json shows all)",
                         wrap=True,
                     )
-    if after is not None:
+    if after is not None and not shown:
+        output.note(f"no users after {after}: that was the last of {total:,}", wrap=True)
+    elif after is not None:
         output.note(f"showing {shown:,} after {after} of {total:,} users", wrap=True)
     elif shown < total and shown:
         output.note(
@@ -1011,6 +1013,22 @@ class GuardedStream:
     def write(self, text: str) -> int:
         try:
             return self.stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise FileError(f"cannot write {self.name}: {exc.strerror or exc}") from None
+
+    def write_bytes(self, data: bytes) -> None:
+        """UTF-8 text already encoded (COPY's output), written past the text layer where the
+        stream has a binary one: decoding it only to encode it again would cost more than
+        the rest of an export."""
+        binary = getattr(self.stream, "buffer", None)
+        if binary is None:
+            self.write(data.decode("utf-8"))
+            return
+        self.flush()  # what was written as text goes first
+        try:
+            binary.write(data)
         except BrokenPipeError:
             raise
         except OSError as exc:

@@ -18,6 +18,10 @@ from sqlalchemy.engine import make_url
 from tests.helpers import Dbtool, assert_clean_error, run_sql
 
 PASSWORD = "long enough pw"
+HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$ExDYM8hOYqkOufkaUmEYLQ"
+    "$dYkCsxF5tiXOUZSYWoF3jjrkC/XaQ9mNM9f3rGHNQpA"
+)
 
 
 def fill(url: str, count: int) -> None:
@@ -97,16 +101,13 @@ def test_after_pages_through_every_user_once(initialised: Dbtool) -> None:
         after = ["--after", ids[-1]]
     assert seen == everyone and len(set(seen)) == 57
     # --after takes an email (or username) too: the users after that one, in list order.
-    by_email = initialised("users", "list", "--json", "--limit", "3", "--after", "p0@example.com")
-    p0 = everyone.index(
-        next(
-            user["id"]
-            for user in json.loads(initialised("users", "list", "--all", "--json").stdout)
-            if user["email"] == "p0@example.com"
-        )
-    )
-    assert [user["id"] for user in json.loads(by_email.stdout)] == everyone[p0 + 1 : p0 + 4]
-    assert "showing 3 after p0@example.com of 57 users" in by_email.stderr
+    listed = json.loads(initialised("users", "list", "--all", "--json").stdout)
+    middle = listed[20]["email"]
+    by_email = initialised("users", "list", "--json", "--limit", "3", "--after", middle)
+    assert [user["id"] for user in json.loads(by_email.stdout)] == everyone[21:24]
+    assert f"showing 3 after {middle} of 57 users" in by_email.stderr
+    last = initialised("users", "list", "--after", listed[-1]["email"])
+    assert last.exit_code == 0 and "that was the last of 57" in last.stderr
     assert_clean_error(initialised("users", "list", "--after", "nobody@example.com"), 1,
                        "no user matches 'nobody@example.com'")  # fmt: skip
     assert_clean_error(initialised("users", "list", "--all", "--after", "p0@example.com"), 2,
@@ -149,3 +150,18 @@ def test_info_counts_small_tables_exactly(initialised: Dbtool) -> None:
     fill(initialised.url, 500)
     tables = json.loads(initialised("info", "--json").stdout)["tables"]
     assert tables == [{"name": "users", "rows": 500}]
+
+
+def test_imported_users_without_ids_get_random_ids(initialised: Dbtool) -> None:
+    """Made by the database on PostgreSQL (gen_random_uuid), by dbtool on SQLite: version 4
+    UUIDs either way, one per user; the file's own ids are kept."""
+    given = uuid.uuid4()
+    rows = "email,hashed_password,id\n" + "".join(
+        f'n{n}@example.com,"{HASH}",{given if n == 0 else ""}\n' for n in range(300)
+    )
+    imported = initialised("users", "import", "-", "--format", "csv", input=rows)
+    assert imported.exit_code == 0, imported.output
+    ids = [uuid.UUID(user["id"]) for user in json.loads(initialised("users", "list", "--all",
+                                                                  "--json").stdout)]  # fmt: skip
+    assert len(set(ids)) == 300 and given in ids
+    assert all(key.version == 4 for key in ids)
