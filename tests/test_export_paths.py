@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,25 @@ def test_values_stored_by_other_tools_take_the_general_path(initialised: Dbtool)
         fast, general = exports(initialised.url, None, fmt, UserFilter(), fast=not sqlite)
         assert fast == general
         assert "b@example.com" in fast
+
+
+def test_tricky_values_import_unchanged(database_url: str, tmp_path: Path) -> None:
+    """What `users import` stores is what the file says, whatever the characters (SQLite
+    carries each batch as JSON: non-ASCII, control characters, quotes and backslashes must
+    come through it untouched)."""
+    import csv
+
+    models = "tests.apps.template_app:SQLModel"
+    dbtool = Dbtool(database_url, env={"DBTOOL_MODELS": models})
+    assert dbtool("init").exit_code == 0
+    path = tmp_path / "tricky.csv"
+    with path.open("w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["email", "full_name", "password"])
+        for number, name in enumerate(NAMES):
+            writer.writerow([f"t{number}@example.com", name, "long enough pw"])
+    imported = dbtool("users", "import", str(path), "--batch-size", "4")
+    assert imported.exit_code == 0, imported.output
+    stored = dict(run_sql(database_url, 'SELECT email, full_name FROM "user"'))
+    expected = {f"t{number}@example.com": name or None for number, name in enumerate(NAMES)}
+    assert {email: name or None for email, name in stored.items()} == expected
