@@ -77,19 +77,27 @@ def main() -> None:
             f"note: PostgreSQL at {args.postgres_url} does not answer; its figures are skipped",
             file=sys.stderr,
         )
-    rows: list[Row] = []
     started = time.perf_counter()
+    # The table is printed as it grows (a long run that fails late keeps what it measured).
+    print(HEADER, flush=True)
+    failed = []
     for name in args.only or SUITES:
-        print(f"running {name} ...", file=sys.stderr)
+        print(f"running {name} ...", file=sys.stderr, flush=True)
         suite = importlib.import_module(f"benchmarks.{name}")
-        rows += suite.run(args.runs, postgres_url=postgres, quick=args.quick)
+        try:
+            rows: list[Row] = suite.run(args.runs, postgres_url=postgres, quick=args.quick)
+        except Exception as exc:  # report it, and go on with the other suites
+            print(f"error: the {name} benchmarks failed: {exc!r}", file=sys.stderr, flush=True)
+            failed.append(name)
+            continue
+        for row in rows:
+            print(row.markdown(), flush=True)
     print(
-        f"{date.today().isoformat()}, {machine()}, {args.runs} runs per figure (medians), "
-        f"{time.perf_counter() - started:.0f} s\n"
+        f"\n{date.today().isoformat()}, {machine()}, {args.runs} runs per figure (medians), "
+        f"{time.perf_counter() - started:.0f} s"
     )
-    print(HEADER)
-    for row in rows:
-        print(row.markdown())
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,7 +58,9 @@ HEADER = (
 
 
 def _fmt(value: float) -> str:
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.1f}" if abs(value) >= 1 else f"{value:.3f}"
 
 
 def run_quiet(
@@ -76,7 +78,7 @@ def run_quiet(
 
 
 def time_interleaved(
-    commands: dict[str, Callable[[int], float]], runs: int, warmup: int = 1
+    commands: Mapping[str, Callable[[int], float]], runs: int, warmup: int = 1
 ) -> dict[str, float]:
     """Median seconds of each callable, run round-robin so drift hits all of them alike.
 

@@ -52,14 +52,14 @@ def run(runs: int, postgres_url: str | None = None, quick: bool = False, **_: ob
 def _queries(url: str, count: int) -> dict[str, str]:
     """The SQL of `users list` (first page), `--after` the middle user and `--offset` half
     the table, as dbtool builds it for this database."""
-    from sqlalchemy import create_engine, select
+    from sqlalchemy import select
     from sqlalchemy.engine import make_url
 
     from cli.appmodels import load_models
     from cli.users import UserFilter, after_condition, filtered
 
     model = load_models(None, None, None).user
-    dialect = create_engine(make_url(url).set(drivername=make_url(url).get_backend_name()))
+    dialect = make_url(url).get_dialect()()  # no connection: only to compile
     middle = _middle_key(url, count)
     first = filtered(select(*model.public_columns), UserFilter(), model).limit(50)
     pages = {
@@ -68,7 +68,7 @@ def _queries(url: str, count: int) -> dict[str, str]:
         "--offset, deep": first.offset(count // 2),
     }
     return {
-        name: str(query.compile(dialect=dialect.dialect, compile_kwargs={"literal_binds": True}))
+        name: str(query.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
         for name, query in pages.items()
     }
 
@@ -104,7 +104,7 @@ async def _postgres_ms(url: str, sql: str, samples: int) -> float:
         times = []
         for _ in range(samples + 1):
             plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
-            times.append(json.loads(plan)[0]["Execution Time"])
+            times.append(float(json.loads(plan)[0]["Execution Time"]))
         return statistics.median(times[1:])
     finally:
         await conn.close()
