@@ -402,8 +402,11 @@ async def import_users(
                 await _lock_table(conn, model)
                 restore = await _tune_sqlite(conn)
                 await conn.run_sync(lambda sync: staging.create(sync))
-                moves = _Moves.build(conn.dialect.name, on_conflict, model, staging, plan)
-                stage = _Stager(conn, staging, plan)
+                json_batches = await _has_json_functions(conn)
+                moves = _Moves.build(
+                    conn.dialect.name, on_conflict, model, staging, plan, json=json_batches
+                )
+                stage = _Stager(conn, staging, plan, json=json_batches)
                 try:
                     more, staged = next_batch()
                     while more:
@@ -554,7 +557,9 @@ class _Stager:
     the lock back for every row and stall both). Rows themselves are left as they are: a
     conflict report stages them again."""
 
-    def __init__(self, conn: AsyncConnection, staging: Table, plan: RowPlan) -> None:
+    def __init__(
+        self, conn: AsyncConnection, staging: Table, plan: RowPlan, *, json: bool = False
+    ) -> None:
         self.conn, self.staging, self.plan = conn, staging, plan
         dialect = conn.dialect
         self.processors = [
@@ -563,7 +568,7 @@ class _Stager:
             if (processor := _bind_processor(column, dialect)) is not None
         ]
         self.insert = str(staging.insert().compile(dialect=dialect))
-        if dialect.name == "sqlite":
+        if json:
             names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in staging.columns)
             values = ", ".join(f"json_extract(value, '$[{n}]')" for n in range(len(staging.c)))
             self.insert_json: str | None = (
@@ -756,13 +761,33 @@ class _Moves:
 
     @classmethod
     def build(
-        cls, dialect: str, policy: OnConflict, model: UserModel, staging: Table, plan: RowPlan
+        cls,
+        dialect: str,
+        policy: OnConflict,
+        model: UserModel,
+        staging: Table,
+        plan: RowPlan,
+        *,
+        json: bool = False,
     ) -> _Moves:
         staged = _MoveStatements.build(dialect, policy, model, staging, plan)
-        if dialect != "sqlite" or policy is OnConflict.UPDATE:
+        if not json or policy is OnConflict.UPDATE:
             return cls(staged)
         source = _json_rows(staging).subquery("staged")
         return cls(staged, _MoveStatements.build(dialect, policy, model, staging, plan, source))
+
+
+async def _has_json_functions(conn: AsyncConnection) -> bool:
+    """Whether batches can travel as JSON: SQLite with its JSON functions (built in since
+    3.38, an option before); PostgreSQL uses COPY."""
+    if conn.dialect.name != "sqlite":
+        return False
+    try:
+        async with conn.begin_nested():
+            await conn.exec_driver_sql("SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')")
+    except DBAPIError:
+        return False
+    return True
 
 
 def _json_rows(staging: Table) -> Any:
@@ -863,7 +888,7 @@ async def _explain_conflicts(
     async with db.engine.connect() as conn:
         await conn.begin()
         await conn.run_sync(lambda sync: staging.create(sync))
-        await _Stager(conn, staging, plan).load(payload)
+        await _Stager(conn, staging, plan, json=isinstance(payload, str)).load(payload)
         try:
             return await _conflicts_in_staging(conn, model, staging, policy)
         finally:

@@ -165,3 +165,25 @@ def test_imported_users_without_ids_get_random_ids(initialised: Dbtool) -> None:
                                                                   "--json").stdout)]  # fmt: skip
     assert len(set(ids)) == 300 and given in ids
     assert all(key.version == 4 for key in ids)
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_sqlite_without_json_functions_imports_through_the_staging_table(
+    initialised: Dbtool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SQLite built without its JSON functions: batches go through executemany and the
+    staging table, with the same result."""
+    from cli import transfer
+
+    async def no_json(conn: object) -> bool:
+        return False
+
+    monkeypatch.setattr(transfer, "_has_json_functions", no_json)
+    rows = "email,hashed_password\n" + "".join(f'j{n}@example.com,"{HASH}"\n' for n in range(30))
+    imported = initialised("users", "import", "-", "--format", "csv", "--batch-size", "7",
+                           input=rows)  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    again = initialised("users", "import", "-", "--format", "csv", input=rows)
+    assert again.exit_code == 4 and "j0@example.com" in again.stderr  # conflicts explained
+    assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(30,)]
