@@ -8,7 +8,6 @@ sees from all of them (pg_stat_activity), and how many more such processes fit.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -62,7 +61,7 @@ async def ping(db: Database, *, rounds: int = 5) -> PingResult:
         database=db.settings.masked_url,
         server=product,
         version=version,
-        latency_ms=round(statistics.median(timings), 3),
+        latency_ms=round(median(timings), 3),
         role=role,
     )
 
@@ -375,12 +374,12 @@ async def probe(db: Database, connections: int, *, hold: float = 0.05) -> ProbeR
         **outcome,
         # Connections open at once beyond the pool size: what the probe drew from overflow.
         needed_overflow=max(peak - pool.size(), 0) if isinstance(pool, QueuePool) else 0,
-        wait_p50_ms=ms(statistics.median(ordered)) if ordered else None,
+        wait_p50_ms=ms(median(ordered)) if ordered else None,
         wait_p95_ms=ms(_p95(ordered)) if ordered else None,
         wait_max_ms=ms(ordered[-1]) if ordered else None,
         checked_out_after=pool.checkedout() if isinstance(pool, QueuePool) else None,
         seconds=round(elapsed, 3),
-        first_query_p50_ms=ms(statistics.median(answered)) if answered else None,
+        first_query_p50_ms=ms(median(answered)) if answered else None,
         first_query_p95_ms=ms(_p95(answered)) if answered else None,
         first_query_max_ms=ms(answered[-1]) if answered else None,
     )
@@ -557,3 +556,11 @@ async def pool_report(
         if probed.checked_out_after:
             report.warnings.append(f"{probed.checked_out_after} connections were not returned")
     return report
+
+
+def median(values: list[float]) -> float:
+    """The median (statistics.median, without importing statistics and fractions for it:
+    every ping and pool-status would pay for them)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

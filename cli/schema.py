@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -289,6 +288,8 @@ async def use_wal(db: Database) -> None:
     for a writer, nor a writer for readers. Outside any transaction, as SQLite requires."""
     if sqlite_path(db.settings.url) is None:
         return
+    import sqlite3  # not for PostgreSQL's sake
+
     async with db.engine.connect() as conn:
         raw: Any = (await conn.get_raw_connection()).driver_connection
         for _ in range(10):

@@ -100,6 +100,10 @@ def test_a_postgres_command_never_loads_aiosqlite(new_postgres_database: str) ->
     assert "aiosqlite" not in loaded
     listed = loaded_modules("--url", url, "users", "list")
     assert not listed & {"aiosqlite", "pwdlib", "argon2", "email_validator"}
+    # Nor SQLite's own module, or statistics for a median, on the everyday commands.
+    for args in (("ping",), ("info",), ("pool-status",), ("users", "show", "x@example.com")):
+        loaded = loaded_modules("--url", url, *args)
+        assert not loaded & {"aiosqlite", "sqlite3", "statistics", "dotenv"}, args
 
 
 @pytest.mark.sqlite
