@@ -3,7 +3,7 @@
 The database renders the file: the query applies the filters and the column list and turns
 every value into the text the general path writes (ISO 8601 timestamps, true/false, JSON
 objects), so Python only moves bytes. On PostgreSQL that query runs as `COPY (SELECT ...)
-TO STDOUT`; on SQLite its rows come back in large batches for the csv module, after one
+TO STDOUT`; on SQLite it returns each row as one finished line (built by printf), after one
 scan has checked that every value is in the form SQLAlchemy stores (values written by other
 tools in other forms go through the general path, as do enums, JSON columns and custom
 types that convert what they read).
@@ -111,31 +111,40 @@ def _as_text(column: Column[Any], dialect: str) -> Any:
         if dialect == "postgresql":
             return cast(column, Text)  # 'true' / 'false'
         return case({1: literal("true"), 0: literal("false")}, value=column)
+    if issubclass(kind, datetime) and dialect == "postgresql":
+        # In UTC: _copy_out sets the transaction's time zone (cheaper than timezone() on
+        # every value). isoformat() leaves out a zero fraction of a second.
+        iso = func.replace(func.to_char(column, 'YYYY-MM-DD"T"HH24:MI:SS.US'), ".000000", "")
+        return _cat(iso, "+00:00") if keeps_time_zone(column) else iso
+    if issubclass(kind, date) and not issubclass(kind, datetime):
+        return func.to_char(column, "YYYY-MM-DD") if dialect == "postgresql" else column
+    if dialect == "postgresql":
+        return cast(column, Text)
+    rendered = _sqlite_rendering(column)
+    if rendered is None:
+        return column
+    # NULL stays NULL (printf would render the pieces around it).
+    return case((column.is_not(None), func.printf(*rendered)))
+
+
+def _sqlite_rendering(column: Column[Any]) -> tuple[Any, ...] | None:
+    """printf's format and arguments that render a SQLite timestamp or UUID column as the
+    general path writes it (None: the stored value is already that text). SQLite holds what
+    SQLAlchemy stores (_sqlite_ready checks): "YYYY-MM-DD HH:MM:SS.ffffff" for timestamps,
+    32 lower-case hex digits for UUIDs."""
+    kind = python_type(column)
     if issubclass(kind, datetime):
-        suffix = "+00:00" if keeps_time_zone(column) else ""
-        if dialect == "postgresql":
-            # In UTC: _copy_out sets the transaction's time zone (cheaper than timezone()
-            # on every value). isoformat() leaves out a zero fraction of a second.
-            iso = func.replace(func.to_char(column, 'YYYY-MM-DD"T"HH24:MI:SS.US'), ".000000", "")
-            return _cat(iso, suffix) if suffix else iso
-        # SQLite holds what SQLAlchemy stores: "YYYY-MM-DD HH:MM:SS.ffffff" (_sqlite_ready).
+        # isoformat() leaves out a zero fraction of a second.
         time = case(
             (func.substr(column, 21) == "000000", func.substr(column, 12, 8)),
             else_=func.substr(column, 12),
         )
-        return _cat(func.substr(column, 1, 10), "T", time, suffix)
-    if issubclass(kind, date):
-        return func.to_char(column, "YYYY-MM-DD") if dialect == "postgresql" else column
-    if issubclass(kind, uuid.UUID) and dialect == "sqlite":
-        # SQLAlchemy stores 32 lower-case hex digits; str(UUID) has hyphens.
-        pieces: list[Any] = []
-        for start, length in _UUID_PIECES:
-            pieces += [*(["-"] if pieces else []), func.substr(column, start, length)]
-        return _cat(*pieces)
-    return cast(column, Text) if dialect == "postgresql" else column
-
-
-_UUID_PIECES = ((1, 8), (9, 4), (13, 4), (17, 4), (21, 12))
+        suffix = "+00:00" if keeps_time_zone(column) else ""
+        return f"%.10sT%s{suffix}", column, time
+    if issubclass(kind, uuid.UUID):
+        starts = (9, 13, 17, 21)
+        return "%.8s-%.4s-%.4s-%.4s-%s", column, *(func.substr(column, at) for at in starts)
+    return None
 
 
 def _copy_value(column: Column[Any]) -> Any:
@@ -194,24 +203,13 @@ def _csv_piece(column: Column[Any]) -> tuple[str, list[Any]]:
         quoted = _cat('"', func.replace(column, '"', '""'), '"')
         return "%s", [case((needs_quotes, quoted), else_=column)]
     if issubclass(kind, bool):
-        return "%s", [case({1: literal("true"), 0: literal("false")}, value=column)]
-    if issubclass(kind, datetime):
-        # Stored as "YYYY-MM-DD HH:MM:SS.ffffff" (_sqlite_ready); isoformat() leaves out a
-        # zero fraction of a second.
-        time = case(
-            (func.substr(column, 21) == "000000", func.substr(column, 12, 8)),
-            else_=func.substr(column, 12),
-        )
-        suffix = "+00:00" if keeps_time_zone(column) else ""
-        piece, arguments = f"%.10sT%s{suffix}", [column, time]
-    elif issubclass(kind, uuid.UUID):
-        # Stored as 32 lower-case hex digits; str(UUID) has hyphens.
-        piece = "%.8s-%.4s-%.4s-%.4s-%s"
-        arguments = [column, *(func.substr(column, start) for start in (9, 13, 17, 21))]
-    else:
-        return "%s", [column]  # integers and dates as stored; NULL prints as nothing
+        return "%s", [_as_text(column, "sqlite")]  # NULL prints as nothing
+    rendered = _sqlite_rendering(column)
+    if rendered is None:
+        return "%s", [column]  # integers and dates as stored
     if column.nullable:
-        return "%s", [case((column.is_(None), ""), else_=func.printf(piece, *arguments))]
+        return "%s", [_as_text(column, "sqlite")]
+    piece, *arguments = rendered
     return piece, arguments
 
 

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -400,7 +400,7 @@ async def import_users(
             async with db.session() as session:
                 conn = await session.connection()
                 await _lock_table(conn, model)
-                restore = await _tune_sqlite(conn)
+                cache_before = await _enlarge_sqlite_cache(conn)
                 await conn.run_sync(lambda sync: staging.create(sync))
                 json_batches = await _has_json_functions(conn)
                 moves = _Moves.build(
@@ -431,13 +431,12 @@ async def import_users(
                     # Never leave a statement running on the connection about to be closed.
                     if moving is not None and not moving.done():
                         await asyncio.gather(moving, return_exceptions=True)
+                    await _restore_sqlite_cache(conn, cache_before)
                 if report.rejected and not skip_invalid:
                     raise ImportRejectedError(report)
                 if moves.staged.after is not None:
                     await conn.execute(moves.staged.after)
                 await conn.run_sync(lambda sync: staging.drop(sync))
-                for pragma in restore:
-                    await conn.exec_driver_sql(pragma)
         except IntegrityError:
             # The transaction is gone (nothing written); explain the batch that conflicted.
             report.conflicts = await _explain_conflicts(
@@ -462,14 +461,21 @@ async def _lock_table(conn: AsyncConnection, model: UserModel) -> None:
 SQLITE_IMPORT_CACHE_KIB = 65536
 
 
-async def _tune_sqlite(conn: AsyncConnection) -> list[str]:
-    """On SQLite, a larger page cache for this import; the statement that restores the
-    connection's setting afterwards (it may be an application's pooled connection)."""
+async def _enlarge_sqlite_cache(conn: AsyncConnection) -> int | None:
+    """On SQLite, a larger page cache for this import; the size it had (None elsewhere)."""
     if conn.dialect.name != "sqlite":
-        return []
+        return None
     before = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
     await conn.exec_driver_sql(f"PRAGMA cache_size = {-SQLITE_IMPORT_CACHE_KIB}")
-    return [f"PRAGMA cache_size = {int(before)}"]
+    return int(before)
+
+
+async def _restore_sqlite_cache(conn: AsyncConnection, before: int | None) -> None:
+    """Give the connection its page cache back, whatever the import's outcome (it may be an
+    application's pooled connection); never in the way of the error that ended it."""
+    if before is not None:
+        with suppress(DBAPIError):
+            await _on_aiosqlite(conn, text(f"PRAGMA cache_size = {before}"), None)
 
 
 @contextmanager
@@ -568,14 +574,11 @@ class _Stager:
             if (processor := _bind_processor(column, dialect)) is not None
         ]
         self.insert = str(staging.insert().compile(dialect=dialect))
-        if json:
-            names = ", ".join(dialect.identifier_preparer.quote(c.name) for c in staging.columns)
-            values = ", ".join(f"json_extract(value, '$[{n}]')" for n in range(len(staging.c)))
-            self.insert_json: str | None = (
-                f"INSERT INTO {staging.name} ({names}) SELECT {values} FROM json_each(?)"
-            )
-        else:
-            self.insert_json = None
+        self.insert_json = (
+            staging.insert().from_select(list(staging.c.keys()), _json_rows(staging))
+            if json
+            else None
+        )
 
     def prepare(self, rows: list[list[Any]]) -> Any:
         """What `load` takes: the batch, processed (and on SQLite, as JSON text)."""
@@ -601,16 +604,16 @@ class _Stager:
     async def load(self, payload: Any) -> None:
         if not payload:
             return
-        raw = (await self.conn.get_raw_connection()).driver_connection
         if self.conn.dialect.name == "postgresql":
+            raw = (await self.conn.get_raw_connection()).driver_connection
             # Into the temporary table, inside the same transaction.
             await raw.copy_records_to_table(  # type: ignore[union-attr]
                 self.staging.name, records=payload, columns=self.plan.columns
             )
         elif isinstance(payload, str):
-            await raw.execute(self.insert_json, (payload,))  # type: ignore[union-attr]
+            await _on_aiosqlite(self.conn, self.insert_json, {"payload": payload})
         else:
-            await raw.executemany(self.insert, payload)  # type: ignore[union-attr]
+            await _on_aiosqlite(self.conn, self.insert, payload, many=True)
 
 
 def _bind_processor(column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
@@ -819,23 +822,29 @@ async def _insert_json(
     conn: AsyncConnection, statements: _MoveStatements, payload: str, report: ImportReport,
     rows: int,
 ) -> None:  # fmt: skip
-    inserted = await _insert_directly(conn, statements.insert, payload)
+    inserted = await _on_aiosqlite(conn, statements.insert, {"payload": payload})
     report.staged += rows
     report.inserted += inserted
     report.skipped += rows - inserted
 
 
-async def _insert_directly(conn: AsyncConnection, insert: Any, payload: str) -> int:
-    """Run the insert of a JSON batch as one aiosqlite request, so that it is under way in
-    aiosqlite's thread as soon as the import yields (SQLAlchemy's own execution takes
-    several requests, which would wait until the next batch is validated); the rows it
-    inserted. Errors are SQLAlchemy's, as from any other statement (parameters hidden)."""
+async def _on_aiosqlite(
+    conn: AsyncConnection, statement: Any, parameters: Any, *, many: bool = False
+) -> int:
+    """Run one statement (a Core statement with its parameters, or SQL with rows for
+    executemany) as a single aiosqlite request, so that it is under way in aiosqlite's
+    thread as soon as the import yields (SQLAlchemy's own execution takes several
+    requests, which would wait until the next batch is validated); the rows it changed.
+    Errors are SQLAlchemy's, as from any other statement, parameters hidden."""
     import sqlite3
 
-    sql, arguments = driver_sql(conn.dialect, insert, {"payload": payload})
-    raw = (await conn.get_raw_connection()).driver_connection
+    if many:
+        sql, arguments = statement, parameters
+    else:
+        sql, arguments = driver_sql(conn.dialect, statement, parameters)
+    raw: Any = (await conn.get_raw_connection()).driver_connection
     try:
-        cursor = await raw.execute(sql, arguments)  # type: ignore[union-attr]
+        cursor = await (raw.executemany if many else raw.execute)(sql, arguments)
     except sqlite3.Error as exc:
         raise DBAPIError.instance(sql, None, exc, sqlite3.Error, hide_parameters=True) from exc
     try:

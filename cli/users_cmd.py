@@ -1010,13 +1010,18 @@ class GuardedStream:
     def __init__(self, stream: IO[str], name: str) -> None:
         self.stream, self.name = stream, name
 
-    def write(self, text: str) -> int:
+    @contextmanager
+    def _guarded(self) -> Iterator[None]:
         try:
-            return self.stream.write(text)
+            yield
         except BrokenPipeError:
             raise
         except OSError as exc:
             raise FileError(f"cannot write {self.name}: {exc.strerror or exc}") from None
+
+    def write(self, text: str) -> int:
+        with self._guarded():
+            return self.stream.write(text)
 
     def write_bytes(self, data: bytes) -> None:
         """UTF-8 text already encoded (COPY's output), written past the text layer where the
@@ -1027,20 +1032,12 @@ class GuardedStream:
             self.write(data.decode("utf-8"))
             return
         self.flush()  # what was written as text goes first
-        try:
+        with self._guarded():
             binary.write(data)
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise FileError(f"cannot write {self.name}: {exc.strerror or exc}") from None
 
     def flush(self) -> None:
-        try:
+        with self._guarded():
             self.stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise FileError(f"cannot write {self.name}: {exc.strerror or exc}") from None
 
 
 def _private_file(path: Path) -> IO[str]:

@@ -187,3 +187,37 @@ def test_sqlite_without_json_functions_imports_through_the_staging_table(
     again = initialised("users", "import", "-", "--format", "csv", input=rows)
     assert again.exit_code == 4 and "j0@example.com" in again.stderr  # conflicts explained
     assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(30,)]
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_an_import_gives_the_connection_its_page_cache_back(initialised: Dbtool) -> None:
+    """An application's pooled connection keeps its own settings after an import, whether
+    the import succeeded or failed on a conflict."""
+    import asyncio
+    import io
+
+    from sqlalchemy import text
+
+    from cli.db import Database
+    from cli.formats import Format
+    from cli.transfer import ImportConflictError, import_fields, import_users, read_records
+
+    async def run() -> list[int]:
+        async with Database.from_url(initialised.url, pool_size=1, max_overflow=0) as db:
+
+            async def imported() -> int:
+                rows = io.StringIO(f'email,hashed_password\nc@example.com,"{HASH}"\n')
+                fields = import_fields(db.user_model)
+                await import_users(db, read_records(rows, Format.CSV, fields))
+                async with db.session() as session:
+                    return int((await session.execute(text("PRAGMA cache_size"))).scalar_one())
+
+            first = await imported()
+            with pytest.raises(ImportConflictError):  # the same user again
+                await imported()
+            async with db.session() as session:
+                after_conflict = (await session.execute(text("PRAGMA cache_size"))).scalar_one()
+            return [first, int(after_conflict)]
+
+    assert asyncio.run(run()) == [-2000, -2000]
