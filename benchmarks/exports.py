@@ -10,10 +10,20 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 from benchmarks.data import COLUMNS, generate, libpq, load, postgres_database, sqlite_database
-from benchmarks.harness import DBTOOL, Row, clean_env, peak_rss_kib, run_quiet, time_interleaved
+from benchmarks.harness import (
+    DBTOOL,
+    Row,
+    clean_env,
+    memory_row,
+    peak_rss_kib,
+    run_quiet,
+    time_interleaved,
+)
 
 QUERY = f"SELECT {COLUMNS.replace(',', ', ')} FROM users ORDER BY created_at, id"
 
@@ -23,42 +33,27 @@ def run(runs: int, postgres_url: str | None = None, quick: bool = False, **_: ob
     small = 10_000
     repeats = max(3, runs // 5)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as databases:
         folder = Path(tmp)
         data = generate(folder / "users.csv", count)
         few = generate(folder / "few.csv", small)
+        # (backend, url, url with few users, reference, its command, the program it needs)
+        targets: list[tuple[str, str, str, str, Callable[[Path], None], str]] = []
         if postgres_url:
-            with postgres_database(postgres_url) as url, postgres_database(postgres_url) as url_few:
-                load(url, data)
-                load(url_few, few)
-                rows += _compare(
-                    "PostgreSQL",
-                    url,
-                    url_few,
-                    folder,
-                    count,
-                    small,
-                    repeats,
-                    "`psql \\copy (SELECT ...) TO`",
-                    lambda out: _psql_copy(url, out),
-                    shutil.which("psql") is not None,
-                )
-        url = sqlite_database(folder / "users.db")
-        url_few = sqlite_database(folder / "few.db")
-        load(url, data)
-        load(url_few, few)
-        rows += _compare(
-            "SQLite",
-            url,
-            url_few,
-            folder,
-            count,
-            small,
-            repeats,
-            "`sqlite3 -csv`",
-            lambda out: _sqlite3_csv(folder / "users.db", out),
-            shutil.which("sqlite3") is not None,
-        )
+            url, url_few = (databases.enter_context(postgres_database(postgres_url))
+                            for _ in range(2))  # fmt: skip
+            copy = partial(_psql_copy, url)
+            targets.append(("PostgreSQL", url, url_few, "`psql \\copy (SELECT ...) TO`", copy,
+                            "psql"))  # fmt: skip
+        path = folder / "users.db"
+        url, url_few = sqlite_database(path), sqlite_database(folder / "few.db")
+        targets.append(("SQLite", url, url_few, "`sqlite3 -csv`", partial(_sqlite3_csv, path),
+                        "sqlite3"))  # fmt: skip
+        for backend, url, url_few, name, reference, program in targets:
+            load(url, data)
+            load(url_few, few)
+            rows += _compare(backend, url, url_few, folder, count, small, repeats, name,
+                             reference, shutil.which(program) is not None)  # fmt: skip
     return rows
 
 
@@ -111,16 +106,7 @@ def _compare(
                 "whole command, start-up included",
             )
         )
-    results.append(
-        Row(
-            f"`users export` peak RSS, {count:,} rows ({backend})",
-            rss[count] / 1024,
-            f"peak RSS, {small:,} rows",
-            rss[small] / 1024,
-            unit="MiB",
-            target=1.2,
-        )
-    )
+    results.append(memory_row(f"`users export` peak RSS, {count:,} rows ({backend})", rss))
     return results
 
 

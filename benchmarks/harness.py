@@ -214,3 +214,16 @@ def peak_rss_kib(argv: Sequence[str], *, env: dict[str, str] | None = None) -> f
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr}")
     return float(done.stdout)  # KiB on Linux
+
+
+def memory_row(benchmark: str, rss_kib: dict[int, float]) -> Row:
+    """Peak memory at the largest size beside the smallest: flat means a ratio near 1."""
+    small, large = min(rss_kib), max(rss_kib)
+    return Row(
+        benchmark,
+        rss_kib[large] / 1024,
+        f"peak RSS, {small:,} rows",
+        rss_kib[small] / 1024,
+        unit="MiB",
+        target=1.2,
+    )

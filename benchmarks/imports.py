@@ -27,7 +27,15 @@ from benchmarks.data import (
     psql,
     sqlite_database,
 )
-from benchmarks.harness import DBTOOL, Row, clean_env, peak_rss_kib, run_quiet, time_interleaved
+from benchmarks.harness import (
+    DBTOOL,
+    Row,
+    clean_env,
+    memory_row,
+    peak_rss_kib,
+    run_quiet,
+    time_interleaved,
+)
 
 ORM_SAMPLE = 1_000
 
@@ -103,14 +111,7 @@ def _postgres(
             target=50,
             higher_is_better=True,
         ),
-        Row(
-            f"`users import` peak RSS, {count:,} rows (PostgreSQL)",
-            rss[count] / 1024,
-            f"peak RSS, {small:,} rows",
-            rss[small] / 1024,
-            unit="MiB",
-            target=1.2,
-        ),
+        memory_row(f"`users import` peak RSS, {count:,} rows (PostgreSQL)", rss),
     ]
     return results
 
@@ -124,29 +125,26 @@ def _sqlite(folder: Path, data: Path, count: int, repeats: int) -> list[Row]:
         sqlite_database(path)
         return path
 
-    def with_dbtool(_: int) -> float:
-        path = fresh()
-        seconds = _timed(lambda: run_quiet(
-            [DBTOOL, "--url", f"sqlite:///{path}", "users", "import", str(data)], env=env
-        ))  # fmt: skip
-        path.unlink()
-        return seconds
+    def into_fresh_file(command: Callable[[Path], list[str]]) -> Callable[[int], float]:
+        """A measure: `command` loading the data into a new file made by `dbtool init`."""
 
-    def with_shell(_: int) -> float:
-        path = fresh()
-        seconds = _timed(lambda: run_quiet(
-            ["sqlite3", str(path), f".import --csv --skip 1 {data} users"]
-        ))  # fmt: skip
-        path.unlink()
-        return seconds
+        def measure(_: int) -> float:
+            path = fresh()
+            seconds = _timed(lambda: run_quiet(command(path), env=env))
+            path.unlink()
+            return seconds
 
-    def with_sqlite_utils(_: int) -> float:
-        path = fresh()
-        seconds = _timed(lambda: run_quiet(
-            ["sqlite-utils", "insert", str(path), "users", str(data), "--csv"]
-        ))  # fmt: skip
-        path.unlink()
-        return seconds
+        return measure
+
+    with_dbtool = into_fresh_file(
+        lambda path: [DBTOOL, "--url", f"sqlite:///{path}", "users", "import", str(data)]
+    )
+    with_shell = into_fresh_file(
+        lambda path: ["sqlite3", str(path), f".import --csv --skip 1 {data} users"]
+    )
+    with_sqlite_utils = into_fresh_file(
+        lambda path: ["sqlite-utils", "insert", str(path), "users", str(data), "--csv"]
+    )
 
     measures: dict[str, Callable[[int], float]] = {"dbtool": with_dbtool}
     if shutil.which("sqlite3") is not None:
