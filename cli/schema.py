@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Table, func, inspect, select, text
+from sqlalchemy import Index, Table, func, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
@@ -321,25 +321,31 @@ async def _create_missing(conn: AsyncConnection, models: Models, state: SchemaSt
         await conn.run_sync(lambda sync: models.metadata.create_all(sync, tables=tables))
 
 
+def _missing_indexes(sync: Connection, models: Models, state: SchemaState) -> list[Index]:
+    """The models' indexes that existing tables lack (tables made by an earlier version of
+    the models: the list order's index, say)."""
+    present = {table.name for table in state.present}
+    inspector = inspect(sync)
+    missing: list[Index] = []
+    for table in models.tables:
+        if table.fullname not in present or not table.indexes:
+            continue
+        existing = {index["name"] for index in inspector.get_indexes(table.name, table.schema)}
+        indexes = sorted(table.indexes, key=lambda index: str(index.name))
+        missing += [index for index in indexes if index.name not in existing]
+    return missing
+
+
 async def _create_missing_indexes(
     conn: AsyncConnection, models: Models, state: SchemaState
 ) -> list[str]:
-    """The models' indexes that tables made by an earlier version lack (the list order's,
-    say), created; their names."""
-    present = {table.name for table in state.present}
+    """Create the indexes existing tables lack; their names."""
 
-    def create(sync: Any) -> list[str]:
-        inspector = inspect(sync)
-        created = []
-        for table in models.tables:
-            if table.fullname not in present or not table.indexes:
-                continue
-            existing = {index["name"] for index in inspector.get_indexes(table.name, table.schema)}
-            for index in sorted(table.indexes, key=lambda index: str(index.name)):
-                if index.name not in existing:
-                    index.create(sync)
-                    created.append(f"{index.name} on {table.fullname}")
-        return created
+    def create(sync: Connection) -> list[str]:
+        indexes = _missing_indexes(sync, models, state)
+        for index in indexes:
+            index.create(sync)
+        return [f"{index.name} on {index.table.fullname}" for index in indexes]  # type: ignore[union-attr]
 
     return await conn.run_sync(create)
 
@@ -463,15 +469,21 @@ async def create_sql(db: Database, *, assume_empty: bool = False) -> list[str]:
     with `assume_empty`, as after a drop)."""
     models = db.models
     tables = models.tables
+    indexes: list[Index] = []
     if not assume_empty:
         async with db.transaction(readonly=True) as conn:
             state = await inspect_schema(conn, models)
-        _refuse_mismatched(state)
+            _refuse_mismatched(state)
+            indexes = await conn.run_sync(lambda sync: _missing_indexes(sync, models, state))
         missing = {table.name for table in state.missing}
         tables = [table for table in models.tables if table.fullname in missing]
-    return _render(
-        db, lambda mock: models.metadata.create_all(mock, tables=tables, checkfirst=False)
-    )
+
+    def build(mock: Any) -> None:
+        models.metadata.create_all(mock, tables=tables, checkfirst=False)
+        for index in indexes:
+            index.create(mock)
+
+    return _render(db, build)
 
 
 async def drop_sql(db: Database, *, force: bool = False) -> tuple[DropPlan, list[str]]:

@@ -221,3 +221,26 @@ def test_an_import_gives_the_connection_its_page_cache_back(initialised: Dbtool)
             return [first, int(after_conflict)]
 
     assert asyncio.run(run()) == [-2000, -2000]
+
+
+def test_init_adds_the_list_index_to_a_table_made_without_it(initialised: Dbtool) -> None:
+    """A `users` table from before the index: `init --sql` shows the CREATE INDEX and changes
+    nothing; `init` creates it and says so."""
+    index = "ix_users_created_at_id"
+    catalog = (
+        "SELECT indexname FROM pg_indexes WHERE indexname = :name"
+        if initialised.url.startswith("postgresql")
+        else "SELECT name FROM sqlite_master WHERE type = 'index' AND name = :name"
+    )
+    run_sql(initialised.url, f"DROP INDEX {index}")
+    shown = initialised("init", "--sql")
+    assert shown.exit_code == 0, shown.output
+    assert f"CREATE INDEX {index} ON users (created_at, id);" in shown.stdout
+    assert "CREATE TABLE" not in shown.stdout
+    assert run_sql(initialised.url, catalog, {"name": index}) == []
+    created = initialised("init", "--json")
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.stdout)["indexes_created"] == [f"{index} on users"]
+    assert run_sql(initialised.url, catalog, {"name": index}) == [(index,)]
+    again = json.loads(initialised("init", "--json").stdout)
+    assert again["indexes_created"] == []
