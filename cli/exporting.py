@@ -18,12 +18,26 @@ from __future__ import annotations
 import csv
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache, reduce
 from operator import itemgetter
 from typing import IO, Any
 
-from sqlalchemy import Column, Text, and_, case, cast, func, literal, not_, or_, select, text
+from sqlalchemy import (
+    Column,
+    Text,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import TypeDecorator
 
@@ -53,6 +67,23 @@ def _plain(column: Column[Any]) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One export on a fast path: the selected users' `columns`, to `stream` in `fmt`."""
+
+    conn: AsyncConnection
+    selection: UserFilter
+    model: UserModel
+    columns: list[Column[Any]]
+    fmt: Format
+    stream: IO[str]
+
+    def write_csv_header(self) -> None:
+        if self.fmt is Format.CSV:
+            names = [column.name for column in self.columns]
+            csv.writer(self.stream, lineterminator="\n").writerow(names)
+
+
 async def export_users(
     session: AsyncSession,
     selection: UserFilter,
@@ -65,11 +96,17 @@ async def export_users(
     """Write the selected users' `columns` to `stream` in `fmt`; how many were written."""
     table_columns = [model.table.columns[name] for name in columns]
     conn = await session.connection()
+    job = _Job(conn, selection, model, table_columns, fmt, stream)
     if all(_plain(column) for column in table_columns):
         if conn.dialect.name == "postgresql":
-            return await _copy_out(conn, selection, model, table_columns, fmt, stream)
-        if conn.dialect.name == "sqlite" and await _sqlite_ready(conn, model, table_columns):
-            return await _sqlite_out(conn, selection, model, table_columns, fmt, stream)
+            return await _copy_out(job)
+        if conn.dialect.name == "sqlite":
+            if await _two_readers_pay(conn, model):
+                done = await _sqlite_in_two(job)
+                if done is not None:  # else a value needs the general path
+                    return done
+            elif await _sqlite_ready(conn, model, table_columns):
+                return await _sqlite_out(job)
     return await general_export(session, selection, model, columns, fmt, stream)
 
 
@@ -232,16 +269,15 @@ def _csv_line(columns: list[Column[Any]]) -> Any:
 _MAX_PRINTF_ARGUMENTS = 100
 
 
-def _query(
-    columns: list[Column[Any]], selection: UserFilter, model: UserModel, fmt: Format, dialect: str
-) -> Any:
-    if fmt is not Format.CSV:
-        values = [_json_line(columns, dialect).label("line")]
+def _query(job: _Job, dialect: str) -> Any:
+    """The selected users, one value per column (COPY) or one finished line per row."""
+    if job.fmt is not Format.CSV:
+        values = [_json_line(job.columns, dialect).label("line")]
     elif dialect == "sqlite":
-        values = [_csv_line(columns).label("line")]
+        values = [_csv_line(job.columns).label("line")]
     else:
-        values = [_copy_value(column).label(column.name) for column in columns]
-    return filtered(select(*values).select_from(model.table), selection, model)
+        values = [_copy_value(column).label(column.name) for column in job.columns]
+    return filtered(select(*values).select_from(job.model.table), job.selection, job.model)
 
 
 # --- PostgreSQL: COPY ... TO STDOUT ----------------------------------------------------------
@@ -265,17 +301,11 @@ class _ArrayWriter:
         self.stream.write("\n]\n" if self.count else "[]\n")
 
 
-async def _copy_out(
-    conn: AsyncConnection,
-    selection: UserFilter,
-    model: UserModel,
-    columns: list[Column[Any]],
-    fmt: Format,
-    stream: IO[str],
-) -> int:
+async def _copy_out(job: _Job) -> int:
     import codecs
 
-    sql, arguments = driver_sql(conn.dialect, _query(columns, selection, model, fmt, "postgresql"))
+    conn, fmt, stream = job.conn, job.fmt, job.stream
+    sql, arguments = driver_sql(conn.dialect, _query(job, "postgresql"))
     if fmt is Format.CSV:
         options: dict[str, Any] = {"format": "csv", "header": True}
     else:
@@ -313,7 +343,7 @@ def _sqlite_irregular(column: Column[Any]) -> Any | None:
     does (None: every value is fine)."""
     kind = python_type(column)
     if issubclass(kind, bool):
-        return and_(column.is_not(None), column.not_in([0, 1]))
+        return and_(column.is_not(None), column.not_in(_values(0, 1)))
     if issubclass(kind, datetime):
         # GLOB's "?" (one character each) checks length and separators in one cheap step.
         regular = and_(
@@ -330,8 +360,14 @@ def _sqlite_irregular(column: Column[Any]) -> Any | None:
     if issubclass(kind, date):
         return and_(column.is_not(None), func.length(column) != 10)
     if issubclass(kind, int):
-        return func.typeof(column).not_in(["integer", "null"])
-    return func.typeof(column).not_in(["text", "null"])
+        return func.typeof(column).not_in(_values("integer", "null"))
+    return func.typeof(column).not_in(_values("text", "null"))
+
+
+def _values(*values: Any) -> list[Any]:
+    """Values for IN as separate placeholders, which the two readers' SQL can carry (a
+    plain list is expanded only when SQLAlchemy runs the statement)."""
+    return [literal(value) for value in values]
 
 
 _JSON_PROBE = '"\\ü\n\t\x01\u2028'
@@ -350,21 +386,14 @@ async def _sqlite_ready(
     return (await conn.scalar(query)) is None
 
 
-async def _sqlite_out(
-    conn: AsyncConnection,
-    selection: UserFilter,
-    model: UserModel,
-    columns: list[Column[Any]],
-    fmt: Format,
-    stream: IO[str],
-) -> int:
-    sql, arguments = driver_sql(conn.dialect, _query(columns, selection, model, fmt, "sqlite"))
+async def _sqlite_out(job: _Job) -> int:
+    conn, fmt, stream = job.conn, job.fmt, job.stream
+    sql, arguments = driver_sql(conn.dialect, _query(job, "sqlite"))
     raw = await conn.get_raw_connection()
     cursor = await raw.driver_connection.execute(sql, arguments)  # type: ignore[union-attr]
     array = _ArrayWriter(stream) if fmt is Format.JSON else None
     write = array.write if array is not None else stream.write
-    if fmt is Format.CSV:
-        csv.writer(stream, lineterminator="\n").writerow([column.name for column in columns])
+    job.write_csv_header()
     line = itemgetter(0)
     count = 0
     try:
@@ -376,3 +405,260 @@ async def _sqlite_out(
     if array is not None:
         array.close()
     return count
+
+
+# --- SQLite, large tables: two readers ---------------------------------------------------------
+
+SQLITE_CHUNK = 5_000  # rows a reader renders in one step (about 1.2 MB of CSV)
+
+
+async def _two_readers_pay(conn: AsyncConnection, model: UserModel) -> bool:
+    """Whether the export reads through two processes (`cli.sqlite_chunks`): the database
+    is a UTF-8 file, the transaction only reads (so another connection sees what it sees,
+    and the brief write lock below cannot wait for this one), and the table holds more than
+    two chunks of rows."""
+    from cli.db import READONLY, sqlite_path
+
+    options = conn.sync_connection.get_execution_options() if conn.sync_connection else {}
+    if sqlite_path(conn.engine.url) is None or not options.get(READONLY):
+        return False
+    if await conn.scalar(text("PRAGMA encoding")) != "UTF-8":
+        return False
+    beyond = select(literal(1)).select_from(model.table).limit(1).offset(2 * SQLITE_CHUNK)
+    return await conn.scalar(beyond) is not None
+
+
+def _plan(job: _Job) -> Any:
+    conn, model, selection = job.conn, job.model, job.selection
+    from sqlalchemy import LargeBinary, bindparam, tuple_
+
+    from cli.db import sqlite_path
+    from cli.sqlite_chunks import Plan, Statement
+    from cli.users import list_order
+
+    dialect = conn.dialect
+
+    def statement(query: Any, *names: str) -> Statement:
+        sql, arguments = driver_sql(dialect, query, dict.fromkeys(names))
+        order = query.compile(dialect=dialect).positiontup
+        return Statement(sql, arguments, [order.index(name) for name in names])
+
+    order = list_order(model)
+    names = [f"key{number}" for number in range(len(order))]
+    keyed = [bindparam(name, type_=col.type) for name, col in zip(names, order, strict=True)]
+    after = tuple_(*order) > tuple_(*keyed)
+    separator = ",\n" if job.fmt is Format.JSON else "\n"
+
+    def render(query: Any) -> Any:
+        lines = query.limit(SQLITE_CHUNK).subquery()
+        rendered = cast(func.group_concat(lines.c.line, separator), LargeBinary)
+        return select(func.count(), rendered).select_from(lines)
+
+    lines = _query(job, "sqlite")
+    keys = filtered(select(*order).select_from(model.table), selection, model)
+    irregular = [c for column in job.columns if (c := _sqlite_irregular(column)) is not None]
+    check = select(literal(1)).select_from(model.table).where(or_(*irregular)).limit(1)
+    rowids = literal_column("rowid").between(bindparam("low"), bindparam("high"))
+    return Plan(
+        database=str(sqlite_path(conn.engine.url)),
+        chunk=SQLITE_CHUNK,
+        snapshot=statement(select(literal(1)).select_from(model.table).limit(1)),
+        render_first=statement(render(lines)),
+        render_next=statement(render(lines.where(after)), *names),
+        seek_first=statement(keys.offset(SQLITE_CHUNK - 1).limit(1)),
+        seek_next=statement(keys.where(after).offset(SQLITE_CHUNK - 1).limit(1), *names),
+        check=statement(check.where(rowids), "low", "high"),
+        check_whole=statement(check),
+    )
+
+
+async def _sqlite_in_two(job: _Job) -> int | None:
+    """The export rendered by this process and a second one (`cli.sqlite_chunks`), every
+    other chunk each, from one snapshot: while both take theirs, a write lock keeps other
+    connections from committing (for the few milliseconds the second process takes to
+    start). Without the lock (another writer holds it, the file is read-only) this process
+    renders every chunk. None when a value needs the general path."""
+    import asyncio
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cli import sqlite_chunks
+
+    plan = _plan(job)
+    table = job.model.table
+    rowid: Any = literal_column("rowid")
+    # Two subqueries: SQLite finds a lone min() or max() in the index, both at once by a scan.
+    bounds = select(*(select(end(rowid)).select_from(table).scalar_subquery()
+                      for end in (func.min, func.max)))  # fmt: skip
+    has_rowid = table.dialect_options["sqlite"].get("with_rowid", True)
+    bounds_sql = driver_sql(job.conn.dialect, bounds)[0] if has_rowid else None
+    loop = asyncio.get_running_loop()
+    # One thread owns this process's connection (sqlite3 objects stay in one thread).
+    thread = ThreadPoolExecutor(1, thread_name_prefix="dbtool-export")
+
+    def call(function: Any, *arguments: Any) -> Any:
+        return loop.run_in_executor(thread, function, *arguments)
+
+    worker: _Worker | None = None
+    db = None
+    try:
+        lock = await call(_write_lock, plan.database)
+        try:
+            if lock is not None:
+                worker = await _Worker.start(plan)
+            db = await call(sqlite_chunks.connect, plan.database)
+            reader = sqlite_chunks.Reader(db, plan, parity=0, stride=2 if worker else 1)
+            await call(reader.take_snapshot)
+            halves = await call(_rowid_halves, db, bounds_sql)
+            if worker is not None and not await worker.ready(halves[1]):
+                worker = None  # it could not start: this process renders every chunk
+                reader.stride = 1
+        finally:
+            if lock is not None:
+                await call(lock.close)  # closing rolls back: other writers go on
+        mine = call(reader.irregular, halves[0] if worker else None)
+        if await mine or (worker is not None and await worker.irregular()):
+            return None
+        return await _merge(call, reader, worker, job)
+    except sqlite3.Error as exc:
+        from sqlalchemy.exc import DBAPIError
+
+        raise DBAPIError.instance("users export", None, exc, sqlite3.Error) from exc
+    finally:
+        if worker is not None:
+            await worker.stop()
+        if db is not None:
+            await call(db.close)
+        thread.shutdown(wait=False)
+
+
+Rowids = tuple[int, int]
+
+
+def _rowid_halves(db: Any, bounds_sql: str | None) -> tuple[Rowids | None, Rowids | None]:
+    """The table's rowids split in two, for the two readers' checks (None, None: the table
+    has no rowid or no rows, and the first reader checks it whole)."""
+    low, high = db.execute(bounds_sql).fetchone() if bounds_sql else (None, None)
+    if low is None or high is None:
+        return None, None
+    middle = (low + high) // 2
+    return (low, middle), (middle + 1, high)
+
+
+def _write_lock(path: str) -> Any:
+    """A connection holding the write lock (no other connection can commit), or None when
+    another writer has it or the file is read-only."""
+    import sqlite3
+    from pathlib import Path
+
+    uri = f"{Path(path).absolute().as_uri()}?mode=rw"
+    lock = sqlite3.connect(uri, uri=True, timeout=0.2, isolation_level=None,
+                           check_same_thread=False)  # fmt: skip
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error:
+        lock.close()
+        return None
+    return lock
+
+
+# Bytes of the second reader's output taken in at a time (asyncio's default, 64 KiB, costs
+# two event-loop turns per 128 KiB).
+_PIPE_BUFFER = 4 << 20
+
+
+class _Worker:
+    """The second reader: `cli/sqlite_chunks.py` in its own process."""
+
+    def __init__(self, process: Any) -> None:
+        self.process: Any = process  # asyncio.subprocess.Process, its pipes all open
+
+    @classmethod
+    async def start(cls, plan: Any) -> _Worker | None:
+        import asyncio
+        import sys
+
+        from cli import sqlite_chunks
+
+        pipe = asyncio.subprocess.PIPE
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", sqlite_chunks.__file__, stdin=pipe, stdout=pipe,
+                stderr=pipe, limit=_PIPE_BUFFER,
+            )  # fmt: skip
+        except OSError:
+            return None
+        worker = cls(process)
+        worker.process.stdin.write(plan.to_json().encode() + b"\n")
+        return worker
+
+    async def ready(self, rowids: Rowids | None) -> bool:
+        """Send the rows it checks; whether it has taken its snapshot."""
+        from cli.errors import DbtoolError
+        from cli.sqlite_chunks import READY
+
+        try:
+            self.process.stdin.write(json.dumps(rowids).encode() + b"\n")
+            await self.process.stdin.drain()
+            self.process.stdin.close()
+            count, _ = await self._frame()
+        except (OSError, DbtoolError):
+            return False
+        return count == READY
+
+    async def irregular(self) -> bool:
+        _, payload = await self._frame()
+        return payload == b"1"
+
+    async def chunk(self) -> tuple[int, bytes]:
+        return await self._frame()
+
+    async def _frame(self) -> tuple[int, bytes]:
+        import asyncio
+
+        from cli.errors import DbtoolError
+        from cli.sqlite_chunks import HEADER
+
+        try:
+            count, length = HEADER.unpack(await self.process.stdout.readexactly(HEADER.size))
+            return count, await self.process.stdout.readexactly(length)
+        except asyncio.IncompleteReadError:
+            why = (await self.process.stderr.read()).decode(errors="replace").strip()
+            raise DbtoolError(f"the export's second reader failed: {why or 'it stopped'}") from None
+
+    async def stop(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+        await self.process.wait()
+
+
+async def _merge(
+    call: Any,
+    reader: Any,
+    worker: _Worker | None,
+    job: _Job,
+) -> int:
+    """Write the chunks in order, the second reader's between this one's; how many rows."""
+    fmt, stream = job.fmt, job.stream
+    write = getattr(stream, "write_bytes", None) or (lambda data: stream.write(data.decode()))
+    job.write_csv_header()
+    mine = reader.chunks()
+    pending = call(next, mine, (0, b""))
+    total, number = 0, 0
+    while True:
+        if worker is None or number % 2 == 0:
+            count, rendered = await pending  # type: int, bytes
+            pending = call(next, mine, (0, b""))  # under way while the other chunk is written
+        else:
+            count, rendered = await worker.chunk()
+        if count:
+            if fmt is Format.JSON:
+                write(b"[\n" if total == 0 else b",\n")
+            write(rendered if fmt is Format.JSON else rendered + b"\n")
+        total += count
+        if count < reader.plan.chunk:
+            break
+        number += 1
+    if fmt is Format.JSON:
+        write(b"\n]\n" if total else b"[]\n")
+    return total
