@@ -39,7 +39,7 @@ class CheckFailed(DbtoolError):
 
 if TYPE_CHECKING:
     from cli.db import Database
-    from cli.diagnostics import PoolReport
+    from cli.pools import PoolReport
     from cli.schema import DropPlan
 
 
@@ -694,7 +694,7 @@ def pool_status(
     (PostgreSQL): connections by application and state, the oldest and idle-in-transaction
     sessions, free connections, and how many more processes with this pool fit.
     """
-    from cli import diagnostics, output
+    from cli import output, pools
 
     def render(report: "PoolReport") -> None:
         if as_json and watch:
@@ -709,10 +709,10 @@ def pool_status(
 
         def collect(probe_connections: int) -> "PoolReport":
             # PgBouncer's admin console first: dbtool's own connection may queue in it.
-            bouncer = cmd.run(diagnostics.pgbouncer_report(cmd.settings, admin)) if admin else None
+            bouncer = cmd.run(pools.pgbouncer_report(cmd.settings, admin)) if admin else None
             db = cmd.database(wait=wait)
             return cmd.run(
-                diagnostics.pool_report(
+                pools.pool_report(
                     db,
                     probe_connections=probe_connections,
                     probe_hold=probe_hold,

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
-    from cli.diagnostics import PoolReport
+    from cli.pools import PoolReport
 
 
 @cache

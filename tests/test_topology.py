@@ -18,7 +18,7 @@ import bcrypt
 import pytest
 
 from cli.db import Database
-from cli.diagnostics import ProbeReport, probe
+from cli.pools import ProbeReport, probe
 from tests.helpers import REQUIRE_POSTGRES, Dbtool, assert_clean_error, dbtool_executable
 from tests.topology import Cluster, PgBouncer, TopologyError
 
