@@ -213,6 +213,12 @@ def report_error(exc: BaseException, settings: Settings | None) -> int:
 
     if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
         exc = CancelledError("cancelled")
+    if isinstance(exc, BrokenPipeError):  # `dbtool users export | head`: the reader left
+        import os
+
+        # Nothing more can reach stdout; point it at /dev/null so the final flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(ExitCode.FAILED)
     if not isinstance(exc, DbtoolError) and settings is not None and "sqlalchemy" in sys.modules:
         from cli.dberrors import translate_error
 
@@ -220,12 +226,6 @@ def report_error(exc: BaseException, settings: Settings | None) -> int:
     if isinstance(exc, DbtoolError):
         output.error(exc.message)
         return int(exc.exit_code)
-    if isinstance(exc, BrokenPipeError):  # `dbtool users export | head`: the reader left
-        import os
-
-        # Nothing more can reach stdout; point it at /dev/null so the final flush is quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return int(ExitCode.FAILED)
     output.error(f"{describe_unexpected(exc)} (run with --debug for details)")
     return int(ExitCode.FAILED)
 

@@ -304,3 +304,35 @@ def test_the_cli_exports_through_two_readers(tmp_path: Path, two_readers: list[i
     assert target.read_text(encoding="utf-8") == general_jsonl
     _, general_csv = exports(url, TEMPLATE_APP, Format.CSV, UserFilter(), with_hash=False)
     assert piped.stdout == general_csv
+
+
+def test_a_large_export_through_the_console_script(initialised: Dbtool, tmp_path: Path) -> None:
+    """12,000 users: more than two 5,000-row chunks, so on SQLite the real second process
+    renders every other one; the file is what the general path writes."""
+    from tests.test_scale import fill
+
+    fill(initialised.url, 12_000)
+    target = tmp_path / "all.csv"
+    result = initialised.run("users", "export", "--include-hashes", "-o", str(target))
+    assert result.exit_code == 0, result.stderr
+    assert "Exported 12,000 users" in result.stderr
+    fast, general = exports(initialised.url, None, Format.CSV, UserFilter())
+    assert target.read_text(encoding="utf-8") == general == fast
+
+
+def test_an_export_whose_reader_leaves_ends_quietly(initialised: Dbtool) -> None:
+    """`dbtool users export | head -1`: exit 1, nothing on stderr, no second process left."""
+    import subprocess
+
+    from tests.test_scale import fill
+
+    fill(initialised.url, 12_000)
+    process = initialised.spawn("users", "export")
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("id,email")
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert stderr == ""
+    left = subprocess.run(["pgrep", "-f", "sqlite_chunks.py"], capture_output=True, text=True)
+    assert left.stdout == ""
