@@ -63,13 +63,16 @@ _TRUE = ("1", "true", "yes", "on", "t", "y")
 _FALSE = ("0", "false", "no", "off", "f", "n")
 
 
+_FLAGS = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
+
+
 def parse_flag(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError("expected true or false")
+    flag = _FLAGS.get(raw)  # "true", "false" as written: no new strings for them
+    if flag is None:
+        flag = _FLAGS.get(raw.strip().lower())
+    if flag is None:
+        raise ValueError("expected true or false")
+    return flag
 
 
 def python_type(column: Column[Any]) -> type:
@@ -103,6 +106,8 @@ class NaiveTimeError(ValueError):
 
 def _utc(value: datetime, *, assume_utc: bool, naive_column: bool) -> datetime:
     """`value` in UTC; for a column without time zone, as a naive UTC time."""
+    if value.tzinfo is UTC and not naive_column:  # already (the common case: +00:00)
+        return value
     if value.tzinfo is None:
         if naive_column:
             return value
@@ -178,7 +183,8 @@ def converter(column: Column[Any], *, assume_utc: bool = False) -> Callable[[Any
                 parsed = value
             else:
                 try:
-                    parsed = datetime.fromisoformat(str(value).strip())
+                    text = value.strip() if value.__class__ is str else str(value).strip()
+                    parsed = datetime.fromisoformat(text)
                 except ValueError:
                     raise ValueError("is not an ISO 8601 timestamp") from None
             return _utc(parsed, assume_utc=assume_utc, naive_column=naive_column)

@@ -11,6 +11,7 @@ Firebase), and `!` marks an account without a usable password.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cli import legacy_hashes
@@ -94,18 +95,28 @@ _ARGON2 = re.compile(
 _BCRYPT = re.compile(r"\$(?P<prefix>2[abxy])\$(?P<cost>\d{2})\$[A-Za-z0-9./]{53}")
 
 
-def _b64_bytes(text: str) -> int | None:
-    """Bytes encoded by unpadded base64 of this length (None: no valid length)."""
-    return None if len(text) % 4 == 1 else len(text) * 3 // 4
-
-
 def _outside(value: int, bounds: tuple[int, int]) -> bool:
     return not bounds[0] <= value <= bounds[1]
 
 
 def _argon2_problem(match: re.Match[str]) -> str | None:
-    # One groups() call: this runs for every row of an import of hashes.
+    # One groups() call, the parameters checked once per set of them, the lengths inline:
+    # this runs for every row of an import of hashes.
     variant, version, m, t, p, salt_text, digest_text = match.groups()
+    problem = _argon2_parameters_problem(variant, version, m, t, p)
+    if problem is not None:
+        return problem
+    salt, digest = len(salt_text), len(digest_text)  # unpadded base64: 4 characters, 3 bytes
+    if salt % 4 == 1 or _outside(salt * 3 // 4, ARGON2_SALT_BYTES):
+        return "has an Argon2 salt of the wrong length (8 to 64 bytes)"
+    if digest % 4 == 1 or _outside(digest * 3 // 4, ARGON2_DIGEST_BYTES):
+        return "has an Argon2 digest of the wrong length (32 to 64 bytes): it looks cut short"
+    return None
+
+
+@lru_cache(maxsize=256)
+def _argon2_parameters_problem(variant: str, version: str, m: str, t: str, p: str) -> str | None:
+    """The variant, version and cost parameters (the hashes of one system share them)."""
     if variant == "argon2d":
         return "is Argon2d, which is not meant for passwords (use Argon2id or Argon2i)"
     if version not in ("16", "19"):
@@ -122,11 +133,6 @@ def _argon2_problem(match: re.Match[str]) -> str | None:
             f"costs too much to check (Argon2 m x t = {memory * time} KiB, more than "
             f"{ARGON2_WORK_KIB})"
         )
-    salt, digest = _b64_bytes(salt_text), _b64_bytes(digest_text)
-    if salt is None or _outside(salt, ARGON2_SALT_BYTES):
-        return "has an Argon2 salt of the wrong length (8 to 64 bytes)"
-    if digest is None or _outside(digest, ARGON2_DIGEST_BYTES):
-        return "has an Argon2 digest of the wrong length (32 to 64 bytes): it looks cut short"
     return None
 
 

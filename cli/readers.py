@@ -229,7 +229,8 @@ def _read_csv(
             elif mapped:
                 yield start, names.apply(dict(zip(header, row, strict=True)))  # type: ignore[union-attr]
             else:
-                yield start, dict(zip(header, row, strict=True))
+                # strict=False: the lengths were compared just above (strict costs per row).
+                yield start, dict(zip(header, row, strict=False))
     finally:
         csv.field_size_limit(previous_limit)
 
