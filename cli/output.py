@@ -93,6 +93,28 @@ def _message(prefix: str, style: str, message: str) -> None:
     err_console().print(Text.assemble((prefix, style), printable(message)))
 
 
+def _fits_unwrapped(message: str) -> bool:
+    """Whether Rich, printing `message` to a stderr that is not a terminal, would leave it
+    on one line: plain ASCII no wider than the width Rich gives that console (COLUMNS, else
+    the first standard stream that is a terminal, else 80). Such a line is then written
+    without loading Rich."""
+    if stderr_is_terminal() or not message.isascii() or "\n" in message:
+        return False
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and columns.isdigit():
+        width = int(columns)
+    else:
+        width = 80
+        for descriptor in (0, 1, 2):
+            try:
+                width = os.get_terminal_size(descriptor).columns or 80
+                break
+            except (AttributeError, ValueError, OSError):
+                continue
+    line = printable(message).translate(_RICH_STRIPS).expandtabs()
+    return 0 < len(line) <= width
+
+
 def error(message: str) -> None:
     _message("error: ", "bold red", message)
 
@@ -104,7 +126,7 @@ def warning(message: str) -> None:
 def note(message: str | Text, *, wrap: bool = False) -> None:
     """A message on stderr; `wrap` folds it to the terminal's width (hints under a table)
     instead of leaving one long line to the terminal."""
-    if isinstance(message, str) and not wrap:
+    if isinstance(message, str) and (not wrap or _fits_unwrapped(message)):
         _message("", "", message)
         return
     from rich.text import Text

@@ -112,10 +112,12 @@ def test_piped_everyday_commands_load_no_rich_and_no_hashing(tmp_path: Path) -> 
     and reading users never loads hashing or the legacy-hash verifiers."""
     url = f"sqlite:///{tmp_path / 'x.db'}"
     loaded_modules("--url", url, "init")
-    loaded_modules("--url", url, "users", "add", "ada@example.com", "--password-stdin",
-                   stdin="long enough pw\n")  # fmt: skip
+    for email in ("ada@example.com", "bob@example.com"):
+        loaded_modules("--url", url, "users", "add", email, "--password-stdin",
+                       stdin="long enough pw\n")  # fmt: skip
+    # (--limit 1: a page of a longer list, with its hints under the table)
     for args in (("ping",), ("info",), ("users", "show", "ada@example.com"), ("users", "list"),
-                 ("users", "export")):  # fmt: skip
+                 ("users", "list", "--limit", "1"), ("users", "export")):  # fmt: skip
         loaded = loaded_modules("--url", url, *args)
         assert "sqlalchemy" in loaded, args
         unwanted = {"rich", "pwdlib", "argon2", "passlib", "email_validator", "alembic"}
@@ -146,3 +148,36 @@ def test_plain_messages_are_what_rich_prints(message: str) -> None:
         finally:
             sys.stderr = saved
         assert plain.getvalue() == rich.getvalue()
+
+
+@pytest.mark.parametrize("columns", ["80", "30", None])
+@pytest.mark.parametrize(
+    "message", ["showing 1-50 of 9,000 users (use --limit / --offset, or --all)",
+                "next page: --after 66e1bae4-9d63-4490-978e-130b54eddbaf", "tab\there",
+                "ünï ✓ wide", "x" * 300, "two\nlines", ""],
+)  # fmt: skip
+def test_wrapped_notes_are_what_rich_prints(
+    message: str, columns: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hints under a table fold to the width as Rich folds them; one that fits is written
+    without Rich, exactly as Rich writes it."""
+    import io
+
+    from rich.text import Text
+
+    from cli import output
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    printed: dict[str, str] = {}
+    for way in ("rich", "dbtool"):
+        captured = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", captured)
+        if way == "rich":
+            output.err_console().print(Text(output.printable(message)), soft_wrap=False)
+        else:
+            output.note(message, wrap=True)
+        printed[way] = captured.getvalue()
+    assert printed["dbtool"] == printed["rich"]
