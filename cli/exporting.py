@@ -20,6 +20,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
+from enum import Enum
 from functools import cache, reduce
 from operator import itemgetter
 from typing import IO, Any
@@ -101,11 +102,10 @@ async def export_users(
         if conn.dialect.name == "postgresql":
             return await _copy_out(job)
         if conn.dialect.name == "sqlite":
-            if await _two_readers_pay(conn, model):
-                done = await _sqlite_in_two(job)
-                if done is not None:  # else a value needs the general path
-                    return done
-            elif await _sqlite_ready(conn, model, table_columns):
+            two = await _sqlite_in_two(job) if await _two_readers_pay(conn, model) else _ALONE
+            if isinstance(two, int):
+                return two
+            if two is _ALONE and await _sqlite_ready(conn, model, table_columns):
                 return await _sqlite_out(job)
     return await general_export(session, selection, model, columns, fmt, stream)
 
@@ -472,12 +472,22 @@ def _plan(job: _Job) -> Any:
     )
 
 
-async def _sqlite_in_two(job: _Job) -> int | None:
+class _Not(Enum):
+    """Why `_sqlite_in_two` wrote nothing."""
+
+    IRREGULAR = "a value needs the general path"
+    ALONE = "no second reader: the single query on the session's connection instead"
+
+
+_ALONE = _Not.ALONE
+
+
+async def _sqlite_in_two(job: _Job) -> int | _Not:
     """The export rendered by this process and a second one (`cli.sqlite_chunks`), every
     other chunk each, from one snapshot: while both take theirs, a write lock keeps other
     connections from committing (for the few milliseconds the second process takes to
-    start). Without the lock (another writer holds it, the file is read-only) this process
-    renders every chunk. None when a value needs the general path."""
+    start). Without the lock (another writer holds it, the file is read-only), or when the
+    second process or this one's own connection cannot start, nothing is written: _ALONE."""
     import asyncio
     import sqlite3
     from concurrent.futures import ThreadPoolExecutor
@@ -503,22 +513,26 @@ async def _sqlite_in_two(job: _Job) -> int | None:
     db = None
     try:
         lock = await call(_write_lock, plan.database)
+        if lock is None:
+            return _ALONE
         try:
-            if lock is not None:
-                worker = await _Worker.start(plan)
-            db = await call(sqlite_chunks.connect, plan.database)
-            reader = sqlite_chunks.Reader(db, plan, parity=0, stride=2 if worker else 1)
-            await call(reader.take_snapshot)
-            halves = await call(_rowid_halves, db, bounds_sql)
-            if worker is not None and not await worker.ready(halves[1]):
-                worker = None  # it could not start: this process renders every chunk
-                reader.stride = 1
+            worker = await _Worker.start(plan)
+            if worker is None:
+                return _ALONE
+            try:
+                db = await call(sqlite_chunks.connect, plan.database)
+                reader = sqlite_chunks.Reader(db, plan, parity=0)
+                await call(reader.take_snapshot)
+                halves = await call(_rowid_halves, db, bounds_sql)
+            except sqlite3.Error:  # (a read-only URI the session's connection did not need)
+                return _ALONE
+            if not await worker.ready(halves[1]):
+                return _ALONE
         finally:
-            if lock is not None:
-                await call(lock.close)  # closing rolls back: other writers go on
-        mine = call(reader.irregular, halves[0] if worker else None)
-        if await mine or (worker is not None and await worker.irregular()):
-            return None
+            await call(lock.close)  # closing rolls back: other writers go on
+        mine = call(reader.irregular, halves[0])
+        if await mine or await worker.irregular():
+            return _Not.IRREGULAR
         return await _merge(call, reader, worker, job)
     except sqlite3.Error as exc:
         from sqlalchemy.exc import DBAPIError
@@ -635,7 +649,7 @@ class _Worker:
 async def _merge(
     call: Any,
     reader: Any,
-    worker: _Worker | None,
+    worker: _Worker,
     job: _Job,
 ) -> int:
     """Write the chunks in order, the second reader's between this one's; how many rows."""
@@ -646,7 +660,7 @@ async def _merge(
     pending = call(next, mine, (0, b""))
     total, number = 0, 0
     while True:
-        if worker is None or number % 2 == 0:
+        if number % 2 == 0:
             count, rendered = await pending  # type: int, bytes
             pending = call(next, mine, (0, b""))  # under way while the other chunk is written
         else:

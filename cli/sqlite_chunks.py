@@ -91,11 +91,11 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 class Reader:
-    """Renders every chunk whose number has its `parity` (of `stride`: 1 renders them all,
-    2 every other one) and seeks past the rest, reading only the index that orders them."""
+    """Renders every other chunk, those whose number has its `parity`, and seeks past the
+    rest, reading only the index that orders them."""
 
-    def __init__(self, db: sqlite3.Connection, plan: Plan, parity: int, stride: int) -> None:
-        self.db, self.plan, self.parity, self.stride = db, plan, parity, stride
+    def __init__(self, db: sqlite3.Connection, plan: Plan, parity: int) -> None:
+        self.db, self.plan, self.parity = db, plan, parity
 
     def take_snapshot(self) -> None:
         self.plan.snapshot.run(self.db)
@@ -112,7 +112,7 @@ class Reader:
         holds fewer than `chunk` rows (possibly none)."""
         plan, key, number = self.plan, None, 0
         while True:
-            if number % self.stride == self.parity:
+            if number % 2 == self.parity:
                 render = plan.render_first if key is None else plan.render_next
                 count, rendered = render.run(self.db, key or ())
                 yield count, rendered or b""
@@ -136,7 +136,7 @@ def main() -> None:
     out = sys.stdout.buffer
     try:
         plan = Plan.from_json(sys.stdin.readline())
-        reader = Reader(connect(plan.database), plan, parity=1, stride=2)
+        reader = Reader(connect(plan.database), plan, parity=1)
         reader.take_snapshot()
         write_frame(out, READY, b"ready")
         rowids = json.loads(sys.stdin.readline())  # the rows to check, or null: none
