@@ -28,7 +28,7 @@ from typing import Any, Self
 
 from sqlalchemy import event
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -488,3 +488,12 @@ def driver_sql(
         process = processors.get(name)
         arguments.append(process(value) if process is not None and value is not None else value)
     return compiled.string, arguments
+
+
+def sqlite_error(statement: str, exc: Exception) -> Exception:
+    """An error of Python's sqlite3 module, raised where SQLAlchemy is bypassed, as the
+    SQLAlchemy error it would have raised (IntegrityError, OperationalError, ...), so that
+    it is reported as any other; parameters hidden."""
+    import sqlite3
+
+    return DBAPIError.instance(statement, None, exc, sqlite3.Error, hide_parameters=True)

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.types import TypeDecorator
 
 from cli.appmodels import UserModel, keeps_time_zone, python_type
-from cli.db import driver_sql
+from cli.db import driver_sql, sqlite_error
 from cli.formats import Format
 from cli.users import UserFilter, filtered
 
@@ -102,10 +102,10 @@ async def export_users(
         if conn.dialect.name == "postgresql":
             return await _copy_out(job)
         if conn.dialect.name == "sqlite":
-            two = await _sqlite_in_two(job) if await _two_readers_pay(conn, model) else _ALONE
+            two = await _sqlite_in_two(job) if await _two_readers_pay(conn, model) else _Not.ALONE
             if isinstance(two, int):
                 return two
-            if two is _ALONE and await _sqlite_ready(conn, model, table_columns):
+            if two is _Not.ALONE and await _sqlite_ready(conn, model, table_columns):
                 return await _sqlite_out(job)
     return await general_export(session, selection, model, columns, fmt, stream)
 
@@ -378,12 +378,21 @@ async def _sqlite_ready(
 ) -> bool:
     """Whether every stored value is one the query renders exactly (one scan), and this
     SQLite's json_quote escapes as Python's json does."""
-    probe = await conn.scalar(select(func.json_quote(_JSON_PROBE)))
-    if probe != json.dumps(_JSON_PROBE, ensure_ascii=False):
+    if not await _json_quote_matches(conn):
         return False
+    return (await conn.scalar(_irregular_row(model, columns))) is None
+
+
+async def _json_quote_matches(conn: AsyncConnection) -> bool:
+    """Whether this SQLite's json_quote escapes as Python's json does."""
+    probe = await conn.scalar(select(func.json_quote(_JSON_PROBE)))
+    return bool(probe == json.dumps(_JSON_PROBE, ensure_ascii=False))
+
+
+def _irregular_row(model: UserModel, columns: list[Column[Any]]) -> Any:
+    """A row holding a value the SQLite rendering would get wrong, if there is one."""
     conditions = [c for column in columns if (c := _sqlite_irregular(column)) is not None]
-    query = select(literal(1)).select_from(model.table).where(or_(*conditions)).limit(1)
-    return (await conn.scalar(query)) is None
+    return select(literal(1)).select_from(model.table).where(or_(*conditions)).limit(1)
 
 
 async def _sqlite_out(job: _Job) -> int:
@@ -415,8 +424,8 @@ SQLITE_CHUNK = 5_000  # rows a reader renders in one step (about 1.2 MB of CSV)
 async def _two_readers_pay(conn: AsyncConnection, model: UserModel) -> bool:
     """Whether the export reads through two processes (`cli.sqlite_chunks`): the database
     is a UTF-8 file, the transaction only reads (so another connection sees what it sees,
-    and the brief write lock below cannot wait for this one), and the table holds more than
-    two chunks of rows."""
+    and the brief write lock below cannot wait for this one), the table holds more than
+    two chunks of rows, and json_quote renders JSON as the general path does."""
     from cli.db import READONLY, sqlite_path
 
     options = conn.sync_connection.get_execution_options() if conn.sync_connection else {}
@@ -424,18 +433,21 @@ async def _two_readers_pay(conn: AsyncConnection, model: UserModel) -> bool:
         return False
     if await conn.scalar(text("PRAGMA encoding")) != "UTF-8":
         return False
+    if not await _json_quote_matches(conn):
+        return False
     beyond = select(literal(1)).select_from(model.table).limit(1).offset(2 * SQLITE_CHUNK)
     return await conn.scalar(beyond) is not None
 
 
 def _plan(job: _Job) -> Any:
-    conn, model, selection = job.conn, job.model, job.selection
+    """The statements both readers run (`cli.sqlite_chunks.Plan`)."""
     from sqlalchemy import LargeBinary, bindparam, tuple_
 
     from cli.db import sqlite_path
     from cli.sqlite_chunks import Plan, Statement
     from cli.users import list_order
 
+    conn, model, selection = job.conn, job.model, job.selection
     dialect = conn.dialect
 
     def statement(query: Any, *names: str) -> Statement:
@@ -456,8 +468,7 @@ def _plan(job: _Job) -> Any:
 
     lines = _query(job, "sqlite")
     keys = filtered(select(*order).select_from(model.table), selection, model)
-    irregular = [c for column in job.columns if (c := _sqlite_irregular(column)) is not None]
-    check = select(literal(1)).select_from(model.table).where(or_(*irregular)).limit(1)
+    check = _irregular_row(model, job.columns)
     rowids = literal_column("rowid").between(bindparam("low"), bindparam("high"))
     return Plan(
         database=str(sqlite_path(conn.engine.url)),
@@ -479,15 +490,12 @@ class _Not(Enum):
     ALONE = "no second reader: the single query on the session's connection instead"
 
 
-_ALONE = _Not.ALONE
-
-
 async def _sqlite_in_two(job: _Job) -> int | _Not:
     """The export rendered by this process and a second one (`cli.sqlite_chunks`), every
     other chunk each, from one snapshot: while both take theirs, a write lock keeps other
     connections from committing (for the few milliseconds the second process takes to
     start). Without the lock (another writer holds it, the file is read-only), or when the
-    second process or this one's own connection cannot start, nothing is written: _ALONE."""
+    second process or this one's own connection cannot start, nothing is written: ALONE."""
     import asyncio
     import sqlite3
     from concurrent.futures import ThreadPoolExecutor
@@ -514,20 +522,20 @@ async def _sqlite_in_two(job: _Job) -> int | _Not:
     try:
         lock = await call(_write_lock, plan.database)
         if lock is None:
-            return _ALONE
+            return _Not.ALONE
         try:
             worker = await _Worker.start(plan)
             if worker is None:
-                return _ALONE
+                return _Not.ALONE
             try:
                 db = await call(sqlite_chunks.connect, plan.database)
                 reader = sqlite_chunks.Reader(db, plan, parity=0)
                 await call(reader.take_snapshot)
                 halves = await call(_rowid_halves, db, bounds_sql)
             except sqlite3.Error:  # (a read-only URI the session's connection did not need)
-                return _ALONE
+                return _Not.ALONE
             if not await worker.ready(halves[1]):
-                return _ALONE
+                return _Not.ALONE
         finally:
             await call(lock.close)  # closing rolls back: other writers go on
         mine = call(reader.irregular, halves[0])
@@ -535,9 +543,7 @@ async def _sqlite_in_two(job: _Job) -> int | _Not:
             return _Not.IRREGULAR
         return await _merge(call, reader, worker, job)
     except sqlite3.Error as exc:
-        from sqlalchemy.exc import DBAPIError
-
-        raise DBAPIError.instance("users export", None, exc, sqlite3.Error) from exc
+        raise sqlite_error("users export", exc) from exc
     finally:
         if worker is not None:
             await worker.stop()
@@ -563,10 +569,10 @@ def _write_lock(path: str) -> Any:
     """A connection holding the write lock (no other connection can commit), or None when
     another writer has it or the file is read-only."""
     import sqlite3
-    from pathlib import Path
 
-    uri = f"{Path(path).absolute().as_uri()}?mode=rw"
-    lock = sqlite3.connect(uri, uri=True, timeout=0.2, isolation_level=None,
+    from cli.sqlite_chunks import file_uri
+
+    lock = sqlite3.connect(file_uri(path, "rw"), uri=True, timeout=0.2, isolation_level=None,
                            check_same_thread=False)  # fmt: skip
     try:
         lock.execute("BEGIN IMMEDIATE")

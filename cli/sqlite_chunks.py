@@ -78,14 +78,17 @@ class Plan:
         return cls(**fields)
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """A read-only connection in a read transaction (its snapshot: at its first read)."""
+def file_uri(path: str, mode: str) -> str:
+    """The SQLite URI of the file at `path`, opened in `mode` ("ro", "rw": never created)."""
     from pathlib import Path
 
-    db = sqlite3.connect(
-        f"{Path(path).absolute().as_uri()}?mode=ro", uri=True, isolation_level=None,
-        check_same_thread=False,
-    )  # fmt: skip
+    return f"{Path(path).absolute().as_uri()}?mode={mode}"
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A read-only connection in a read transaction (its snapshot: at its first read)."""
+    db = sqlite3.connect(file_uri(path, "ro"), uri=True, isolation_level=None,
+                         check_same_thread=False)  # fmt: skip
     db.execute("BEGIN")
     return db
 

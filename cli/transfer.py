@@ -56,7 +56,7 @@ from cli.appmodels import (
     converter,
     python_type,
 )
-from cli.db import Database, driver_sql
+from cli.db import Database, driver_sql, sqlite_error
 from cli.errors import ConflictError, DbtoolError, InvalidInputError
 from cli.formats import Format, OnConflict, csv_value, excerpt, json_default
 from cli.readers import ERROR_KEY, detect_format, read_records
@@ -873,7 +873,7 @@ async def _on_aiosqlite(
     try:
         cursor = await (raw.executemany if many else raw.execute)(sql, arguments)
     except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql, None, exc, sqlite3.Error, hide_parameters=True) from exc
+        raise sqlite_error(sql, exc) from exc
     try:
         return int(cursor.rowcount)
     finally:
