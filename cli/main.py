@@ -28,6 +28,8 @@ from cli.command import (
     examples,
     finite_seconds,
     flag,
+    pause_gc,
+    resume_gc,
     whole_number,
 )
 from cli.errors import DbtoolError, RefusedError, UsageError
@@ -702,7 +704,7 @@ def pool_status(
         elif as_json:
             output.print_json(report.as_dict())
         else:
-            output.print_renderable(output.pool_report_renderable(report))
+            output.print_pool_report(report)
 
     with Command(ctx) as cmd:
         admin = pgbouncer or cmd.settings.pgbouncer_admin_url
@@ -935,4 +937,8 @@ def _terminated(signum: int, frame: Any) -> None:
 def main() -> None:
     """Console-script entry point."""
     signal.signal(signal.SIGTERM, _terminated)
-    app()
+    pause_gc()
+    try:
+        app()
+    finally:
+        resume_gc()  # for callers in the same process

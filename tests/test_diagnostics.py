@@ -185,6 +185,25 @@ def test_human_report(initialised: Dbtool, backend: str) -> None:
         assert "Server" in result.stdout and "more processes with this pool" in result.stdout
 
 
+def test_piped_report_is_plain_aligned_lines(initialised: Dbtool, backend: str) -> None:
+    """Piped (a log, grep), the report is the terminal's, without the boxes: a title line
+    per part and its name/value lines indented, values in one column."""
+    lines = initialised("pool-status", "--probe", "2").stdout.splitlines()
+    assert not any(set(line) & set("│╭╰┃━") for line in lines), lines
+    assert lines[0] == f"Database {initialised.url}"  # no password in it to mask
+    titles = ["Client pool", "Probe"] if backend == "sqlite" else ["Client pool", "Server", "Probe"]
+    assert [
+        line for line in lines if line and not line.startswith((" ", "Database", "note"))
+    ] == titles
+    client = lines[lines.index("Client pool") + 1 : lines.index("Client pool") + 5]
+    assert [line.split()[0] for line in client] == ["class", "configured", "per", "this"]
+    value_column = {len(line) - len(line.split("  ")[-1].lstrip()) for line in client}
+    assert len(value_column) == 1, client  # the values line up
+    if backend == "postgres":
+        table = lines[lines.index("  In database " + initialised.url.rsplit("/", 1)[1] + ":") + 1]
+        assert table.split() == ["application", "state", "connections"]
+
+
 def test_watch_refreshes_until_ctrl_c_on_a_terminal(initialised: Dbtool) -> None:
     terminal = Terminal("--url", initialised.url, "pool-status", "--watch", "--interval", "0.3")
     terminal.expect("Client pool")

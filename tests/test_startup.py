@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import postgres_url
+from tests.helpers import Dbtool, postgres_url
 
 HEAVY = ("sqlalchemy", "asyncpg", "aiosqlite", "pwdlib", "argon2", "bcrypt", "email_validator")
 
@@ -101,9 +101,10 @@ def test_a_postgres_command_never_loads_aiosqlite(new_postgres_database: str) ->
     listed = loaded_modules("--url", url, "users", "list")
     assert not listed & {"aiosqlite", "pwdlib", "argon2", "email_validator"}
     # Nor SQLite's own module, or statistics for a median, on the everyday commands.
+    # Nor Rich, piped (pool-status's panels are for terminals).
     for args in (("ping",), ("info",), ("pool-status",), ("users", "show", "x@example.com")):
         loaded = loaded_modules("--url", url, *args)
-        assert not loaded & {"aiosqlite", "sqlite3", "statistics", "dotenv"}, args
+        assert not loaded & {"aiosqlite", "sqlite3", "statistics", "dotenv", "rich"}, args
 
 
 @pytest.mark.sqlite
@@ -117,11 +118,58 @@ def test_piped_everyday_commands_load_no_rich_and_no_hashing(tmp_path: Path) -> 
                        stdin="long enough pw\n")  # fmt: skip
     # (--limit 1: a page of a longer list, with its hints under the table)
     for args in (("ping",), ("info",), ("users", "show", "ada@example.com"), ("users", "list"),
-                 ("users", "list", "--limit", "1"), ("users", "export")):  # fmt: skip
+                 ("users", "list", "--limit", "1"), ("users", "export"),
+                 ("pool-status",)):  # fmt: skip
         loaded = loaded_modules("--url", url, *args)
         assert "sqlalchemy" in loaded, args
         unwanted = {"rich", "pwdlib", "argon2", "passlib", "email_validator", "alembic"}
         assert not loaded & unwanted, (args, sorted(loaded & unwanted))
+
+
+# Records whether the cyclic garbage collector is on around the command's first step, and
+# after `main()` returns to its caller.
+GC_PROBE = """
+import gc, json, sys
+from cli import command
+seen = []
+run = command.Command.run
+def recording_run(self, coroutine):
+    seen.append(gc.isenabled())
+    try:
+        return run(self, coroutine)
+    finally:
+        seen.append(gc.isenabled())
+command.Command.run = recording_run
+sys.argv = ["dbtool", *json.loads(sys.argv[1])]
+from cli.main import main
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps({"steps": seen, "after": gc.isenabled(), "frozen": gc.get_freeze_count()}))
+"""
+
+
+@pytest.mark.parametrize("args", [("ping",), ("--version",), ("users", "list", "--json")])
+def test_start_up_runs_without_the_garbage_collector(
+    initialised: Dbtool, args: tuple[str, ...]
+) -> None:
+    """The collector is paused while the command starts (imports, engine, first connection)
+    and back on, with the start-up's objects frozen, from the command's next step on, and
+    for whoever called main()."""
+    argv = ["--url", initialised.url, *args] if args != ("--version",) else list(args)
+    done = subprocess.run([sys.executable, "-c", GC_PROBE, json.dumps(argv)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["after"] is True
+    if args == ("--version",):
+        assert report["steps"] == []
+        return
+    steps = report["steps"]
+    assert steps[:2] == [False, True], steps  # paused for the first step, then resumed
+    assert len(steps) >= 4 and all(steps[2:]), steps
+    assert report["frozen"] > 10_000  # SQLAlchemy's objects, out of the collector's way
 
 
 @pytest.mark.parametrize(
