@@ -86,12 +86,18 @@ class InfoReport:
 async def info(db: Database, *, exact: bool = False) -> InfoReport:
     """Server, database size, the models' tables with row counts (the planner's estimate for
     large PostgreSQL tables, unless `exact`), and what is missing or does not match."""
-    product, version = await server_version(db)
     async with db.reading() as conn:
         if db.dialect == "postgresql":
-            name = str(await conn.scalar(text("SELECT current_database()")))
-            size = await conn.scalar(text("SELECT pg_database_size(current_database())"))
+            row = await conn.execute(
+                text(
+                    "SELECT current_setting('server_version'), current_database(),"
+                    " pg_database_size(current_database())"
+                )
+            )
+            version, name, size = row.one()
+            product, version = "PostgreSQL", str(version).split()[0]
         else:
+            product, version = "SQLite", str(await conn.scalar(text("SELECT sqlite_version()")))
             path = sqlite_path(db.settings.url)
             name = str(path) if path is not None else ":memory:"
             size = await conn.scalar(

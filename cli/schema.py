@@ -176,32 +176,77 @@ async def _blockers(db: Database) -> str:
     return f": held by {'; '.join(held)}" if held else ""
 
 
-def _inspect(sync: Connection, tables: Sequence[Table], *, dependents: bool) -> list[TableState]:
+# The columns of tables by schema and name, in one catalogue query; a schema of '' is the
+# connection's current one, and only tables count (relkind r, p), as in SQLAlchemy's
+# get_table_names.
+_PG_COLUMNS = text(
+    "SELECT t.schema_name, t.table_name, a.attname"
+    " FROM unnest(CAST(:schemas AS text[]), CAST(:names AS text[])) AS t(schema_name, table_name)"
+    " JOIN pg_namespace n ON n.nspname = coalesce(nullif(t.schema_name, ''), current_schema())"
+    " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name"
+    " AND c.relkind IN ('r', 'p')"
+    " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+    " ORDER BY 1, 2, a.attnum"
+)
+
+
+def _columns(sync: Connection, tables: Sequence[Table]) -> dict[tuple[str | None, str], list[str]]:
+    """The column names of those of `tables` that exist, by (schema, name). PostgreSQL: one
+    query (the inspector takes four, each a large statement to compile: a third of `dbtool
+    info`'s own time)."""
+    if sync.dialect.name == "postgresql":
+        found: dict[tuple[str | None, str], list[str]] = {}
+        parameters = {
+            "schemas": [table.schema or "" for table in tables],
+            "names": [table.name for table in tables],
+        }
+        for schema, name, column in sync.execute(_PG_COLUMNS, parameters):
+            columns = found.setdefault((schema or None, name), [])
+            if column is not None:
+                columns.append(column)
+        return found
     inspector = inspect(sync)
-    schemas = {table.schema for table in tables}
     present = {
-        (schema, name) for schema in schemas for name in inspector.get_table_names(schema=schema)
+        (schema, name)
+        for schema in {table.schema for table in tables}
+        for name in inspector.get_table_names(schema=schema)
     }
+    return {
+        (table.schema, table.name): [
+            column["name"] for column in inspector.get_columns(table.name, table.schema)
+        ]
+        for table in tables
+        if (table.schema, table.name) in present
+    }
+
+
+def _referencing(
+    sync: Connection, tables: Sequence[Table]
+) -> dict[tuple[str | None, str], list[str]]:
+    """The tables outside `tables` whose foreign keys reference each of them."""
+    inspector = inspect(sync)
     ours = {(table.schema, table.name) for table in tables}
     referenced: dict[tuple[str | None, str], list[str]] = {}
-    if dependents:
-        for schema in schemas:
-            for (_, name), constraints in inspector.get_multi_foreign_keys(schema=schema).items():
-                if (schema, name) in ours:
-                    continue
-                for constraint in constraints:
-                    target = (
-                        constraint.get("referred_schema") or schema,
-                        constraint["referred_table"],
-                    )
-                    referenced.setdefault(target, []).append(name)
+    for schema in {table.schema for table in tables}:
+        for (_, name), constraints in inspector.get_multi_foreign_keys(schema=schema).items():
+            if (schema, name) in ours:
+                continue
+            for constraint in constraints:
+                target = (constraint.get("referred_schema") or schema, constraint["referred_table"])
+                referenced.setdefault(target, []).append(name)
+    return referenced
+
+
+def _inspect(sync: Connection, tables: Sequence[Table], *, dependents: bool) -> list[TableState]:
+    existing = _columns(sync, tables)
+    referenced = _referencing(sync, tables) if dependents else {}
     states = []
     for table in tables:
         key = (table.schema, table.name)
-        if key not in present:
+        actual = existing.get(key)
+        if actual is None:
             states.append(TableState(table.fullname, exists=False))
             continue
-        actual = [column["name"] for column in inspector.get_columns(table.name, table.schema)]
         wanted = [column.name for column in table.columns]
         states.append(
             TableState(
@@ -254,7 +299,7 @@ async def _counted(
         )
         if guess is not None and guess >= ESTIMATE_FROM:
             return replace(state, rows=int(guess), rows_estimated=True)
-    rows = await conn.scalar(select(func.count()).select_from(text(name)))
+    rows = await conn.scalar(text(f"SELECT count(*) FROM {name}"))
     return replace(state, rows=int(rows or 0))
 
 

@@ -12,7 +12,14 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.helpers import Dbtool, Terminal, dbtool_executable, postgres_dsn, postgres_url
+from tests.helpers import (
+    Dbtool,
+    Terminal,
+    dbtool_executable,
+    postgres_dsn,
+    postgres_url,
+    run_sql,
+)
 
 
 def pool_status(dbtool: Dbtool, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -245,3 +252,75 @@ def test_info_before_init_reports_the_missing_tables(database_url: str, backend:
     data = json.loads(dbtool("info", "--json").stdout)
     assert data["schema_complete"] is False and data["missing_tables"] == ["users"]
     assert "run `dbtool init`" in dbtool("info").stdout
+
+
+@pytest.mark.postgres
+def test_info_finds_each_table_where_the_models_put_it(new_postgres_database: str) -> None:
+    """What `info` says of each table (present, its columns) is what SQLAlchemy's inspector
+    says, across schemas: a table of the same name in another schema, a view of the name,
+    dropped and added columns, a mixed-case name."""
+    from sqlalchemy import inspect
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = postgres_url(new_postgres_database)
+    dbtool = Dbtool(url, env={"DBTOOL_MODELS": "tests.apps.schemas_app:metadata"})
+    tables = (("things", None), ("entries", "audit"), ("MixedCase", None))
+
+    def inspect_all(sync: Any) -> dict[str, list[str] | None]:
+        inspector = inspect(sync)
+        return {
+            (f"{schema}.{name}" if schema else name): (
+                sorted(c["name"] for c in inspector.get_columns(name, schema))
+                if name in inspector.get_table_names(schema)  # tables, not views
+                else None
+            )
+            for name, schema in tables
+        }
+
+    def inspector_says() -> dict[str, list[str] | None]:
+        async def go() -> dict[str, list[str] | None]:
+            engine = create_async_engine(url)
+            try:
+                async with engine.connect() as conn:
+                    return await conn.run_sync(inspect_all)
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(go())
+
+    def info_says() -> dict[str, list[str] | None]:
+        result = dbtool("info", "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        wanted = {"things": ["id", "name"], "audit.entries": ["id", "note"], "MixedCase": ["id"]}
+        said: dict[str, list[str] | None] = dict.fromkeys(data["missing_tables"])
+        mismatched = {table["name"]: table for table in data["mismatched_tables"]}
+        for table in data["tables"]:
+            name = table["name"]
+            differences = mismatched.get(name, {})
+            missing = differences.get("missing_columns", [])
+            extra = differences.get("extra_columns", [])
+            said[name] = sorted([c for c in wanted[name] if c not in missing] + extra)
+        return said
+
+    steps = [
+        "CREATE SCHEMA audit",
+        # Same names, other places: not the models' tables.
+        'CREATE TABLE audit.things (id int); CREATE TABLE "mixedcase" (id int)',
+        "CREATE VIEW entries AS SELECT 1 AS id",
+        "CREATE VIEW things AS SELECT 1 AS id, 'x'::text AS name",
+        "DROP VIEW things; CREATE TABLE things (id int, name text, extra int)",
+        "ALTER TABLE things DROP COLUMN extra",
+        "CREATE TABLE audit.entries (id int, gone int, note text)",
+        'CREATE TABLE "MixedCase" (id int)',
+        "ALTER TABLE audit.entries DROP COLUMN gone; ALTER TABLE audit.entries ADD COLUMN more int",
+    ]
+    assert (
+        info_says() == inspector_says() == dict.fromkeys(["things", "audit.entries", "MixedCase"])
+    )
+    for sql in steps:
+        for statement in sql.split(";"):
+            run_sql(url, statement)
+        assert info_says() == inspector_says(), sql
+    assert info_says() == {"things": ["id", "name"], "audit.entries": ["id", "more", "note"],
+                           "MixedCase": ["id"]}  # fmt: skip
