@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from cli.db import Database, ServerRole, sqlite_path
 
@@ -28,11 +29,15 @@ class PingResult:
 async def server_version(db: Database) -> tuple[str, str]:
     """(product, version), e.g. ("PostgreSQL", "15.19") or ("SQLite", "3.40.1")."""
     async with db.reading() as conn:
-        if db.dialect == "postgresql":
-            version = await conn.scalar(text("SHOW server_version"))
-            return "PostgreSQL", str(version).split()[0]
-        version = await conn.scalar(text("SELECT sqlite_version()"))
-        return "SQLite", str(version)
+        return await _server_version(conn)
+
+
+async def _server_version(conn: AsyncConnection) -> tuple[str, str]:
+    if conn.dialect.name == "postgresql":
+        version = await conn.scalar(text("SHOW server_version"))
+        return "PostgreSQL", str(version).split()[0]
+    version = await conn.scalar(text("SELECT sqlite_version()"))
+    return "SQLite", str(version)
 
 
 async def ping(db: Database, *, rounds: int = 5) -> PingResult:
@@ -87,17 +92,11 @@ async def info(db: Database, *, exact: bool = False) -> InfoReport:
     """Server, database size, the models' tables with row counts (the planner's estimate for
     large PostgreSQL tables, unless `exact`), and what is missing or does not match."""
     async with db.reading() as conn:
+        product, version = await _server_version(conn)
         if db.dialect == "postgresql":
-            row = await conn.execute(
-                text(
-                    "SELECT current_setting('server_version'), current_database(),"
-                    " pg_database_size(current_database())"
-                )
-            )
-            version, name, size = row.one()
-            product, version = "PostgreSQL", str(version).split()[0]
+            query = text("SELECT current_database(), pg_database_size(current_database())")
+            name, size = (await conn.execute(query)).one()
         else:
-            product, version = "SQLite", str(await conn.scalar(text("SELECT sqlite_version()")))
             path = sqlite_path(db.settings.url)
             name = str(path) if path is not None else ":memory:"
             size = await conn.scalar(
