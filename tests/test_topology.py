@@ -135,6 +135,12 @@ def test_every_command_through_transaction_pooling(
         dbtool("pool-status", "--pgbouncer", transaction_pooler.admin_url, "--json").stdout
     )
     assert report["pgbouncer"]["pool_mode"] == "transaction"
+    # Piped, the same report as plain lines, PgBouncer's part among them.
+    lines = dbtool("pool-status", "--pgbouncer", transaction_pooler.admin_url).stdout.splitlines()
+    part = lines[lines.index("PgBouncer") + 1 : lines.index("PgBouncer") + 6]
+    assert [line.split()[0] for line in part] == ["pgbouncer", "pool", "clients", "servers",
+                                                  "headroom"], lines  # fmt: skip
+    assert part[1].split() == ["pool", "mode", "transaction"]
 
 
 def exercise_every_command(dbtool: Dbtool, tmp_path: Path) -> None:
