@@ -930,8 +930,15 @@ def _setting_text(value: Any) -> str:
 
 def _terminated(signum: int, frame: Any) -> None:
     # SIGTERM (a CI runner or supervisor stopping the job) takes the way Ctrl-C takes:
-    # transactions roll back, partial files are removed, exit 130.
-    raise KeyboardInterrupt
+    # transactions roll back, partial files are removed, exit 130. That way is whatever
+    # SIGINT's handler is now: while a step runs in the event loop, asyncio's runner
+    # cancels it (KeyboardInterrupt raised at an arbitrary point inside the driver or the
+    # loop crashed or hung one export in about a hundred); otherwise KeyboardInterrupt.
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
 
 
 def main() -> None:
