@@ -130,6 +130,9 @@ def converter(column: Column[Any], *, assume_utc: bool = False) -> Callable[[Any
     if issubclass(kind, bool):
 
         def to_bool(value: Any) -> bool:
+            if value.__class__ is str:  # every CSV value: "true" and "false" looked up as they are
+                flag = _FLAGS.get(value)
+                return parse_flag(value) if flag is None else flag
             if isinstance(value, bool):
                 return value
             if isinstance(value, str):
@@ -187,6 +190,8 @@ def converter(column: Column[Any], *, assume_utc: bool = False) -> Callable[[Any
                     parsed = datetime.fromisoformat(text)
                 except ValueError:
                     raise ValueError("is not an ISO 8601 timestamp") from None
+            if parsed.tzinfo is UTC and not naive_column:  # the common case, without a call
+                return parsed
             return _utc(parsed, assume_utc=assume_utc, naive_column=naive_column)
 
         return to_datetime

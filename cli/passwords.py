@@ -87,11 +87,13 @@ ARGON2_WORK_KIB = 1_048_576  # memory x time: e.g. 256 MiB x 4 or 64 MiB x 16
 ARGON2_SALT_BYTES = (8, 64)
 ARGON2_DIGEST_BYTES = (32, 64)  # 32 is every common library's default
 
+# The parameters as one group (the hashes of one system share them: checked once per set),
+# then the salt and the digest.
 _ARGON2 = re.compile(
-    r"\$(?P<variant>argon2(?:id|i|d))\$v=(?P<version>\d{1,4})"
-    r"\$m=(?P<m>\d{1,12}),t=(?P<t>\d{1,12}),p=(?P<p>\d{1,12})"
+    r"\$(?P<parameters>(?P<variant>argon2(?:id|i|d))\$v=\d{1,4}\$m=\d{1,12},t=\d{1,12},p=\d{1,12})"
     r"\$(?P<salt>[A-Za-z0-9+/]+)\$(?P<digest>[A-Za-z0-9+/]+)"
 )
+_ARGON2_PARAMETERS = re.compile(r"(argon2(?:id|i|d))\$v=(\d+)\$m=(\d+),t=(\d+),p=(\d+)")
 _BCRYPT = re.compile(r"\$(?P<prefix>2[abxy])\$(?P<cost>\d{2})\$[A-Za-z0-9./]{53}")
 
 
@@ -100,23 +102,39 @@ def _outside(value: int, bounds: tuple[int, int]) -> bool:
 
 
 def _argon2_problem(match: re.Match[str]) -> str | None:
-    # One groups() call, the parameters checked once per set of them, the lengths inline:
+    # One groups() call, the parameters checked once per set of them, the lengths looked up:
     # this runs for every row of an import of hashes.
-    variant, version, m, t, p, salt_text, digest_text = match.groups()
-    problem = _argon2_parameters_problem(variant, version, m, t, p)
+    parameters, _, salt, digest = match.groups()
+    problem = _argon2_parameters_problem(parameters)
     if problem is not None:
         return problem
-    salt, digest = len(salt_text), len(digest_text)  # unpadded base64: 4 characters, 3 bytes
-    if salt % 4 == 1 or _outside(salt * 3 // 4, ARGON2_SALT_BYTES):
+    if len(salt) not in _ARGON2_SALT_CHARS:
         return "has an Argon2 salt of the wrong length (8 to 64 bytes)"
-    if digest % 4 == 1 or _outside(digest * 3 // 4, ARGON2_DIGEST_BYTES):
+    if len(digest) not in _ARGON2_DIGEST_CHARS:
         return "has an Argon2 digest of the wrong length (32 to 64 bytes): it looks cut short"
     return None
 
 
+def _base64_lengths(bounds: tuple[int, int]) -> frozenset[int]:
+    """The lengths of unpadded base64 text (4 characters for 3 bytes; never 1 more than a
+    multiple of 4) of `bounds` bytes."""
+    return frozenset(
+        length
+        for length in range(4 * bounds[1] // 3 + 4)
+        if length % 4 != 1 and not _outside(length * 3 // 4, bounds)
+    )
+
+
+_ARGON2_SALT_CHARS = _base64_lengths(ARGON2_SALT_BYTES)
+_ARGON2_DIGEST_CHARS = _base64_lengths(ARGON2_DIGEST_BYTES)
+
+
 @lru_cache(maxsize=256)
-def _argon2_parameters_problem(variant: str, version: str, m: str, t: str, p: str) -> str | None:
-    """The variant, version and cost parameters (the hashes of one system share them)."""
+def _argon2_parameters_problem(parameters: str) -> str | None:
+    """The variant, version and cost parameters (`argon2id$v=19$m=65536,t=3,p=4`)."""
+    match = _ARGON2_PARAMETERS.fullmatch(parameters)
+    assert match is not None  # _ARGON2 matched them
+    variant, version, m, t, p = match.groups()
     if variant == "argon2d":
         return "is Argon2d, which is not meant for passwords (use Argon2id or Argon2i)"
     if version not in ("16", "19"):
@@ -156,7 +174,11 @@ def hash_problem(value: str) -> str | None:
     format is recognised, complete, its parameters lie within the bounds above (or those of
     cli.legacy_hashes), and this installation can verify it. An unusable-password marker
     (`!`) can be stored."""
-    value = legacy_hashes.normalize(value)
+    return normalized_hash_problem(legacy_hashes.normalize(value))
+
+
+def normalized_hash_problem(value: str) -> str | None:
+    """hash_problem of a hash already through normalize_hash (an import's every row)."""
     if (match := _ARGON2.fullmatch(value)) is not None:
         return _argon2_problem(match)
     if (match := _BCRYPT.fullmatch(value)) is not None:

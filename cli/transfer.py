@@ -26,6 +26,7 @@ from itertools import islice
 from typing import IO, Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Integer,
     MetaData,
@@ -102,8 +103,8 @@ class RowPlan:
 
     The staged row holds, in `columns` order: the line number, then every column of the
     user table (None where the file said nothing and the database or the move decides),
-    then the username derived from the email. Keep `validate` lean: it runs once per row
-    of files with millions of rows.
+    then the username derived from the email where the file gives none. Keep `validate`
+    lean: it runs once per row of files with millions of rows.
     """
 
     def __init__(
@@ -176,11 +177,13 @@ class RowPlan:
             values[self.email_at] = email
             if self.username_key is not None:
                 given = _text(record, self.username_key)
-                username = normalize_username(given) if given is not None else None
-                derived = username or username_from_email(email)
+                if given is not None:
+                    derived = normalize_username(given)
+                    values[self.username_at] = derived  # type: ignore[index]
+                else:  # staged apart: the move uses it for new users only
+                    derived = username_from_email(email)
+                    values[self.derived_at] = derived  # type: ignore[index]
                 check_length(model.username, derived)  # type: ignore[arg-type]
-                values[self.username_at] = username  # type: ignore[index]
-                values[self.derived_at] = derived  # type: ignore[index]
             else:
                 derived = None
         except InvalidInputError as exc:
@@ -203,7 +206,7 @@ class RowPlan:
             raise RowError(f"{self.plain} or {self.password_key} is missing")
         else:
             hashed = passwords.normalize_hash(hashed)
-            problem = passwords.hash_problem(hashed)
+            problem = passwords.normalized_hash_problem(hashed)
             if problem is not None:
                 raise RowError(f"{self.password_key} {problem}")
             if self.hash_length is not None and len(hashed) > self.hash_length:
@@ -590,10 +593,18 @@ class _Stager:
     ) -> None:
         self.conn, self.staging, self.plan = conn, staging, plan
         dialect = conn.dialect
+        # Values validate converted from the file (and no Python default filled in): the
+        # processor of a native boolean only checks for True or False, which they are.
+        converted = {at for _, at, _ in plan.plain_columns} - {at for at, _ in plan.fillers}
         self.processors = [
             (position, processor)
             for position, column in enumerate(staging.columns)
-            if (processor := _bind_processor(column, dialect)) is not None
+            if not (
+                position in converted
+                and type(column.type) is Boolean
+                and dialect.supports_native_boolean
+            )
+            and (processor := _bind_processor(column, dialect)) is not None
         ]
         self.insert = str(staging.insert().compile(dialect=dialect))
         self.insert_json = (

@@ -89,6 +89,30 @@ def plant(dbtool: Dbtool, email: str, hashed: str, *, active: bool = True) -> No
     )
 
 
+def test_argon2_salt_and_digest_lengths_are_admitted_exactly_within_bounds() -> None:
+    """Real hashes at each bound are admitted and verify; one byte past it is refused."""
+    import base64
+
+    def b64(size: int) -> str:
+        return base64.b64encode(bytes(range(size))).decode().rstrip("=")
+
+    for salt_bytes, digest_bytes in ((8, 32), (64, 64), (16, 33)):
+        hasher = PasswordHasher(
+            time_cost=1, memory_cost=1024, parallelism=1, salt_len=salt_bytes, hash_len=digest_bytes
+        )
+        real = hasher.hash(PASSWORD)
+        assert passwords.hash_problem(real) is None, real
+        assert passwords.verify_password(PASSWORD, real)[0]
+    for size in (7, 65):
+        problem = passwords.hash_problem(argon2("m=1024,t=1,p=1", salt=b64(size)))
+        assert problem is not None and "salt" in problem, (size, problem)
+    for size in (31, 65):
+        problem = passwords.hash_problem(argon2("m=1024,t=1,p=1", digest=b64(size)))
+        assert problem is not None and "digest" in problem, (size, problem)
+    # Base64 of no whole number of bytes (4n + 1 characters) is refused whatever its length.
+    assert passwords.hash_problem(argon2("m=1024,t=1,p=1", salt=b64(12) + "A")) is not None
+
+
 def test_check_password_refuses_out_of_bounds_hashes_quickly(initialised: Dbtool) -> None:
     plant(initialised, "slow@example.com", bcrypt_cost(31))
     plant(initialised, "huge@example.com", argon2("m=4194304,t=3,p=4"))
