@@ -23,6 +23,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
+from operator import itemgetter
 from typing import IO, Any
 
 from sqlalchemy import (
@@ -369,7 +370,8 @@ async def import_users(
     """Import `records` (from read_records) in one transaction: all or nothing.
 
     Each batch is staged (COPY on PostgreSQL, executemany on SQLite) and moved into the user
-    table by set-based statements according to `on_conflict`; while the database moves one
+    table by set-based statements according to `on_conflict` (or, where it can be, copied
+    straight into it: `_DirectCopy`); while the database moves one
     batch, the next is read and validated, so Python's work and the server's overlap. Raises
     ImportRejectedError (invalid rows without skip_invalid) or ImportConflictError; in both
     cases, and on any other failure or cancellation, nothing is written. `assume_utc` reads
@@ -424,6 +426,11 @@ async def import_users(
                     conn.dialect.name, on_conflict, model, staging, plan, json=json_batches
                 )
                 stage = _Stager(conn, staging, plan, json=json_batches)
+                direct = (
+                    _DirectCopy(model, plan, conn.dialect)
+                    if conn.dialect.name == "postgresql" and on_conflict is OnConflict.FAIL
+                    else None
+                )
                 try:
                     more, staged = await next_batch()
                     while more:
@@ -435,7 +442,7 @@ async def import_users(
                             if moving is not None:
                                 await moving  # the previous batch has left the staging table
                             moving_payload = payload
-                            moving = _send(stage, payload, moves, report, len(ready))
+                            moving = _send(stage, payload, moves, report, len(ready), direct)
                             await asyncio.sleep(0)  # the batch is on its way; the database...
                         more, staged = await next_batch()  # ...works while Python does this
                         batches += 1
@@ -839,14 +846,91 @@ def _json_rows(staging: Table) -> Any:
 
 
 def _send(
-    stage: _Stager, payload: Any, moves: _Moves, report: ImportReport, rows: int
+    stage: _Stager,
+    payload: Any,
+    moves: _Moves,
+    report: ImportReport,
+    rows: int,
+    direct: _DirectCopy | None = None,
 ) -> asyncio.Task[None]:
     """Start moving a prepared batch into the user table: the task that does it, while the
     next batch is read. The batch is loaded into the staging table (COPY on PostgreSQL) and
-    moved from there, or, on SQLite, inserted from its JSON in one statement."""
+    moved from there, or copied straight into the user table (`_DirectCopy`), or, on
+    SQLite, inserted from its JSON in one statement."""
+    if direct is not None and (records := direct.records(payload)) is not None:
+        return asyncio.create_task(direct.copy(stage.conn, records, report))
     if moves.direct is not None and isinstance(payload, str):
         return asyncio.create_task(_insert_json(stage.conn, moves.direct, payload, report, rows))
     return asyncio.create_task(_load_and_move(stage, payload, moves.staged, report, rows))
+
+
+class _DirectCopy:
+    """`--on-conflict fail` on PostgreSQL: a batch in which every row has what the move
+    would otherwise fill in on the server goes straight into the user table by COPY, as
+    `psql \\copy` does. Through the staging table, the server ran the batch's COPY, the
+    move's INSERT ... SELECT and a TRUNCATE one after the other, waiting on Python's COPY
+    encoding in between: about a tenth of an import's time. What the move fills in from a
+    constant (a scalar default, a flag's default, the username derived from the email) is
+    filled in here; a batch with a row that lacks a value only the database can make (a
+    server default, an id it generates) goes through the staging table as before."""
+
+    def __init__(self, model: UserModel, plan: RowPlan, dialect: Any) -> None:
+        self.table, self.schema = model.table.name, model.table.schema
+        self.columns = [column.name for column in model.table.columns]
+        self.end = 1 + len(self.columns)  # staged rows: the line, the table's columns, ...
+        self.made_by_database: list[int] = []
+        # (position, constant, position to take the value from instead), as the move does.
+        self.fills: list[tuple[int, Any, int | None]] = []
+        roles = {id(column): role for role, column in model.roles()}
+        for column in model.table.columns:
+            at = plan.index[column.name]
+            role = roles.get(id(column))
+            default = column.default
+            if column is model.username:
+                self.fills.append((at, None, plan.derived_at))
+            elif column is model.id and plan.server_ids:
+                self.made_by_database.append(at)
+            elif default is not None and default.is_scalar:
+                value = getattr(default, "arg")  # noqa: B009 (typing: Any)
+                self.fills.append((at, _processed(column, dialect, value), None))
+            elif _default_expression(column, dialect.name) is not None:
+                self.made_by_database.append(at)
+            elif role in FLAG_ROLES:
+                self.fills.append((at, _processed(column, dialect, FLAG_DEFAULTS[role]), None))
+
+    def records(self, rows: list[list[Any]]) -> list[list[Any]] | None:
+        """The prepared batch as rows of the user table, or None where it must be moved."""
+        for at in self.made_by_database:
+            if None in map(itemgetter(at), rows):
+                return None
+        for at, constant, source in self.fills:
+            if None in map(itemgetter(at), rows):
+                for row in rows:  # in place: a conflict report stages these rows again
+                    if row[at] is None:
+                        row[at] = constant if source is None else row[source]
+        end = self.end
+        return [row[1:end] for row in rows]
+
+    async def copy(
+        self, conn: AsyncConnection, records: list[list[Any]], report: ImportReport
+    ) -> None:
+        from asyncpg.exceptions import IntegrityConstraintViolationError
+
+        raw = (await conn.get_raw_connection()).driver_connection
+        try:
+            await raw.copy_records_to_table(  # type: ignore[union-attr]
+                self.table, records=records, columns=self.columns, schema_name=self.schema
+            )
+        except IntegrityConstraintViolationError as exc:  # as SQLAlchemy reports the move's
+            raise IntegrityError("COPY", None, exc) from exc
+        report.staged += len(records)
+        report.inserted += len(records)
+
+
+def _processed(column: Column[Any], dialect: Any, value: Any) -> Any:
+    """`value` as the column type's bind processor hands it to the driver."""
+    processor = column.type._cached_bind_processor(dialect)
+    return value if processor is None else processor(value)
 
 
 async def _load_and_move(

@@ -178,6 +178,50 @@ def test_duplicates_inside_the_file_are_conflicts(initialised: Dbtool, tmp_path:
     assert users_in(initialised) == {}
 
 
+def test_rows_with_ids_import_as_rows_without_them_and_conflict_the_same(
+    initialised: Dbtool, tmp_path: Path
+) -> None:
+    """Files that give every id (on PostgreSQL, copied straight into the table when no
+    value is left for the database to make) end as the move makes them: a derived username,
+    the flags' defaults, the creation time; batches with and without ids mix; conflicts are
+    named by line and leave nothing behind."""
+    ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(6)]
+    rows = [
+        {"id": ids[0], "email": "a@example.com", "username": "", "is_active": "",
+         "hashed_password": HASH},
+        {"id": ids[1], "email": "b@example.com", "username": "bee", "is_active": "false",
+         "hashed_password": HASH},
+        {"id": "", "email": "c@example.com", "username": "", "is_active": "",
+         "hashed_password": HASH},  # no id: this batch goes through the staging table
+        {"id": ids[3], "email": "d@example.com", "username": "", "is_active": "true",
+         "hashed_password": HASH},
+    ]  # fmt: skip
+    path = write_csv(tmp_path / "ids.csv", rows)
+    result = initialised("users", "import", str(path), "--batch-size", "2", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["inserted"] == 4
+    assert users_in(initialised) == {
+        "a@example.com": ("a", HASH, True, False),
+        "b@example.com": ("bee", HASH, False, False),
+        "c@example.com": ("c", HASH, True, False),
+        "d@example.com": ("d", HASH, True, False),
+    }
+    stored = run_sql(initialised.url, "SELECT id, created_at, updated_at FROM users")
+    assert len({str(row[0]).replace("-", "") for row in stored}) == 4
+    assert all(row[1] is not None and row[1] == row[2] for row in stored)
+    before = users_in(initialised)
+    again = [
+        {"id": ids[4], "email": "e@example.com", "username": "", "is_active": "",
+         "hashed_password": HASH},
+        {"id": ids[5], "email": "new@example.com", "username": "bee", "is_active": "",
+         "hashed_password": HASH},
+    ]  # fmt: skip
+    clash = initialised("users", "import", str(write_csv(tmp_path / "clash.csv", again)))
+    assert_clean_error(clash, 4, "nothing was imported")
+    assert "username 'bee' (line 3) belongs to another user" in clash.stderr, clash.stderr
+    assert users_in(initialised) == before
+
+
 def test_skip_keeps_existing_users_untouched(initialised: Dbtool, tmp_path: Path) -> None:
     initialised("users", "add", "taken@example.com", "--password-stdin", input=PASSWORD + "\n")
     before = users_in(initialised)["taken@example.com"]
