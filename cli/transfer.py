@@ -47,6 +47,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import DefaultClause
+from sqlalchemy.sql.elements import BindParameter
 
 from cli import passwords
 from cli.appmodels import (
@@ -693,6 +694,18 @@ _DATETIME_SAMPLES = (
 )
 
 
+def _fallback(column: Column[Any], model: UserModel, plan: RowPlan, dialect: str) -> Any | None:
+    """What the move puts in `column` (not the username) where a staged row has no value,
+    as an SQL expression (a literal where it is a constant); None for NULL."""
+    default = _default_expression(column, dialect)
+    if column is model.id and plan.server_ids:
+        default = func.gen_random_uuid()
+    role = next((r for r, c in model.roles() if c is column), None)
+    if default is None and role in FLAG_ROLES:
+        default = literal(FLAG_DEFAULTS[role])
+    return default
+
+
 def _default_expression(column: Column[Any], dialect: str) -> Any | None:
     """What the database would put in `column` when an INSERT leaves it out, as an SQL
     expression for `coalesce(staged, default)`; None when that is NULL (or done in Python)."""
@@ -760,12 +773,7 @@ class _MoveStatements:
             if column is model.username:
                 values[column.name] = func.coalesce(staged, s[DERIVED_USERNAME])
                 continue
-            role = next((r for r, c in model.roles() if c is column), None)
-            default = _default_expression(column, dialect)
-            if column is model.id and plan.server_ids:
-                default = func.gen_random_uuid()
-            if default is None and role in FLAG_ROLES:
-                default = literal(FLAG_DEFAULTS[role])
+            default = _fallback(column, model, plan, dialect)
             values[column.name] = staged if default is None else func.coalesce(staged, default)
         new_rows = select(*values.values()).select_from(source)
         if policy is OnConflict.SKIP:
@@ -881,22 +889,14 @@ class _DirectCopy:
         self.made_by_database: list[int] = []
         # (position, constant, position to take the value from instead), as the move does.
         self.fills: list[tuple[int, Any, int | None]] = []
-        roles = {id(column): role for role, column in model.roles()}
         for column in model.table.columns:
             at = plan.index[column.name]
-            role = roles.get(id(column))
-            default = column.default
             if column is model.username:
                 self.fills.append((at, None, plan.derived_at))
-            elif column is model.id and plan.server_ids:
+            elif isinstance(default := _fallback(column, model, plan, dialect.name), BindParameter):
+                self.fills.append((at, _processed(column, dialect, default.value), None))
+            elif default is not None:
                 self.made_by_database.append(at)
-            elif default is not None and default.is_scalar:
-                value = getattr(default, "arg")  # noqa: B009 (typing: Any)
-                self.fills.append((at, _processed(column, dialect, value), None))
-            elif _default_expression(column, dialect.name) is not None:
-                self.made_by_database.append(at)
-            elif role in FLAG_ROLES:
-                self.fills.append((at, _processed(column, dialect, FLAG_DEFAULTS[role]), None))
 
     def records(self, rows: list[list[Any]]) -> list[list[Any]] | None:
         """The prepared batch as rows of the user table, or None where it must be moved."""
