@@ -89,7 +89,7 @@ def _sqlite(runs: int) -> list[Row]:
 
 
 def _argon2_hash_ms(runs: int) -> float:
-    from cli.passwords import hash_password
+    from dbtool.users.passwords import hash_password
 
     hash_password(PASSWORD)  # warm-up
     samples = []

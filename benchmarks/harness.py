@@ -119,7 +119,7 @@ _MODULE_PROBE = """
 import atexit, json, sys
 atexit.register(lambda: sys.stderr.write("\\nMODULES=" + json.dumps(list(sys.modules)) + "\\n"))
 sys.argv = ["dbtool", *json.loads(sys.argv[1])]
-from cli.main import main
+from dbtool.app import main
 main()
 """
 
@@ -144,7 +144,9 @@ def modules_loaded_by(
         check=True,
     )
     baseline = set(json.loads(bare.stdout)) | {"__main__"}
-    return [m for m in loaded if m not in baseline and m != "cli" and not m.startswith("cli.")]
+    return [
+        m for m in loaded if m not in baseline and m != "dbtool" and not m.startswith("dbtool.")
+    ]
 
 
 def import_only_command(modules: Sequence[str]) -> list[str]:

@@ -181,7 +181,7 @@ async def _orm_rows_per_second(url: str, sample: int) -> float:
     from sqlalchemy import text
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from cli.models import User
+    from dbtool.models.builtin import User
 
     engine = create_async_engine(url)
     sessions = async_sessionmaker(engine, expire_on_commit=False)

@@ -55,8 +55,8 @@ def _queries(url: str, count: int) -> dict[str, str]:
     from sqlalchemy import select
     from sqlalchemy.engine import make_url
 
-    from cli.appmodels import load_models
-    from cli.users import UserFilter, after_condition, filtered
+    from dbtool.models.user_model import load_models
+    from dbtool.users.service import UserFilter, after_condition, filtered
 
     model = load_models(None, None, None).user
     dialect = make_url(url).get_dialect()()  # no connection: only to compile

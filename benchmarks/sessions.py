@@ -33,9 +33,9 @@ async def _run(server_url: str, sessions: int, rounds: int) -> list[Row]:
     from sqlalchemy.engine import make_url
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from cli.db import Database
-    from cli.models import User
-    from cli.schema import create_schema
+    from dbtool.db import Database
+    from dbtool.models.builtin import User
+    from dbtool.schema.tables import create_schema
 
     name = f"dbtool_bench_{uuid.uuid4().hex[:8]}"
     admin_dsn = make_url(server_url).set(drivername="postgresql")

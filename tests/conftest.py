@@ -18,8 +18,8 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
-from cli import passwords
-from cli.legacy_hashes import LegacyHasher
+from dbtool.users import passwords
+from dbtool.users.legacy_hashes import LegacyHasher
 from tests.helpers import (
     REQUIRE_POSTGRES,
     TEST_DB_PREFIX,

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
-from cli.main import app
+from dbtool.app import app
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL = os.environ.get("DBTOOL_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)

@@ -265,7 +265,7 @@ def test_the_built_in_models_autogenerate_a_migration_that_runs(
     from alembic import command
     from alembic.config import Config
 
-    project = make_project(tmp_path / "project", models="from cli.models import Base\n",
+    project = make_project(tmp_path / "project", models="from dbtool.models.builtin import Base\n",
                            migrations=False)  # fmt: skip
     config = Config(str(project / "alembic.ini"))
     config.set_main_option("sqlalchemy.url", "sqlite+aiosqlite:///" + str(tmp_path / "gen.db"))
@@ -279,7 +279,7 @@ def test_the_built_in_models_autogenerate_a_migration_that_runs(
         sys.modules.pop("project_models", None)
         os.chdir(cwd)
     [migration] = (project / "migrations" / "versions").glob("0001_*.py")
-    assert "cli." not in migration.read_text()  # plain sa.DateTime, sa.Uuid: nothing to import
+    assert "dbtool." not in migration.read_text()  # plain sa.DateTime, sa.Uuid: nothing to import
     upgraded = alembic_cli(project, database_url, "upgrade", "head")
     assert upgraded.returncode == 0, upgraded.stderr
     assert Dbtool(database_url)("check").exit_code == 0

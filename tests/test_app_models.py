@@ -465,10 +465,10 @@ asyncio.run(main())
 
 def test_library_takes_an_explicit_model(database_url: str) -> None:
     """Applications can hand the services their own mapped class."""
-    from cli.appmodels import user_model_for
-    from cli.db import Database
-    from cli.schema import create_schema
-    from cli.users import add_user, check_password, get_user
+    from dbtool.db import Database
+    from dbtool.models.user_model import user_model_for
+    from dbtool.schema.tables import create_schema
+    from dbtool.users.service import add_user, check_password, get_user
     from tests.apps.intid_app import Account
 
     model = user_model_for(Account)

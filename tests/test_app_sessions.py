@@ -19,10 +19,10 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.pool import QueuePool
 
-from cli.db import Database
-from cli.models import User
-from cli.schema import create_schema
-from cli.users import add_user, get_user
+from dbtool.db import Database
+from dbtool.models.builtin import User
+from dbtool.schema.tables import create_schema
+from dbtool.users.service import add_user, get_user
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from cli.config import load_settings, normalize_url
-from cli.errors import ConfigError
-from cli.main import app
+from dbtool.app import app
+from dbtool.config import load_settings, normalize_url
+from dbtool.errors import ConfigError
 from tests.helpers import Result, assert_clean_error
 
 
@@ -202,7 +202,7 @@ def test_config_table_lists_every_setting() -> None:
 
 
 def test_env_example_documents_every_setting() -> None:
-    from cli.config import ALL_SETTING_NAMES
+    from dbtool.config import ALL_SETTING_NAMES
 
     example = (Path(__file__).parents[1] / ".env.example").read_text()
     for name in (*ALL_SETTING_NAMES, "DBTOOL_USER_PASSWORD"):

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import typer.main
 
-from cli.config import ALL_SETTING_NAMES
-from cli.errors import ExitCode
-from cli.main import app
+from dbtool.app import app
+from dbtool.config import ALL_SETTING_NAMES
+from dbtool.errors import ExitCode
 from tests.helpers import dbtool_executable
 
 ROOT = Path(__file__).parents[1]
@@ -69,7 +69,9 @@ def test_exit_code_table_matches_the_code() -> None:
 def test_console_script_and_module_entry_points() -> None:
     script = subprocess.run([dbtool_executable(), "--version"], capture_output=True, text=True)
     assert script.returncode == 0 and script.stdout.startswith("dbtool ")
-    module = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True)
+    module = subprocess.run(
+        [sys.executable, "-m", "dbtool", "--help"], capture_output=True, text=True
+    )
     assert module.returncode == 0 and "users" in module.stdout
 
 

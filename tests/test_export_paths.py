@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from cli.exporting import _plain, _sqlite_ready, export_users, general_export
-from cli.formats import Format
-from cli.users import UserFilter
+from dbtool.formats import Format
+from dbtool.transfer.exporting import _plain, _sqlite_ready, export_users, general_export
+from dbtool.users.service import UserFilter
 from tests.helpers import Dbtool, assert_clean_error, run_sql
 
 NAMES = [
@@ -44,9 +44,9 @@ def exports(
     fast: bool = True,
     with_hash: bool = True,
 ) -> tuple[str, str]:
-    from cli.appmodels import load_models
-    from cli.config import load_settings
-    from cli.db import Database
+    from dbtool.config import load_settings
+    from dbtool.db import Database
+    from dbtool.models.user_model import load_models
 
     options = {"DBTOOL_MODELS": models} if models else {}
     settings = load_settings(url=url, options=options)
@@ -157,14 +157,14 @@ def test_tricky_values_import_unchanged(database_url: str, tmp_path: Path) -> No
     assert {email: name or None for email, name in stored.items()} == expected
 
 
-# --- SQLite: large tables are rendered by two readers (cli.sqlite_chunks) -------------------
+# --- SQLite: large tables are rendered by two readers (dbtool.backends.sqlite_chunks) ---
 
 
 @pytest.fixture
 def two_readers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Chunks of 2 rows, so that a dozen users take the two-reader path; the list collects
     the row counts of the chunks the second reader sends."""
-    from cli import exporting
+    from dbtool.transfer import exporting
 
     monkeypatch.setattr(exporting, "SQLITE_CHUNK", 2)
     sent: list[int] = []
@@ -242,7 +242,7 @@ def test_an_export_while_another_connection_writes_reads_alone(
 @pytest.fixture
 def second_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     """Replaces the second reader's script with the given Python source."""
-    from cli import sqlite_chunks
+    from dbtool.backends import sqlite_chunks
 
     def replace(source: str) -> None:
         script = tmp_path / "second_reader.py"

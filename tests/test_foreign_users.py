@@ -20,7 +20,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from cli import passwords
+from dbtool.users import passwords
 from tests.apps.django_site import PASSWORDS as DJANGO_PASSWORDS
 from tests.helpers import Dbtool, assert_clean_error, dbtool_executable, run_sql
 
@@ -142,7 +142,7 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from cli.legacy_hashes import LegacyHasher
+from dbtool.users.legacy_hashes import LegacyHasher
 from tests.apps.fastapi_users_app import User
 
 class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
@@ -439,8 +439,8 @@ def test_the_login_path_verifies_and_upgrades_foreign_hashes(
 ) -> None:
     import asyncio
 
-    from cli.db import Database
-    from cli.users import authenticate
+    from dbtool.db import Database
+    from dbtool.users.service import authenticate
 
     assert initialised("users", "import", str(django_export / "auth_user.csv"),
                        "--from", "django").exit_code == 0  # fmt: skip

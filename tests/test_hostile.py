@@ -23,7 +23,7 @@ import bcrypt
 import pytest
 from argon2 import PasswordHasher
 
-from cli import passwords
+from dbtool.users import passwords
 from tests.helpers import Dbtool, assert_clean_error, dbtool_executable, run_sql
 
 PASSWORD = "long enough pw"
@@ -464,7 +464,7 @@ def test_sigterm_during_export_leaves_no_partial_file(initialised: Dbtool, tmp_p
 # A step of a command in the event loop, stopped by SIGTERM through dbtool's handler.
 SIGTERM_IN_A_STEP = """
 import asyncio, os, signal
-from cli.main import _terminated
+from dbtool.app import _terminated
 signal.signal(signal.SIGTERM, _terminated)
 seen = []
 async def step():
@@ -528,13 +528,13 @@ def test_authenticate_takes_the_same_time_for_unknown_users(
     from pwdlib.hashers.argon2 import Argon2Hasher
     from pwdlib.hashers.bcrypt import BcryptHasher
 
-    from cli.db import Database
-    from cli.schema import create_schema
-    from cli.users import add_user, authenticate, update_user
+    from dbtool.db import Database
+    from dbtool.schema.tables import create_schema
+    from dbtool.users.service import add_user, authenticate, update_user
 
     real = {"argon2": PasswordHash((Argon2Hasher(), BcryptHasher()))}
     monkeypatch.setattr(passwords, "_hashers", real)
-    monkeypatch.setattr("cli.users._dummy_hashes", {})
+    monkeypatch.setattr("dbtool.users.service._dummy_hashes", {})
 
     async def run() -> tuple[float, float, object, object, object, object]:
         async with Database.from_url(database_url, must_exist=False) as db:
@@ -568,8 +568,8 @@ def test_authenticate_takes_the_same_time_for_unknown_users(
 def test_authenticate_upgrades_old_hashes_and_survives_hostile_ones(
     initialised: Dbtool,
 ) -> None:
-    from cli.db import Database
-    from cli.users import authenticate
+    from dbtool.db import Database
+    from dbtool.users.service import authenticate
 
     legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
     plant(initialised, "old@example.com", legacy)
@@ -590,9 +590,9 @@ def test_authenticate_upgrades_old_hashes_and_survives_hostile_ones(
 
 
 def test_add_user_applies_the_settings_policy(initialised: Dbtool) -> None:
-    from cli.db import Database
-    from cli.errors import InvalidInputError
-    from cli.users import add_user
+    from dbtool.db import Database
+    from dbtool.errors import InvalidInputError
+    from dbtool.users.service import add_user
 
     async def run() -> None:
         db = Database.from_url(initialised.url, password_min_length=20)
@@ -606,7 +606,7 @@ def test_add_user_applies_the_settings_policy(initialised: Dbtool) -> None:
 def test_engine_options_reach_the_engine(database_url: str) -> None:
     from sqlalchemy.pool import NullPool
 
-    from cli.db import Database
+    from dbtool.db import Database
 
     async def run() -> str:
         db = Database.from_url(database_url, must_exist=False,

@@ -51,8 +51,8 @@ def fill(url: str, count: int) -> None:
 def list_query(url: str, after: tuple[Any, ...] | None = None) -> str:
     """The SQL `users list` sends for a first page, or a page after the user with `after`
     as its list key, with the values written in."""
-    from cli.appmodels import load_models
-    from cli.users import UserFilter, after_condition, filtered
+    from dbtool.models.user_model import load_models
+    from dbtool.users.service import UserFilter, after_condition, filtered
 
     model = load_models(None, None, None).user
     query = filtered(select(*model.public_columns), UserFilter(), model).limit(50)
@@ -174,7 +174,7 @@ def test_sqlite_without_json_functions_imports_through_the_staging_table(
 ) -> None:
     """An SQLite built without its JSON functions: batches go through executemany and the
     staging table, with the same result."""
-    from cli import transfer
+    from dbtool.transfer import importing as transfer
 
     async def no_json(conn: object) -> bool:
         return False
@@ -199,9 +199,14 @@ def test_an_import_gives_the_connection_its_page_cache_back(initialised: Dbtool)
 
     from sqlalchemy import text
 
-    from cli.db import Database
-    from cli.formats import Format
-    from cli.transfer import ImportConflictError, import_fields, import_users, read_records
+    from dbtool.db import Database
+    from dbtool.formats import Format
+    from dbtool.transfer.importing import (
+        ImportConflictError,
+        import_fields,
+        import_users,
+        read_records,
+    )
 
     async def run() -> list[int]:
         async with Database.from_url(initialised.url, pool_size=1, max_overflow=0) as db:

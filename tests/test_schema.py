@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from cli.config import load_settings
-from cli.db import Database
+from dbtool.config import load_settings
+from dbtool.db import Database
 from tests.helpers import (
     Dbtool,
     Terminal,

@@ -24,7 +24,7 @@ import atexit, json, sys
 atexit.register(lambda: sys.stderr.write(
     "\\nMODULES=" + json.dumps(sorted({m.split(".")[0] for m in sys.modules})) + "\\n"))
 sys.argv = ["dbtool", *json.loads(sys.argv[1])]
-from cli.main import main
+from dbtool.app import main
 main()
 """
 
@@ -69,7 +69,7 @@ def test_shell_completion_loads_no_database_modules() -> None:
 def test_importing_the_cli_builds_nothing() -> None:
     """Importing the package and the Typer app reads no settings and builds no console."""
     code = (
-        "import sys, cli, cli.main, cli.command, cli.users_cmd;"
+        "import sys, dbtool, dbtool.app, dbtool.commands.runtime, dbtool.commands.users;"
         "print(sorted(m for m in sys.modules if m.startswith(('rich', 'dotenv', 'asyncio'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -130,7 +130,7 @@ def test_piped_everyday_commands_load_no_rich_and_no_hashing(tmp_path: Path) -> 
 # after `main()` returns to its caller.
 GC_PROBE = """
 import gc, json, sys
-from cli import command
+from dbtool.commands import runtime as command
 seen = []
 run = command.Command.run
 def recording_run(self, coroutine):
@@ -141,7 +141,7 @@ def recording_run(self, coroutine):
         seen.append(gc.isenabled())
 command.Command.run = recording_run
 sys.argv = ["dbtool", *json.loads(sys.argv[1])]
-from cli.main import main
+from dbtool.app import main
 try:
     main()
 except SystemExit:
@@ -182,7 +182,7 @@ def test_plain_messages_are_what_rich_prints(message: str) -> None:
     from rich.console import Console
     from rich.text import Text
 
-    from cli import output
+    from dbtool.render import console as output
 
     for prefix, style in (("error: ", "bold red"), ("warning: ", "bold yellow"), ("✓ ", "green")):
         rich = io.StringIO()
@@ -213,7 +213,7 @@ def test_wrapped_notes_are_what_rich_prints(
 
     from rich.text import Text
 
-    from cli import output
+    from dbtool.render import console as output
 
     if columns is None:
         monkeypatch.delenv("COLUMNS", raising=False)

@@ -17,8 +17,8 @@ import asyncpg
 import bcrypt
 import pytest
 
-from cli.db import Database
-from cli.pools import ProbeReport, probe
+from dbtool.db import Database
+from dbtool.diagnostics.pools import ProbeReport, probe
 from tests.helpers import REQUIRE_POSTGRES, Dbtool, assert_clean_error, dbtool_executable
 from tests.topology import Cluster, PgBouncer, TopologyError
 

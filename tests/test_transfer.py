@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
-from cli import passwords
-from cli.db import Database
-from cli.transfer import Format, import_fields, import_users, read_records
+from dbtool.db import Database
+from dbtool.transfer.importing import Format, import_fields, import_users, read_records
+from dbtool.users import passwords
 from tests.helpers import Dbtool, Terminal, assert_clean_error, run_sql
 
 HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash("imported password")
@@ -398,7 +398,7 @@ def test_plain_passwords_are_hashed_on_several_threads(
 
     async def run() -> int:
         async with Database.from_url(database_url, must_exist=False) as db:
-            from cli.schema import create_schema
+            from dbtool.schema.tables import create_schema
 
             await create_schema(db)
             report = await import_users(db, records, batch_size=20)
@@ -417,7 +417,7 @@ def test_memory_stays_flat_whatever_the_file_size(database_url: str, tmp_path: P
 
         async def run() -> None:
             async with Database.from_url(database_url, must_exist=False) as db:
-                from cli.schema import create_schema, drop_schema
+                from dbtool.schema.tables import create_schema, drop_schema
 
                 await drop_schema(db)
                 await create_schema(db)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cli.errors import InvalidInputError
-from cli.validation import _fast_email, normalize_email, normalize_email_strictly
+from dbtool.errors import InvalidInputError
+from dbtool.users.validation import _fast_email, normalize_email, normalize_email_strictly
 
 ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-"
 label = st.text(alphabet="abcxyzABC019-", min_size=1, max_size=66)

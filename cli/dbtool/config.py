@@ -1,0 +1,488 @@
+"""Settings, resolved in one place: option > process environment > .env file > default.
+
+Nothing here runs at import time; `load_settings()` is called once per command (or once per
+application process) and returns an immutable `Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from dbtool.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./dbtool.db"
+DEFAULT_APPLICATION_NAME = "dbtool"
+
+# Source labels, as shown by `dbtool config`.
+SOURCE_OPTION = "option"
+SOURCE_ENVIRONMENT = "environment"
+SOURCE_DEFAULT = "default"
+SOURCE_URL = "DATABASE_URL"
+
+POSTGRES_DRIVER = "postgresql+asyncpg"
+SQLITE_DRIVER = "sqlite+aiosqlite"
+_DRIVER_ALIASES = {
+    "postgres": POSTGRES_DRIVER,
+    "postgresql": POSTGRES_DRIVER,
+    "postgresql+asyncpg": POSTGRES_DRIVER,
+    "postgresql+psycopg": POSTGRES_DRIVER,
+    "postgresql+psycopg2": POSTGRES_DRIVER,
+    "sqlite": SQLITE_DRIVER,
+    "sqlite+pysqlite": SQLITE_DRIVER,
+    "sqlite+aiosqlite": SQLITE_DRIVER,
+}
+# libpq's sslmode values, all of which asyncpg's `ssl=` understands under the same names.
+_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# URL query parameters dbtool understands for PostgreSQL; anything else would reach
+# asyncpg.connect() as an unexpected keyword and fail at connect time.
+_POSTGRES_URL_PARAMS = (
+    "host",
+    "port",
+    "target_session_attrs",
+    "statement_cache_size",
+    "ssl",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "application_name",
+    "connect_timeout",
+    "prepared_statement_cache_size",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything dbtool needs to know to open a database, with where each value came from."""
+
+    url: URL = field(default_factory=lambda: make_url(DEFAULT_DATABASE_URL))
+    pool_size: int = 5
+    max_overflow: int = 10
+    pool_timeout: float = 30.0
+    pool_recycle: int = -1
+    pool_pre_ping: bool = False
+    connect_timeout: float = 10.0
+    echo: bool = False
+    protected: bool = False
+    password_min_length: int = 8
+    password_hash: str = "argon2"
+    lock_timeout: float = 5.0
+    pgbouncer: bool = False
+    pgbouncer_admin_url: str | None = None
+    alembic_config: str | None = None
+    models: str | None = None
+    user_model: str | None = None
+    user_fields: str | None = None
+    # None: the CLI calls itself "dbtool"; applications get their program's name (dbtool.db).
+    application_name: str | None = None
+    # libpq's sslrootcert, sslcert, sslkey from the URL: files for an SSL context (dbtool.db).
+    ssl_rootcert: str | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    # Environment variable name -> source label ("option", "environment", ".env file ...").
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # Names set in the .env file (whether dbtool reads them from there or not).
+    dotenv_names: frozenset[str] = field(default_factory=frozenset, compare=False)
+    # Problems worth a warning but not an error (a misspelt DBTOOL_ name, ...).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def backend(self) -> str:
+        """ "postgresql" or "sqlite"."""
+        return self.url.get_backend_name()
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+    @property
+    def pool_capacity(self) -> int:
+        """The most connections one process with this configuration can hold open."""
+        return self.pool_size + self.max_overflow
+
+
+@dataclass(frozen=True)
+class _Spec:
+    attr: str
+    env: str
+    parse: Callable[[str], Any]
+    check: Callable[[Any], bool] = lambda _v: True
+    rule: str = ""
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_int(raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
+def _parse_text(raw: str) -> str:
+    return raw.strip()
+
+
+def _parse_scheme(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in PASSWORD_SCHEMES:
+        raise ValueError(f"expected one of {', '.join(PASSWORD_SCHEMES)}")
+    return value
+
+
+def _parse_seconds(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of seconds") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("expected a finite number of seconds")
+    return value
+
+
+PASSWORD_SCHEMES = ("argon2", "bcrypt")
+
+SETTING_SPECS: tuple[_Spec, ...] = (
+    _Spec("pool_size", "DBTOOL_POOL_SIZE", _parse_int, lambda v: v >= 1, "at least 1"),
+    _Spec("max_overflow", "DBTOOL_MAX_OVERFLOW", _parse_int, lambda v: v >= 0, "0 or more"),
+    _Spec("pool_timeout", "DBTOOL_POOL_TIMEOUT", _parse_seconds, lambda v: v > 0, "above 0"),
+    _Spec(
+        "pool_recycle",
+        "DBTOOL_POOL_RECYCLE",
+        _parse_int,
+        lambda v: v == -1 or v > 0,
+        "-1 (never) or above 0",
+    ),
+    _Spec("pool_pre_ping", "DBTOOL_POOL_PRE_PING", _parse_bool),
+    _Spec("connect_timeout", "DBTOOL_CONNECT_TIMEOUT", _parse_seconds, lambda v: v > 0, "above 0"),
+    _Spec("echo", "DBTOOL_ECHO", _parse_bool),
+    _Spec("protected", "DBTOOL_PROTECTED", _parse_bool),
+    _Spec(
+        "password_min_length",
+        "DBTOOL_PASSWORD_MIN_LENGTH",
+        _parse_int,
+        lambda v: 1 <= v <= 4096,
+        "between 1 and 4096",
+    ),
+    _Spec("password_hash", "DBTOOL_PASSWORD_HASH", _parse_scheme),
+    _Spec("lock_timeout", "DBTOOL_LOCK_TIMEOUT", _parse_seconds, lambda v: v > 0, "above 0"),
+    _Spec("pgbouncer", "DBTOOL_PGBOUNCER", _parse_bool),
+    _Spec("pgbouncer_admin_url", "DBTOOL_PGBOUNCER_ADMIN_URL", _parse_text),
+    _Spec("alembic_config", "DBTOOL_ALEMBIC_CONFIG", _parse_text),
+    _Spec("models", "DBTOOL_MODELS", _parse_text),
+    _Spec("user_model", "DBTOOL_USER_MODEL", _parse_text),
+    _Spec("user_fields", "DBTOOL_USER_FIELDS", _parse_text),
+)
+URL_ENV = "DATABASE_URL"
+# Settings that can also be given as a root option.
+OPTION_FLAGS = {URL_ENV: "--url", "DBTOOL_MODELS": "--models"}
+ALL_SETTING_NAMES = (URL_ENV, *(spec.env for spec in SETTING_SPECS))
+
+
+def load_settings(
+    *,
+    url: str | None = None,
+    env_file: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+    options: Mapping[str, str | None] | None = None,
+) -> Settings:
+    """Resolve every setting: option > environment > .env file > default.
+
+    `url` is the --url option; `options` holds other settings given as options, by setting
+    name (e.g. {"DBTOOL_MODELS": "app.models:Base"}). An option given but blank is an error
+    rather than "unset": `--url "$UNSET"` must not quietly mean another database.
+    `env_file` defaults to `.env` in the current directory (ignored when missing); an
+    explicitly given file must exist.
+    """
+    given = {URL_ENV: url, **(options or {})}
+    for name, value in given.items():
+        if value is not None and not value.strip():
+            raise ConfigError(
+                f"{OPTION_FLAGS.get(name, name)} is empty: give a value or leave it out"
+            )
+        if value is not None:
+            _text(OPTION_FLAGS.get(name, name), value, SOURCE_OPTION)
+    env = os.environ if environ is None else environ
+    dotenv_path, dotenv = _read_dotenv(env_file)
+    dotenv_label = f".env file ({dotenv_path})"
+
+    def lookup(name: str) -> tuple[str, str] | None:
+        # Empty values count as unset, so `DATABASE_URL=` in CI does not mean "no URL".
+        if env.get(name, "").strip():
+            return _text(name, env[name], SOURCE_ENVIRONMENT), SOURCE_ENVIRONMENT
+        if (dotenv.get(name) or "").strip():
+            return _text(name, str(dotenv[name]), dotenv_label), dotenv_label
+        return None
+
+    sources: dict[str, str] = {}
+    if url is not None:
+        raw_url, url_source = url, SOURCE_OPTION
+    else:
+        raw_url, url_source = lookup(URL_ENV) or (DEFAULT_DATABASE_URL, SOURCE_DEFAULT)
+    normalised, url_extras = normalize_url(raw_url, url_source)
+    sources[URL_ENV] = url_source
+
+    values: dict[str, Any] = {}
+    for spec in SETTING_SPECS:
+        option = given.get(spec.env)
+        found = (option, SOURCE_OPTION) if option is not None else lookup(spec.env)
+        if found is None:
+            sources[spec.env] = SOURCE_DEFAULT
+            continue
+        raw, source = found
+        try:
+            value = spec.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{spec.env}={raw.strip()!r} (from {source}): {exc}") from None
+        if not spec.check(value):
+            raise ConfigError(f"{spec.env}={raw.strip()!r} (from {source}) must be {spec.rule}")
+        values[spec.attr] = value
+        sources[spec.env] = source
+
+    # A libpq-style `connect_timeout` in the URL applies unless the setting was given itself.
+    if "connect_timeout" in url_extras and sources["DBTOOL_CONNECT_TIMEOUT"] == SOURCE_DEFAULT:
+        sources["DBTOOL_CONNECT_TIMEOUT"] = SOURCE_URL
+    elif "connect_timeout" in url_extras:
+        del url_extras["connect_timeout"]
+    warnings = [
+        *_unknown_names(env, SOURCE_ENVIRONMENT),
+        *_unknown_names(dotenv, dotenv_label),
+    ]
+    return Settings(
+        url=normalised,
+        sources=sources,
+        dotenv_names=frozenset(name for name, value in dotenv.items() if value),
+        warnings=tuple(warnings),
+        **{**url_extras, **values},
+    )
+
+
+# DBTOOL_ names that are not settings but are read elsewhere: by the users commands (only
+# from the environment), and by dbtool's own tests and benchmarks.
+OTHER_NAMES = (
+    "DBTOOL_USER_PASSWORD",
+    "DBTOOL_TEST_POSTGRES_URL",
+    "DBTOOL_REQUIRE_POSTGRES",
+    "DBTOOL_BENCH_POSTGRES_URL",
+)
+
+
+def _unknown_names(names: Iterable[str], source: str) -> Iterator[str]:
+    """A warning for each DBTOOL_ name dbtool does not know, with the nearest one it does."""
+    known = [*ALL_SETTING_NAMES, *OTHER_NAMES]
+    for name in sorted(names):
+        if name.startswith("DBTOOL_") and name not in known:
+            from difflib import get_close_matches
+
+            close = get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            yield f"{name} (from {source}) is not a dbtool setting, and is ignored{hint}"
+
+
+def _text(name: str, value: str, source: str) -> str:
+    """`value`, if it is text a setting can hold (argv and the environment can carry invalid
+    UTF-8, which Python keeps as surrogates, and NUL characters)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{name} (from {source}) is not valid UTF-8") from None
+    if "\x00" in value:
+        raise ConfigError(f"{name} (from {source}) contains a NUL character")
+    return value
+
+
+def _read_dotenv(env_file: Path | str | None) -> tuple[Path, dict[str, str | None]]:
+    path = Path(env_file) if env_file is not None else Path.cwd() / ".env"
+    if not path.is_file():
+        if env_file is not None:
+            raise ConfigError(f"--env-file {path}: no such file")
+        return path, {}
+    from dotenv import dotenv_values  # only when there is a file to read
+
+    try:
+        # interpolate=False: a password containing "${" must reach us unchanged.
+        return path, dict(dotenv_values(path, interpolate=False, encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def str_url(url: str | URL) -> str:
+    return url if isinstance(url, str) else url.render_as_string(hide_password=False)
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL as it may be shown anywhere: password replaced by ***."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except ArgumentError:
+        return "<unparsable URL>"
+    return parsed.render_as_string(hide_password=True)
+
+
+def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
+    """Parse and normalise a database URL to an async driver dbtool supports.
+
+    Returns the URL and any settings carried in its query string (application name,
+    connect timeout) that must not be passed to the driver as-is. Raises ConfigError,
+    whose message never contains the raw URL (it may hold a password).
+    """
+    where = f"{URL_ENV} (from {source})"
+    _text(URL_ENV, raw, source)
+    try:
+        url = make_url(_libpq_hosts(raw.strip()))
+    except ArgumentError:
+        raise ConfigError(
+            f"{where} is not a valid database URL; expected e.g. "
+            "postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.db"
+        ) from None
+    except ValueError as exc:  # e.g. a non-numeric port
+        raise ConfigError(f"{where} is not a valid database URL: {exc}") from None
+
+    # %00 decodes to NUL (SQLAlchemy 2.1 decodes the database part too, 2.0 does not).
+    if "%00" in raw or any("\x00" in (part or "") for part in (url.password, url.database)):
+        raise ConfigError(f"{where} contains a NUL character (%00)")
+    driver = _DRIVER_ALIASES.get(url.drivername)
+    if driver is None:
+        raise ConfigError(
+            f"{where} uses unsupported driver {url.drivername!r}; dbtool supports "
+            "PostgreSQL (postgresql://, via asyncpg) and SQLite (sqlite://, via aiosqlite)"
+        )
+    url = url.set(drivername=driver)
+    if driver == SQLITE_DRIVER:
+        return url, {}
+
+    if url.host and "@" in url.host:
+        raise ConfigError(
+            f"{where} has an '@' in its host part; percent-encode '@' in the password as %40"
+        )
+    if not url.database:
+        raise ConfigError(f"{where} names no database (add /dbname after the host)")
+    if url.port is not None and not 1 <= url.port <= 65535:
+        raise ConfigError(f"{where} has port {url.port}, outside 1-65535")
+    extras: dict[str, Any] = {}
+    query = dict(url.query)
+    _check_hosts(query, where)
+    unknown = sorted(set(query) - set(_POSTGRES_URL_PARAMS))
+    if unknown:
+        raise ConfigError(
+            f"{where} has unsupported parameter(s) {', '.join(unknown)}; "
+            f"supported: {', '.join(_POSTGRES_URL_PARAMS)}"
+        )
+    for key in ("ssl", "sslmode"):
+        if key in query:  # asyncpg spells libpq's sslmode as ssl
+            query["ssl"] = _choice(query.pop(key), key, _SSL_MODES, where)
+    for key in ("sslrootcert", "sslcert", "sslkey"):
+        if key in query:
+            path = Path(_single(query.pop(key), key, where)).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"{where}: {key}={path} is not a readable file")
+            extras[f"ssl_{key.removeprefix('ssl')}"] = str(path)
+    if "application_name" in query:
+        extras["application_name"] = _single(
+            query.pop("application_name"), "application_name", where
+        )
+    if "target_session_attrs" in query:
+        key = "target_session_attrs"
+        query[key] = _choice(query[key], key, TARGET_SESSION_ATTRS, where)
+    # The caches asyncpg and SQLAlchemy keep of prepared statements: 0 means PgBouncer in
+    # transaction mode, which DBTOOL_PGBOUNCER configures fully (dbtool.db).
+    for key in ("statement_cache_size", "prepared_statement_cache_size"):
+        if key in query:
+            size = _single(query.pop(key), key, where)
+            if size.strip() != "0":
+                raise ConfigError(
+                    f"{where}: {key}={size!r}: only 0 is accepted (PgBouncer in transaction "
+                    "mode); or leave it out"
+                )
+            extras["pgbouncer"] = True
+    if "connect_timeout" in query:
+        raw_timeout = _single(query.pop("connect_timeout"), "connect_timeout", where)
+        try:
+            timeout = _parse_seconds(raw_timeout)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: connect_timeout={raw_timeout!r}: {exc}") from None
+        if timeout <= 0:
+            raise ConfigError(f"{where}: connect_timeout must be above 0")
+        extras["connect_timeout"] = timeout
+    return url.set(query=query), extras
+
+
+TARGET_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
+# scheme://[userinfo@]h1[:p1],h2[:p2]/...: libpq's multi-host form, which make_url cannot read.
+_LIBPQ_HOSTS = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^@/?#]*@)?"
+    r"(?P<hosts>[^/?#]*,[^/?#]*)(?P<path>/[^?#]*)?(?:\?(?P<query>[^#]*))?"
+)
+
+
+def _libpq_hosts(raw: str) -> str:
+    """libpq's `postgresql://u@h1:5432,h2:5433/db?x=y` as SQLAlchemy's
+    `postgresql://u@/db?host=h1:5432&host=h2:5433&x=y`; any other URL unchanged."""
+    found = _LIBPQ_HOSTS.fullmatch(raw)
+    if found is None:
+        return raw
+    hosts = "&".join(f"host={host.strip()}" for host in found["hosts"].split(",") if host)
+    query = f"{hosts}&{found['query']}" if found["query"] else hosts
+    return f"{found['scheme']}{found['userinfo'] or ''}{found['path'] or '/'}?{query}"
+
+
+def _check_hosts(query: dict[str, Any], where: str) -> None:
+    """The hosts of a multi-host URL: each `name` or `name:port`, ports in range."""
+    hosts = query.get("host")
+    for host in (hosts,) if isinstance(hosts, str) else hosts or ():
+        if "@" in host:
+            raise ConfigError(
+                f"{where} has an '@' in its host part; percent-encode '@' in the password as %40"
+            )
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+        if not name or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
+            raise ConfigError(f"{where}: host={host!r} must be NAME or NAME:PORT (1-65535)")
+
+
+def url_hosts(url: URL) -> list[str]:
+    """Every `host:port` the URL names (several for a multi-host URL)."""
+    hosts = url.query.get("host")
+    if hosts:
+        listed = (hosts,) if isinstance(hosts, str) else hosts
+        return [host if ":" in host else f"{host}:{url.port or 5432}" for host in listed]
+    return [f"{url.host or 'localhost'}:{url.port or 5432}"]
+
+
+def _choice(value: str | tuple[str, ...], key: str, choices: tuple[str, ...], where: str) -> str:
+    """A URL parameter that must be one of `choices`."""
+    chosen = _single(value, key, where)
+    if chosen not in choices:
+        raise ConfigError(f"{where}: {key}={chosen!r} must be one of {', '.join(choices)}")
+    return chosen
+
+
+def _single(value: str | tuple[str, ...], key: str, where: str) -> str:
+    if isinstance(value, tuple):
+        raise ConfigError(f"{where}: parameter {key} is given more than once")
+    return value
+
+
+def describe_settings(settings: Settings) -> list[tuple[str, Any, str]]:
+    """(name, value, source) for every setting; the URL comes with its password masked."""
+    rows: list[tuple[str, Any, str]] = [
+        (URL_ENV, settings.masked_url, settings.sources.get(URL_ENV, SOURCE_DEFAULT))
+    ]
+    for spec in SETTING_SPECS:
+        value = getattr(settings, spec.attr)
+        rows.append((spec.env, value, settings.sources.get(spec.env, SOURCE_DEFAULT)))
+    return rows

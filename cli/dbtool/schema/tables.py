@@ -1,0 +1,622 @@
+"""Creating, inspecting and dropping the models' schema (and, on PostgreSQL, the database).
+
+"The models" are the configured metadata (DBTOOL_MODELS, or the built-in tables). A table
+counts as the models' own only when its columns match: a table of the same name but another
+shape (an application's own `users`, say) is reported, never dropped without `--force`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import Index, Table, func, inspect, select, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from dbtool.backends.errors import sqlstate
+from dbtool.config import Settings
+from dbtool.db import Database, RetryCallback, retry_connect, sqlite_path
+from dbtool.errors import DatabaseUnavailableError, DbtoolError, RefusedError
+from dbtool.models.user_model import Models
+
+# Any constant works as long as every dbtool process uses the same one: it serialises
+# concurrent `init`/`drop` runs on one PostgreSQL database.
+SCHEMA_LOCK_ID = 0x6462746F6F6C  # "dbtool"
+VERSION_TABLE = "alembic_version"
+# Errors PostgreSQL raises when two CREATE DATABASE race: duplicate_database, unique_violation.
+_DATABASE_EXISTS_SQLSTATES = ("42P04", "23505")
+
+
+class SchemaMismatchError(DbtoolError):
+    """Tables of the models' names exist with other columns: not the tables they describe."""
+
+
+class LockTimeoutError(DbtoolError):
+    """A schema change waited longer than DBTOOL_LOCK_TIMEOUT for a table lock."""
+
+
+@dataclass(frozen=True)
+class TableState:
+    """One table of the models, as the database has it."""
+
+    name: str  # schema-qualified when the model says so
+    exists: bool
+    missing_columns: list[str] = field(default_factory=list)  # in the model, not the table
+    extra_columns: list[str] = field(default_factory=list)  # in the table, not the model
+    rows: int | None = None
+    rows_estimated: bool = False  # rows is the planner's estimate (large PostgreSQL tables)
+    dependents: list[str] = field(default_factory=list)  # outside tables referencing it
+
+    @property
+    def matches(self) -> bool:
+        return self.exists and not self.missing_columns and not self.extra_columns
+
+    def mismatch(self) -> str:
+        """`users exists but lacks a, b; has extra c`."""
+        parts = []
+        if self.missing_columns:
+            parts.append(f"lacks {', '.join(self.missing_columns)}")
+        if self.extra_columns:
+            parts.append(f"has extra {', '.join(self.extra_columns)}")
+        return f"{self.name} exists but {'; '.join(parts)}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "missing_columns": self.missing_columns,
+            "extra_columns": self.extra_columns,
+        }
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    tables: list[TableState]
+
+    @property
+    def present(self) -> list[TableState]:
+        return [table for table in self.tables if table.exists]
+
+    @property
+    def missing(self) -> list[TableState]:
+        return [table for table in self.tables if not table.exists]
+
+    @property
+    def mismatched(self) -> list[TableState]:
+        return [table for table in self.present if not table.matches]
+
+    @property
+    def complete(self) -> bool:
+        return all(table.matches for table in self.tables)
+
+
+@dataclass(frozen=True)
+class SchemaReport:
+    created: list[str]
+    existing: list[str]
+    indexes: list[str] = field(default_factory=list)  # created on tables that existed
+
+
+@dataclass(frozen=True)
+class DropPlan:
+    """What `drop` will do: tables to drop (child tables first) and tables it leaves."""
+
+    drop: list[TableState]
+    skipped: list[tuple[TableState, str]]  # (table, why)
+    force: bool
+    version_table: bool = False  # Alembic's alembic_version was dropped too
+
+    @property
+    def blocked(self) -> list[str]:
+        """Why dropping would break tables outside the models (without --force)."""
+        if self.force:
+            return []
+        return [
+            f"{outside} (not in the models) references {table.name}"
+            for table in self.drop
+            for outside in table.dependents
+        ]
+
+
+def model_tables(models: Models) -> list[str]:
+    return [table.fullname for table in models.tables]
+
+
+@contextlib.asynccontextmanager
+async def _schema_change(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A transaction for DDL: dbtool's schema lock first (concurrent runs wait their turn),
+    then, on PostgreSQL, a lock timeout: behind a long transaction the DDL gives up after
+    DBTOOL_LOCK_TIMEOUT instead of waiting forever with every query on the table queued
+    behind it. The error names the session in the way."""
+    try:
+        async with db.transaction() as conn:
+            # Transaction-scoped, so released at COMMIT/ROLLBACK (and fine behind PgBouncer).
+            # SQLite needs nothing here: its transaction began with BEGIN IMMEDIATE.
+            if conn.dialect.name == "postgresql":
+                await conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
+                milliseconds = max(int(db.settings.lock_timeout * 1000), 1)
+                await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+            yield conn
+    except DBAPIError as exc:
+        if sqlstate(exc) != "55P03":  # lock_not_available
+            raise
+        raise LockTimeoutError(
+            f"a table lock was not granted within {db.settings.lock_timeout:g}s "
+            f"(DBTOOL_LOCK_TIMEOUT){await _blockers(db)}; nothing was changed"
+        ) from None
+
+
+async def _blockers(db: Database) -> str:
+    """Who holds locks on the models' tables: `: pid 1234 (billing-api, idle in transaction,
+    for 42s)`, or nothing when that cannot be told."""
+    names = [table.fullname for table in db.models.tables] + [VERSION_TABLE]
+    query = text(
+        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),"
+        " extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.query_start))::float8"
+        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.granted AND a.pid <> pg_backend_pid()"
+        " AND l.relation = ANY (SELECT to_regclass(name)::oid"
+        " FROM unnest(CAST(:names AS text[])) AS name)"
+        " GROUP BY 1, 2, 3, 4 ORDER BY 4 DESC NULLS LAST LIMIT 3"
+    )
+    try:
+        async with db.reading() as conn:
+            rows = list(await conn.execute(query, {"names": names}))
+    except Exception:  # the explanation is a bonus; never replace the error with another
+        return ""
+    held = [
+        f"pid {pid} ({application or 'no application name'}, {state}, for {age or 0:.0f}s)"
+        for pid, application, state, age in rows
+    ]
+    return f": held by {'; '.join(held)}" if held else ""
+
+
+# The columns of tables by schema and name, in one catalogue query; a schema of '' is the
+# connection's current one, and only tables count (relkind r, p), as in SQLAlchemy's
+# get_table_names.
+_PG_COLUMNS = text(
+    "SELECT t.schema_name, t.table_name, a.attname"
+    " FROM unnest(CAST(:schemas AS text[]), CAST(:names AS text[])) AS t(schema_name, table_name)"
+    " JOIN pg_namespace n ON n.nspname = coalesce(nullif(t.schema_name, ''), current_schema())"
+    " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name"
+    " AND c.relkind IN ('r', 'p')"
+    " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+    " ORDER BY 1, 2, a.attnum"
+)
+
+
+def _columns(sync: Connection, tables: Sequence[Table]) -> dict[tuple[str | None, str], list[str]]:
+    """The column names of those of `tables` that exist, by (schema, name). PostgreSQL: one
+    query (the inspector takes four, each a large statement to compile: a third of `dbtool
+    info`'s own time)."""
+    if sync.dialect.name == "postgresql":
+        found: dict[tuple[str | None, str], list[str]] = {}
+        parameters = {
+            "schemas": [table.schema or "" for table in tables],
+            "names": [table.name for table in tables],
+        }
+        for schema, name, column in sync.execute(_PG_COLUMNS, parameters):
+            columns = found.setdefault((schema or None, name), [])
+            if column is not None:
+                columns.append(column)
+        return found
+    inspector = inspect(sync)
+    present = {
+        (schema, name)
+        for schema in {table.schema for table in tables}
+        for name in inspector.get_table_names(schema=schema)
+    }
+    return {
+        (table.schema, table.name): [
+            column["name"] for column in inspector.get_columns(table.name, table.schema)
+        ]
+        for table in tables
+        if (table.schema, table.name) in present
+    }
+
+
+def _referencing(
+    sync: Connection, tables: Sequence[Table]
+) -> dict[tuple[str | None, str], list[str]]:
+    """The tables outside `tables` whose foreign keys reference each of them."""
+    inspector = inspect(sync)
+    ours = {(table.schema, table.name) for table in tables}
+    referenced: dict[tuple[str | None, str], list[str]] = {}
+    for schema in {table.schema for table in tables}:
+        for (_, name), constraints in inspector.get_multi_foreign_keys(schema=schema).items():
+            if (schema, name) in ours:
+                continue
+            for constraint in constraints:
+                target = (constraint.get("referred_schema") or schema, constraint["referred_table"])
+                referenced.setdefault(target, []).append(name)
+    return referenced
+
+
+def _inspect(sync: Connection, tables: Sequence[Table], *, dependents: bool) -> list[TableState]:
+    existing = _columns(sync, tables)
+    referenced = _referencing(sync, tables) if dependents else {}
+    states = []
+    for table in tables:
+        key = (table.schema, table.name)
+        actual = existing.get(key)
+        if actual is None:
+            states.append(TableState(table.fullname, exists=False))
+            continue
+        wanted = [column.name for column in table.columns]
+        states.append(
+            TableState(
+                table.fullname,
+                exists=True,
+                missing_columns=[name for name in wanted if name not in actual],
+                extra_columns=[name for name in actual if name not in wanted],
+                dependents=sorted(set(referenced.get(key, []))),
+            )
+        )
+    return states
+
+
+# From this many rows (by the planner's statistics) a PostgreSQL table's count is estimated
+# unless exact counts are asked for: count(*) reads the whole table.
+ESTIMATE_FROM = 100_000
+
+
+async def inspect_schema(
+    conn: AsyncConnection,
+    models: Models,
+    *,
+    counts: bool = False,
+    dependents: bool = False,
+    estimate: bool = False,
+) -> SchemaState:
+    """How the database holds each table of the models (row counts on request; with
+    `estimate`, large PostgreSQL tables get the planner's estimate instead)."""
+    tables = models.tables
+    states = await conn.run_sync(lambda sync: _inspect(sync, tables, dependents=dependents))
+    if counts:
+        by_name = {table.fullname: table for table in tables}
+        states = [
+            await _counted(conn, state, by_name[state.name], estimate) if state.exists else state
+            for state in states
+        ]
+    return SchemaState(states)
+
+
+async def _counted(
+    conn: AsyncConnection, state: TableState, table: Table, estimate: bool
+) -> TableState:
+    # Only the name: the table's columns may not be the model's.
+    name = _quoted(table, conn.dialect.identifier_preparer)
+    if estimate and conn.dialect.name == "postgresql":
+        # reltuples is -1 (PostgreSQL 14+) or 0 for a table never analysed.
+        guess = await conn.scalar(
+            text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:name)"),
+            {"name": name},
+        )
+        if guess is not None and guess >= ESTIMATE_FROM:
+            return replace(state, rows=int(guess), rows_estimated=True)
+    rows = await conn.scalar(text(f"SELECT count(*) FROM {name}"))
+    return replace(state, rows=int(rows or 0))
+
+
+def _quoted(table: Table, preparer: Any) -> str:
+    quote = preparer.quote
+    name = quote(table.name)
+    return f"{quote(table.schema)}.{name}" if table.schema else name
+
+
+async def create_schema(db: Database) -> SchemaReport:
+    """Create the missing tables, all in one transaction; safe to run concurrently.
+
+    Refuses (SchemaMismatchError, nothing created) when a table of the models' name exists
+    with other columns."""
+    models = db.models
+    async with _schema_change(db) as conn:
+        state = await inspect_schema(conn, models)
+        _refuse_mismatched(state)
+        await _create_missing(conn, models, state)
+        indexes = await _create_missing_indexes(conn, models, state)
+    await use_wal(db)
+    return SchemaReport(
+        created=[table.name for table in state.missing],
+        existing=[table.name for table in state.present],
+        indexes=indexes,
+    )
+
+
+async def use_wal(db: Database) -> None:
+    """Switch a SQLite file to write-ahead logging (it stays so): readers then never wait
+    for a writer, nor a writer for readers. Outside any transaction, as SQLite requires."""
+    if sqlite_path(db.settings.url) is None:
+        return
+    import sqlite3  # not for PostgreSQL's sake
+
+    async with db.engine.connect() as conn:
+        raw: Any = (await conn.get_raw_connection()).driver_connection
+        for _ in range(10):
+            cursor = await raw.execute("PRAGMA journal_mode")
+            if str((await cursor.fetchone())[0]).lower() == "wal":
+                return
+            try:
+                await raw.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError:
+                # Another process has the file open mid-transaction (a concurrent init,
+                # say, which will switch it itself): try again shortly, then leave it be.
+                await asyncio.sleep(0.1)
+
+
+def _refuse_mismatched(state: SchemaState) -> None:
+    if state.mismatched:
+        described = "; ".join(table.mismatch() for table in state.mismatched)
+        raise SchemaMismatchError(
+            f"{described}: not the table the models describe; migrate it to match (e.g. "
+            "with Alembic), point DBTOOL_MODELS at the models that match it, or drop it "
+            "with `dbtool drop --force`"
+        )
+
+
+async def _create_missing(conn: AsyncConnection, models: Models, state: SchemaState) -> None:
+    missing = {table.name for table in state.missing}
+    tables = [table for table in models.tables if table.fullname in missing]
+    if tables:
+        await conn.run_sync(lambda sync: models.metadata.create_all(sync, tables=tables))
+
+
+def _missing_indexes(sync: Connection, models: Models, state: SchemaState) -> list[Index]:
+    """The models' indexes that existing tables lack (tables made by an earlier version of
+    the models: the list order's index, say)."""
+    present = {table.name for table in state.present}
+    inspector = inspect(sync)
+    missing: list[Index] = []
+    for table in models.tables:
+        if table.fullname not in present or not table.indexes:
+            continue
+        existing = {index["name"] for index in inspector.get_indexes(table.name, table.schema)}
+        indexes = sorted(table.indexes, key=lambda index: str(index.name))
+        missing += [index for index in indexes if index.name not in existing]
+    return missing
+
+
+async def _create_missing_indexes(
+    conn: AsyncConnection, models: Models, state: SchemaState
+) -> list[str]:
+    """Create the indexes existing tables lack; their names."""
+
+    def create(sync: Connection) -> list[str]:
+        indexes = _missing_indexes(sync, models, state)
+        for index in indexes:
+            index.create(sync)
+        return [f"{index.name} on {index.table.fullname}" for index in indexes]  # type: ignore[union-attr]
+
+    return await conn.run_sync(create)
+
+
+async def present_tables(db: Database, *, with_version_table: bool = False) -> list[str]:
+    """The models' tables that exist (and alembic_version, if asked and there)."""
+    async with db.transaction(readonly=True) as conn:
+        state = await inspect_schema(conn, db.models)
+        version = with_version_table and await conn.run_sync(
+            lambda sync: inspect(sync).has_table(VERSION_TABLE)
+        )
+    return [table.name for table in state.present] + ([VERSION_TABLE] if version else [])
+
+
+async def describe_tables(
+    db: Database, *, dependents: bool = False, estimate: bool = False
+) -> SchemaState:
+    """The models' tables as they exist, with their row counts (estimated for large
+    PostgreSQL tables, if `estimate`)."""
+    async with db.transaction(readonly=True) as conn:
+        return await inspect_schema(
+            conn, db.models, counts=True, dependents=dependents, estimate=estimate
+        )
+
+
+def plan_drop(state: SchemaState, models: Models, *, force: bool) -> DropPlan:
+    """Which existing tables `drop` may drop: those that match the models (all with force);
+    a table another skipped table references is kept too."""
+    by_name = {table.fullname: table for table in models.tables}
+    skipped: list[tuple[TableState, str]] = []
+    drop: list[TableState] = []
+    if force:
+        drop = state.present
+    else:
+        drop = [table for table in state.present if table.matches]
+        skipped = [(table, table.mismatch()) for table in state.mismatched]
+        kept = {table.name for table, _ in skipped}
+        for table in reversed(list(drop)):  # children first, so skips propagate to parents
+            referrers = sorted(
+                name
+                for name in kept
+                if any(
+                    key.column.table is by_name[table.name] for key in by_name[name].foreign_keys
+                )
+            )
+            if referrers:
+                drop.remove(table)
+                kept.add(table.name)
+                skipped.append((table, f"{', '.join(referrers)} (kept) references it"))
+    order = {name: index for index, name in enumerate(by_name)}
+    drop.sort(key=lambda table: -order[table.name])
+    return DropPlan(drop=drop, skipped=skipped, force=force)
+
+
+async def drop_schema(db: Database, *, force: bool = False) -> DropPlan:
+    """Drop the models' tables that exist and match, in one transaction; returns the plan
+    it carried out (skipped tables stay). RefusedError when tables outside the models
+    reference a table to drop (unless `force`, which drops with CASCADE on PostgreSQL)."""
+    async with _schema_change(db) as conn:
+        return await _drop(conn, db.models, force=force)
+
+
+async def _drop(conn: AsyncConnection, models: Models, *, force: bool) -> DropPlan:
+    state = await inspect_schema(conn, models, counts=True, dependents=True)
+    plan = plan_drop(state, models, force=force)
+    if plan.blocked:
+        raise RefusedError(
+            f"cannot drop: {'; '.join(plan.blocked)}; drop or change those first, or use --force"
+        )
+    names = {table.name for table in plan.drop}
+    tables = [table for table in models.tables if table.fullname in names]
+    if not tables:
+        return plan
+    if not plan.skipped and await conn.run_sync(
+        lambda sync: inspect(sync).has_table(VERSION_TABLE)
+    ):
+        # Alembic's record of applied migrations goes too: left behind, it would say the
+        # schema is at head while its tables are gone.
+        await conn.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
+        plan = replace(plan, version_table=True)
+    if force and conn.dialect.name == "postgresql":
+        # CASCADE drops the foreign keys (and views) of outside objects that depend on them.
+        preparer = conn.dialect.identifier_preparer
+        for table in reversed(tables):
+            await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_quoted(table, preparer)} CASCADE")
+    # Children first; after CASCADE this only drops the named types (enums) left behind.
+    await conn.run_sync(lambda sync: models.metadata.drop_all(sync, tables=tables))
+    return plan
+
+
+async def reset_schema(db: Database, *, force: bool = False) -> tuple[DropPlan, SchemaReport]:
+    """Drop and re-create the models' tables in one transaction: a failure (or a crash)
+    half-way leaves the schema as it was."""
+    models = db.models
+    async with _schema_change(db) as conn:
+        plan = await _drop(conn, models, force=force)
+        state = await inspect_schema(conn, models)
+        await _create_missing(conn, models, state)
+    return plan, SchemaReport(
+        created=[table.name for table in state.missing],
+        existing=[table.name for table in state.present],
+    )
+
+
+def _render(db: Database, build: Callable[[Any], None]) -> list[str]:
+    """The DDL `build(engine)` would run, compiled for the database's dialect, not run."""
+    from sqlalchemy import create_mock_engine
+
+    statements: list[str] = []
+
+    def collect(sql: Any, *args: Any, **kwargs: Any) -> None:
+        statements.append(f"{str(sql.compile(dialect=mock.dialect)).strip()};")
+
+    mock = create_mock_engine(db.settings.url, collect)
+    build(mock)
+    return statements
+
+
+async def create_sql(db: Database, *, assume_empty: bool = False) -> list[str]:
+    """The statements `init` would run on this database (its missing tables; all of them
+    with `assume_empty`, as after a drop)."""
+    models = db.models
+    tables = models.tables
+    indexes: list[Index] = []
+    if not assume_empty:
+        async with db.transaction(readonly=True) as conn:
+            state = await inspect_schema(conn, models)
+            _refuse_mismatched(state)
+            indexes = await conn.run_sync(lambda sync: _missing_indexes(sync, models, state))
+        missing = {table.name for table in state.missing}
+        tables = [table for table in models.tables if table.fullname in missing]
+
+    def build(mock: Any) -> None:
+        models.metadata.create_all(mock, tables=tables, checkfirst=False)
+        for index in indexes:
+            index.create(mock)
+
+    return _render(db, build)
+
+
+async def drop_sql(db: Database, *, force: bool = False) -> tuple[DropPlan, list[str]]:
+    """What `drop` would do here, and its statements."""
+    models = db.models
+    async with db.transaction(readonly=True) as conn:
+        state = await inspect_schema(conn, models, counts=True, dependents=True)
+        has_version = await conn.run_sync(lambda sync: inspect(sync).has_table(VERSION_TABLE))
+    plan = plan_drop(state, models, force=force)
+    names = {table.name for table in plan.drop}
+    tables = [table for table in models.tables if table.fullname in names]
+    statements = (
+        [f"DROP TABLE {VERSION_TABLE};"] if tables and has_version and not plan.skipped else []
+    )
+    if force and db.dialect == "postgresql":
+        preparer = db.engine.dialect.identifier_preparer
+        statements += [
+            f"DROP TABLE IF EXISTS {_quoted(t, preparer)} CASCADE;" for t in reversed(tables)
+        ]
+    else:
+        statements += _render(
+            db, lambda mock: models.metadata.drop_all(mock, tables=tables, checkfirst=False)
+        )
+    return plan, statements
+
+
+def database_name(settings: Settings) -> str:
+    """What the user types to confirm a destructive action: the database (or file) name."""
+    path = sqlite_path(settings.url)
+    if path is not None:
+        return path.name
+    return settings.url.database or ":memory:"
+
+
+async def create_database(
+    settings: Settings, *, wait: float = 0.0, on_retry: RetryCallback | None = None
+) -> bool:
+    """Make sure the target database exists; True if this call created it.
+
+    PostgreSQL: through the `postgres` maintenance database (CREATE DATABASE cannot run
+    inside a transaction, hence AUTOCOMMIT). SQLite: create the file's directory.
+    """
+    path = sqlite_path(settings.url)
+    if settings.backend == "sqlite":
+        if path is None or path.exists():
+            return False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailableError(
+                f"cannot create directory {path.parent}: {exc}"
+            ) from None
+        return False  # the file itself appears with the first connection
+
+    name = settings.url.database or ""
+    maintenance = settings.url.set(database="postgres")
+    engine = create_async_engine(
+        maintenance,
+        poolclass=NullPool,
+        isolation_level="AUTOCOMMIT",
+        hide_parameters=True,
+        connect_args={
+            "timeout": settings.connect_timeout,
+            "server_settings": {"application_name": settings.application_name or "dbtool"},
+        },
+    )
+    created = False
+
+    async def attempt() -> None:
+        nonlocal created
+        async with engine.connect() as conn:
+            exists = await conn.scalar(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+            if exists:
+                return
+            quoted = conn.dialect.identifier_preparer.quote(name)
+            try:
+                await conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+                created = True
+            except Exception as exc:
+                if sqlstate(exc) not in _DATABASE_EXISTS_SQLSTATES:
+                    raise  # someone else creating it at the same moment is fine
+
+    try:
+        await retry_connect(
+            attempt, replace(settings, url=maintenance), wait=wait, on_retry=on_retry
+        )
+    finally:
+        await engine.dispose()
+    return created

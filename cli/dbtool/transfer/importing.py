@@ -1,0 +1,1117 @@
+"""Bulk import and export of users: streaming, all-or-nothing, set-based, on any user model.
+
+Import reads CSV or JSON Lines in batches (dbtool.transfer.readers), validates every row by the same
+rules as `users add`, hashes plain passwords on all cores, stages the rows in a temporary
+table shaped like the user table (COPY on PostgreSQL, executemany on SQLite) and moves them
+into it with set-based statements, all in one transaction. Memory holds one batch, whatever
+the file size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import gc
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from operator import itemgetter
+from typing import IO, Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    and_,
+    bindparam,
+    exists,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.schema import DefaultClause
+from sqlalchemy.sql.elements import BindParameter
+
+from dbtool.db import Database, driver_sql, sqlite_error
+from dbtool.errors import ConflictError, DbtoolError, InvalidInputError
+from dbtool.formats import Format, OnConflict, csv_value, excerpt, json_default
+from dbtool.models.user_model import (
+    FLAG_DEFAULTS,
+    FLAG_ROLES,
+    NaiveTimeError,
+    UserModel,
+    check_length,
+    converter,
+    python_type,
+)
+from dbtool.transfer.readers import ERROR_KEY, detect_format, read_records
+from dbtool.users import passwords
+from dbtool.users.validation import normalize_email, normalize_username, username_from_email
+
+__all__ = [
+    "ExportWriter",
+    "ImportConflictError",
+    "ImportRejectedError",
+    "ImportReport",
+    "Rejection",
+    "detect_format",
+    "import_fields",
+    "import_users",
+    "read_records",
+]
+
+REPORT_LIMIT = 20
+DEFAULT_BATCH_SIZE = 5000
+DERIVED_USERNAME = "__derived_username"
+LINE = "__line"
+
+
+def plain_password_key(model: UserModel) -> str:
+    """The column name of plain-text passwords in import files."""
+    return "plain_password" if model.password.name == "password" else "password"
+
+
+def import_fields(model: UserModel) -> tuple[str, ...]:
+    """The columns an import file may have: the table's, plus plain-text passwords."""
+    return (*model.table.columns.keys(), plain_password_key(model))
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+class RowError(Exception):
+    """Why one input row cannot be imported."""
+
+
+class RowPlan:
+    """How each input row becomes a staged row of the user model (built once per import).
+
+    The staged row holds, in `columns` order: the line number, then every column of the
+    user table (None where the file said nothing and the database or the move decides),
+    then the username derived from the email where the file gives none. Keep `validate`
+    lean: it runs once per row of files with millions of rows.
+    """
+
+    def __init__(
+        self,
+        model: UserModel,
+        *,
+        min_password_length: int,
+        scheme: str,
+        assume_utc: bool = False,
+        server_ids: bool = False,
+    ) -> None:
+        """`server_ids`: random (v4) ids the file does not give are made by the database
+        (the move's gen_random_uuid()), not here: a second per million rows."""
+        self.model = model
+        self.server_ids = server_ids
+        self.min_password_length = min_password_length
+        self.scheme = scheme
+        self.plain = plain_password_key(model)
+        table_columns = list(model.table.columns)
+        self.columns: list[str] = [LINE, *(c.name for c in table_columns)]
+        if model.username is not None:
+            self.columns.append(DERIVED_USERNAME)
+        self.index = {name: position for position, name in enumerate(self.columns)}
+        special = {model.email, model.password, model.username}
+        # (key, staged position, converter) for the columns taken from the file as they are.
+        self.plain_columns = [
+            (c.name, self.index[c.name], _import_converter(c, assume_utc=assume_utc))
+            for c in table_columns
+            if c not in special
+        ]
+        self.hash_length = getattr(model.password.type, "length", None)
+        # Python-side callable defaults (uuid4, ...) run per row here: INSERT ... SELECT
+        # cannot call them. Scalar and server defaults are applied by the move.
+        self.fillers = [
+            (self.index[c.name], getattr(c.default, "arg"))  # noqa: B009 (typing: Any)
+            for c in table_columns
+            if c.default is not None
+            and c.default.is_callable
+            and c not in {*special, model.created, model.updated}  # stamped in validate
+            and not (server_ids and c is model.id)
+        ]
+        if model.generate_id and not server_ids:
+            self.fillers.append((self.index[model.id.name], lambda _ctx: uuid.uuid4()))
+        self.required = [(c.name, self.index[c.name]) for c in model.required]
+        # Keys and positions looked up once, not for every row.
+        self.email_key, self.email_at = model.email.name, self.index[model.email.name]
+        self.password_key = model.password.name
+        self.password_at = self.index[model.password.name]
+        self.username_key = None if model.username is None else model.username.name
+        self.username_at = self.index.get(self.username_key or "")
+        self.derived_at = self.index.get(DERIVED_USERNAME)
+        self.created_at = None if model.created is None else self.index[model.created.name]
+        self.updated_at = None if model.updated is None else self.index[model.updated.name]
+
+    def validate(
+        self, line: int, record: dict[str, Any], now: datetime
+    ) -> tuple[list[Any], str | None]:
+        """(staged values, plain password or None); RowError says what is wrong."""
+        if ERROR_KEY in record:
+            raise RowError(record[ERROR_KEY])
+        model = self.model
+        values: list[Any] = [None] * len(self.columns)
+        values[0] = line
+        raw_email = _text(record, self.email_key)
+        if raw_email is None:
+            raise RowError("email is missing")
+        try:
+            email = normalize_email(raw_email)
+            check_length(model.email, email)
+            values[self.email_at] = email
+            if self.username_key is not None:
+                given = _text(record, self.username_key)
+                if given is not None:
+                    derived = normalize_username(given)
+                    values[self.username_at] = derived  # type: ignore[index]
+                else:  # staged apart: the move uses it for new users only
+                    derived = username_from_email(email)
+                    values[self.derived_at] = derived  # type: ignore[index]
+                check_length(model.username, derived)  # type: ignore[arg-type]
+            else:
+                derived = None
+        except InvalidInputError as exc:
+            raise RowError(str(exc)) from None
+        plain = _text(record, self.plain)
+        hashed = _text(record, self.password_key)
+        if plain is not None:
+            if hashed is not None:
+                raise RowError(f"give either {self.plain} or {self.password_key}, not both")
+            problem = passwords.policy_violation(
+                plain,
+                min_length=self.min_password_length,
+                email=email,
+                username=derived,
+                scheme=self.scheme,
+            )
+            if problem is not None:
+                raise RowError(problem)
+        elif hashed is None:
+            raise RowError(f"{self.plain} or {self.password_key} is missing")
+        else:
+            hashed = passwords.normalize_hash(hashed)
+            problem = passwords.normalized_hash_problem(hashed)
+            if problem is not None:
+                raise RowError(f"{self.password_key} {problem}")
+            if self.hash_length is not None and len(hashed) > self.hash_length:
+                raise RowError(
+                    f"{self.password_key} is longer than the column allows "
+                    f"({self.hash_length} characters)"
+                )
+            values[self.password_at] = hashed
+        for key, position, convert in self.plain_columns:
+            raw = record.get(key)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[position] = convert(raw)
+            except NaiveTimeError as exc:
+                hint = "; --assume-utc reads such times as UTC"
+                raise RowError(f"{key} {exc}: {excerpt(raw)}{hint}") from None
+            except ValueError as exc:
+                raise RowError(f"{key} {exc}: {excerpt(raw)}") from None
+        created_at, updated_at = self.created_at, self.updated_at
+        if created_at is not None:
+            if values[created_at] is None:
+                values[created_at] = now
+            if updated_at is not None and values[updated_at] is None:
+                values[updated_at] = values[created_at]
+        elif updated_at is not None and values[updated_at] is None:
+            values[updated_at] = now
+        for position, make in self.fillers:  # after the timestamps: ids, other defaults
+            if values[position] is None:
+                values[position] = make(None)
+        for key, position in self.required:
+            if values[position] is None:
+                raise RowError(f"{key} is missing (the user model requires it)")
+        return values, plain
+
+
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+
+def _import_converter(column: Column[Any], *, assume_utc: bool) -> Callable[[Any], Any]:
+    """`converter`, except that a UUID in its canonical text form is kept as that text: both
+    drivers take it as it is (asyncpg's COPY parses it; on SQLite `_bind_processor` turns it
+    into the stored hex), and parsing a million of them into UUID objects is a second of
+    an import's time."""
+    convert = converter(column, assume_utc=assume_utc)
+    if not isinstance(column.type, Uuid):  # custom types may expect UUID objects
+        return convert
+    canonical = _CANONICAL_UUID.fullmatch
+
+    def to_uuid(value: Any) -> Any:
+        if value.__class__ is str and canonical(value):
+            return value
+        return convert(value)
+
+    return to_uuid
+
+
+def _text(record: dict[str, Any], key: str) -> str | None:
+    """A text field of `record`, None where absent or empty."""
+    value = record.get(key)
+    if value is None or value.__class__ is str:  # every CSV field, and most JSON ones
+        return value or None
+    raise RowError(f"{key} must be text")
+
+
+# --- the import -------------------------------------------------------------------------------
+
+
+@dataclass
+class Rejection:
+    line: int
+    reason: str
+    record: dict[str, Any]
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    staged: int = 0
+    inserted: int = 0
+    updated: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    rejections: list[Rejection] = field(default_factory=list)  # the first REPORT_LIMIT
+    conflicts: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "skipped": self.skipped,
+            "rejected": self.rejected,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class ImportRejectedError(DbtoolError):
+    """Rows were invalid and --skip-invalid was not given: nothing was written."""
+
+    def __init__(self, report: ImportReport) -> None:
+        super().__init__(
+            f"{report.rejected} invalid row(s), nothing was imported "
+            "(fix them, or pass --skip-invalid to import the valid rows)"
+        )
+        self.report = report
+
+
+class ImportConflictError(ConflictError):
+    """Conflicting emails/usernames under --on-conflict fail (or unresolvable): nothing written."""
+
+    def __init__(self, report: ImportReport, how: str) -> None:
+        super().__init__(f"conflicting users, nothing was imported ({how})")
+        self.report = report
+
+
+def _server_makes_ids(dialect: Any, model: UserModel) -> bool:
+    """Whether the move can make the user table's random ids (PostgreSQL 13 and later have
+    gen_random_uuid()): ids that dbtool would make with uuid4, or the model does."""
+    if dialect.name != "postgresql" or (dialect.server_version_info or (0,)) < (13,):
+        return False
+    default = model.id.default
+    by_uuid4 = (
+        default is not None
+        and getattr(default, "arg", None) is not None
+        and (
+            getattr(default.arg, "__wrapped__", None) is uuid.uuid4  # type: ignore[attr-defined]
+        )
+    )
+    return model.generate_id or by_uuid4
+
+
+def staging_table(model: UserModel, plan: RowPlan) -> Table:
+    """A temporary table with the user table's column types, every column nullable."""
+    columns: list[Column[Any]] = [Column(LINE, Integer, nullable=False)]
+    for column in model.table.columns:
+        columns.append(Column(column.name, column.type, nullable=True))
+    if DERIVED_USERNAME in plan.index:
+        assert model.username is not None
+        columns.append(Column(DERIVED_USERNAME, model.username.type, nullable=True))
+    return Table("dbtool_import_staging", MetaData(), *columns, prefixes=["TEMPORARY"])
+
+
+async def import_users(
+    db: Database,
+    records: Iterable[tuple[int, dict[str, Any]]],
+    *,
+    on_conflict: OnConflict = OnConflict.FAIL,
+    skip_invalid: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    min_password_length: int | None = None,
+    on_reject: Callable[[Rejection], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    model: UserModel | None = None,
+    assume_utc: bool = False,
+) -> ImportReport:
+    """Import `records` (from read_records) in one transaction: all or nothing.
+
+    Each batch is staged (COPY on PostgreSQL, executemany on SQLite) and moved into the user
+    table by set-based statements according to `on_conflict` (or, where it can be, copied
+    straight into it: `_DirectCopy`); while the database moves one
+    batch, the next is read and validated, so Python's work and the server's overlap. Raises
+    ImportRejectedError (invalid rows without skip_invalid) or ImportConflictError; in both
+    cases, and on any other failure or cancellation, nothing is written. `assume_utc` reads
+    timestamps without a time zone as UTC.
+    """
+    started = time.perf_counter()
+    model = model or db.user_model
+    settings = db.settings
+    plan = RowPlan(
+        model,
+        min_password_length=settings.password_min_length
+        if min_password_length is None
+        else min_password_length,
+        scheme=settings.password_hash,
+        assume_utc=assume_utc,
+        server_ids=_server_makes_ids(db.engine.dialect, model),
+    )
+    report = ImportReport()
+    rows = iter(records)
+
+    # PostgreSQL: COPY and the move are several exchanges with the server, each taken up
+    # only when the event loop turns. SQLite's statement runs in aiosqlite's thread, which
+    # needs no turns (and measured slower with them).
+    slice_rows = _SLICE if db.engine.dialect.name == "postgresql" else batch_size
+
+    async def next_batch() -> tuple[bool, list[tuple[list[Any], str | None]]]:
+        """Read and validate the next batch, a slice at a time, letting the event loop turn
+        between slices: the database's replies to the batch in flight are read, and its next
+        statement sent, while Python works (so the server never waits for a whole batch)."""
+        staged: list[tuple[list[Any], str | None]] = []
+        now = datetime.now(UTC)  # one creation time per batch: rows of a batch arrive together
+        more, left = False, batch_size
+        while left > 0 and (part := list(islice(rows, min(left, slice_rows)))):
+            more, left = True, left - len(part)
+            staged += _validate_batch(plan, part, report, on_reject, now)
+            await asyncio.sleep(0)
+        return more, staged
+
+    staging = staging_table(model, plan)
+    moving: asyncio.Task[None] | None = None
+    moving_payload: Any = None  # the batch in flight, for a conflict report
+    batches = 0
+    with _collector_paused(), _hashing_threads() as hashing:
+        try:
+            async with db.session() as session:
+                conn = await session.connection()
+                await _lock_table(conn, model)
+                cache_before = await _enlarge_sqlite_cache(conn)
+                await conn.run_sync(lambda sync: staging.create(sync))
+                json_batches = await _has_json_functions(conn)
+                moves = _Moves.build(
+                    conn.dialect.name, on_conflict, model, staging, plan, json=json_batches
+                )
+                stage = _Stager(conn, staging, plan, json=json_batches)
+                direct = (
+                    _DirectCopy(model, plan, conn.dialect)
+                    if conn.dialect.name == "postgresql" and on_conflict is OnConflict.FAIL
+                    else None
+                )
+                try:
+                    more, staged = await next_batch()
+                    while more:
+                        if not report.rejected or skip_invalid:
+                            ready = await _hash_plain_passwords(
+                                staged, hashing, plan, settings.password_hash
+                            )
+                            payload = stage.prepare(ready)  # while the previous batch moves
+                            if moving is not None:
+                                await moving  # the previous batch has left the staging table
+                            moving_payload = payload
+                            moving = _send(stage, payload, moves, report, len(ready), direct)
+                            await asyncio.sleep(0)  # the batch is on its way; the database...
+                        more, staged = await next_batch()  # ...works while Python does this
+                        batches += 1
+                        if batches % 20 == 0:  # see _collector_paused
+                            gc.collect()
+                        if on_progress is not None:
+                            on_progress(report.rows)
+                    if moving is not None:
+                        await moving
+                finally:
+                    # Never leave a statement running on the connection about to be closed.
+                    if moving is not None and not moving.done():
+                        await asyncio.gather(moving, return_exceptions=True)
+                    await _restore_sqlite_cache(conn, cache_before)
+                if report.rejected and not skip_invalid:
+                    raise ImportRejectedError(report)
+                if moves.staged.after is not None:
+                    await conn.execute(moves.staged.after)
+                await conn.run_sync(lambda sync: staging.drop(sync))
+        except IntegrityError:
+            # The transaction is gone (nothing written); explain the batch that conflicted.
+            report.conflicts = await _explain_conflicts(
+                db, model, staging, plan, moving_payload, on_conflict
+            )
+            raise ImportConflictError(report, _conflict_summary(report.conflicts)) from None
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+async def _lock_table(conn: AsyncConnection, model: UserModel) -> None:
+    """One import at a time per user table (PostgreSQL; SQLite's BEGIN IMMEDIATE already
+    is): two overlapping imports would otherwise deadlock on each other's rows, or both
+    try to insert what `--on-conflict update` should have updated."""
+    if conn.dialect.name == "postgresql":
+        key = func.hashtext(f"dbtool import {model.table.fullname}")
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+# SQLite's page cache during an import (KiB): the user table's unique indexes take rows in
+# random order, and a cache of a few pages makes most of those inserts read from disk.
+SQLITE_IMPORT_CACHE_KIB = 65536
+
+
+async def _enlarge_sqlite_cache(conn: AsyncConnection) -> int | None:
+    """On SQLite, a larger page cache for this import; the size it had (None elsewhere)."""
+    if conn.dialect.name != "sqlite":
+        return None
+    before = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
+    await conn.exec_driver_sql(f"PRAGMA cache_size = {-SQLITE_IMPORT_CACHE_KIB}")
+    return int(before)
+
+
+async def _restore_sqlite_cache(conn: AsyncConnection, before: int | None) -> None:
+    """Give the connection its page cache back, whatever the import's outcome (it may be an
+    application's pooled connection); never in the way of the error that ended it."""
+    if before is not None:
+        with suppress(DBAPIError):
+            await _on_aiosqlite(conn, text(f"PRAGMA cache_size = {before}"), None)
+
+
+@contextmanager
+def _hashing_threads() -> Iterator[ThreadPoolExecutor]:
+    """A thread per core for Argon2 (which releases the GIL). On the way out, hashes not yet
+    started are dropped: after Ctrl-C or an error, waiting for a whole batch of them would
+    take minutes."""
+    pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="dbtool-hash")
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's automatic cyclic garbage collection during the import.
+
+    Each row allocates a handful of short-lived containers that reference counting frees;
+    the collector, triggered every few hundred allocations, would scan every batch in flight
+    again and again for about a quarter of the per-row time. The import collects itself
+    instead, every 20 batches, so the few cycles it makes (tasks, futures) are still freed
+    and memory stays flat; what existed before (modules, the models' metadata) is set aside
+    meanwhile (gc.freeze), so those collections look at the import's own objects only.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
+
+
+# Rows read and validated between two turns of the event loop (see next_batch).
+_SLICE = 100
+
+
+def _validate_batch(
+    plan: RowPlan,
+    batch: list[tuple[int, dict[str, Any]]],
+    report: ImportReport,
+    on_reject: Callable[[Rejection], None] | None,
+    now: datetime,
+) -> list[tuple[list[Any], str | None]]:
+    staged: list[tuple[list[Any], str | None]] = []
+    append, validate = staged.append, plan.validate
+    report.rows += len(batch)
+    for line, record in batch:
+        try:
+            append(validate(line, record, now))
+        except RowError as exc:
+            report.rejected += 1
+            rejection = Rejection(line, str(exc), record)
+            if len(report.rejections) < REPORT_LIMIT:
+                report.rejections.append(rejection)
+            if on_reject is not None:
+                on_reject(rejection)
+    return staged
+
+
+async def _hash_plain_passwords(
+    rows: list[tuple[list[Any], str | None]], pool: ThreadPoolExecutor, plan: RowPlan, scheme: str
+) -> list[list[Any]]:
+    """The rows ready to stage, plain passwords hashed on every core at once (argon2
+    releases the GIL while it works)."""
+    plain = [(values, secret) for values, secret in rows if secret is not None]
+    if plain:
+        position = plan.index[plan.model.password.name]
+        loop = asyncio.get_running_loop()
+        hashes = await asyncio.gather(
+            *(
+                loop.run_in_executor(pool, passwords.hash_password, secret, scheme)
+                for _, secret in plain
+            )
+        )
+        for (values, _), hashed in zip(plain, hashes, strict=True):
+            values[position] = hashed
+    return [values for values, _ in rows]
+
+
+class _Stager:
+    """Puts one batch into the (empty) staging table, past SQLAlchemy's per-row statement
+    machinery, in two steps: `prepare` (Python's work: each column type's bind processor,
+    as SQLAlchemy would apply it) and `load` (the database's).
+
+    PostgreSQL: asyncpg's binary COPY. SQLite: the batch as one JSON array, which one
+    INSERT ... SELECT FROM json_each() unpacks; a single step that runs in aiosqlite's
+    thread without Python's lock while the next batch is validated (executemany would take
+    the lock back for every row and stall both). Rows themselves are left as they are: a
+    conflict report stages them again."""
+
+    def __init__(
+        self, conn: AsyncConnection, staging: Table, plan: RowPlan, *, json: bool = False
+    ) -> None:
+        self.conn, self.staging, self.plan = conn, staging, plan
+        dialect = conn.dialect
+        # Values validate converted from the file (and no Python default filled in): the
+        # processor of a native boolean only checks for True or False, which they are.
+        converted = {at for _, at, _ in plan.plain_columns} - {at for at, _ in plan.fillers}
+        self.processors = [
+            (position, processor)
+            for position, column in enumerate(staging.columns)
+            if not (
+                position in converted
+                and type(column.type) is Boolean
+                and dialect.supports_native_boolean
+            )
+            and (processor := _bind_processor(column, dialect)) is not None
+        ]
+        self.insert = str(staging.insert().compile(dialect=dialect))
+        self.insert_json = (
+            staging.insert().from_select(list(staging.c.keys()), _json_rows(staging))
+            if json
+            else None
+        )
+
+    def prepare(self, rows: list[list[Any]]) -> Any:
+        """What `load` takes: the batch, processed (and on SQLite, as JSON text)."""
+        processed = self._processed(rows)
+        if self.insert_json is not None:
+            try:
+                return json.dumps(processed, ensure_ascii=False, allow_nan=False)
+            except (TypeError, ValueError):  # a value JSON cannot carry: bound as it is
+                pass
+        return processed
+
+    def _processed(self, rows: list[list[Any]]) -> list[list[Any]]:
+        """The rows, their values through the bind processors (in place: the rows are this
+        batch's own, and a conflict report stages the prepared batch again)."""
+        processors = self.processors
+        if processors:
+            for row in rows:
+                for position, process in processors:
+                    if (value := row[position]) is not None:
+                        row[position] = process(value)
+        return rows
+
+    async def load(self, payload: Any) -> None:
+        if not payload:
+            return
+        if self.conn.dialect.name == "postgresql":
+            raw = (await self.conn.get_raw_connection()).driver_connection
+            # Into the temporary table, inside the same transaction.
+            await raw.copy_records_to_table(  # type: ignore[union-attr]
+                self.staging.name, records=payload, columns=self.plan.columns
+            )
+        elif isinstance(payload, str):
+            await _on_aiosqlite(self.conn, self.insert_json, {"payload": payload})
+        else:
+            await _on_aiosqlite(self.conn, self.insert, payload, many=True)
+
+
+def _bind_processor(column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
+    """The column type's bind processor for `dialect`. SQLite's DateTime formats through a
+    dict for every value; where a plain %-format gives the same text (checked on samples
+    here), that is used instead: it runs twice per imported row."""
+    processor = column.type._cached_bind_processor(dialect)
+    kind = python_type(column)
+    if dialect.name != "sqlite" or processor is None or kind not in (datetime, uuid.UUID):
+        return processor
+    general = processor
+
+    def fast(value: Any) -> Any:
+        if value.__class__ is datetime:
+            return _SQLITE_DATETIME % (
+                value.year, value.month, value.day,
+                value.hour, value.minute, value.second, value.microsecond,
+            )  # fmt: skip
+        if value.__class__ is str:  # a canonical UUID (_import_converter): stored as hex
+            return value.replace("-", "").lower()
+        return general(value)
+
+    if kind is datetime:
+        same = all(fast(sample) == general(sample) for sample in _DATETIME_SAMPLES)
+    else:
+        same = all(fast(str(sample).upper()) == general(sample) for sample in _UUID_SAMPLES)
+    return fast if same else general
+
+
+_UUID_SAMPLES = (uuid.UUID(int=0), uuid.UUID("01234567-89ab-cdef-0123-456789abcdef"))
+_SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's default for SQLite
+_DATETIME_SAMPLES = (
+    datetime(1, 1, 1),
+    datetime(2024, 2, 29, 23, 59, 59, 1, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999_999),
+    datetime(2000, 1, 2, 3, 4, 5, tzinfo=UTC),
+)
+
+
+def _fallback(column: Column[Any], model: UserModel, plan: RowPlan, dialect: str) -> Any | None:
+    """What the move puts in `column` (not the username) where a staged row has no value,
+    as an SQL expression (a literal where it is a constant); None for NULL."""
+    default = _default_expression(column, dialect)
+    if column is model.id and plan.server_ids:
+        default = func.gen_random_uuid()
+    role = next((r for r, c in model.roles() if c is column), None)
+    if default is None and role in FLAG_ROLES:
+        default = literal(FLAG_DEFAULTS[role])
+    return default
+
+
+def _default_expression(column: Column[Any], dialect: str) -> Any | None:
+    """What the database would put in `column` when an INSERT leaves it out, as an SQL
+    expression for `coalesce(staged, default)`; None when that is NULL (or done in Python)."""
+    default = column.default
+    if default is not None and default.is_scalar:
+        return literal(getattr(default, "arg"), type_=column.type)  # noqa: B009
+    server = column.server_default
+    if isinstance(server, DefaultClause):
+        return text(server.arg) if isinstance(server.arg, str) else server.arg
+    if column.table.autoincrement_column is column and dialect == "postgresql":
+        # SERIAL and IDENTITY columns both have a sequence; SQLite numbers NULL ids itself.
+        return func.nextval(func.pg_get_serial_sequence(column.table.fullname, column.name))
+    return None
+
+
+@dataclass(frozen=True)
+class _MoveStatements:
+    """The set-based statements that move one staged batch into the user table, built once
+    per import (building them per batch would also leave objects behind for the collector)."""
+
+    drop_superseded: Any  # update: a later line for the same email wins
+    update_existing: Any  # update: overwrite users matched by email
+    drop_updated: Any  # update: what remains staged is new
+    insert: Any
+    empty_staging: Any
+    after: Any  # once, at the end (PostgreSQL: move an id sequence past imported ids)
+
+    @classmethod
+    def build(
+        cls,
+        dialect: str,
+        policy: OnConflict,
+        model: UserModel,
+        staging: Table,
+        plan: RowPlan,
+        source: Any = None,
+    ) -> _MoveStatements:
+        """The statements for `policy`, reading the batch from the staging table, or from
+        `source` (a selectable with the same columns) for an insert of its rows alone."""
+        users = model.table
+        source = staging if source is None else source
+        s = source.c
+        email = users.c[model.email.name]
+        fixed = {model.id, model.email, model.created}
+        update_parts: tuple[Any, Any, Any] = (None, None, None)
+        if policy is OnConflict.UPDATE:
+            last_lines = select(func.max(s[LINE])).group_by(s[model.email.name])
+            changes = {
+                column.name: (
+                    s[column.name]
+                    if column is model.password or column is model.updated
+                    else func.coalesce(s[column.name], users.c[column.name])
+                )
+                for column in users.columns
+                if column not in fixed
+            }
+            update_parts = (
+                staging.delete().where(s[LINE].not_in(last_lines)),
+                update(users).where(email == s[model.email.name]).values(changes),
+                staging.delete().where(exists().where(email == s[model.email.name])),
+            )
+        values: dict[str, Any] = {}
+        for column in users.columns:
+            staged = s[column.name]
+            if column is model.username:
+                values[column.name] = func.coalesce(staged, s[DERIVED_USERNAME])
+                continue
+            default = _fallback(column, model, plan, dialect)
+            values[column.name] = staged if default is None else func.coalesce(staged, default)
+        new_rows = select(*values.values()).select_from(source)
+        if policy is OnConflict.SKIP:
+            new_rows = new_rows.order_by(s[LINE])  # of repeated emails, the first wins
+        insert_rows = _insert_for(dialect)(users).from_select(list(values), new_rows)
+        if policy is OnConflict.SKIP:
+            insert_rows = insert_rows.on_conflict_do_nothing()
+        after = None
+        if dialect == "postgresql" and users.autoincrement_column is model.id:
+            sequence = func.pg_get_serial_sequence(users.fullname, model.id.name)
+            after = select(
+                func.setval(sequence, select(func.max(model.id)).scalar_subquery())
+            ).where(select(func.max(model.id)).scalar_subquery().is_not(None))
+        return cls(
+            *update_parts,
+            insert=insert_rows,
+            # TRUNCATE, not DELETE: a temporary table is never vacuumed, and deleted rows
+            # would pile up for every later batch to scan.
+            empty_staging=None
+            if source is not staging
+            else text(f"TRUNCATE {staging.name}")
+            if dialect == "postgresql"
+            else staging.delete(),
+            after=after,
+        )
+
+
+@dataclass(frozen=True)
+class _Moves:
+    """How batches reach the user table: through the staging table, or (SQLite, policies
+    without updates) straight from the batch's JSON in one statement, which aiosqlite's
+    thread runs while the next batch is validated."""
+
+    staged: _MoveStatements
+    direct: _MoveStatements | None = None
+
+    @classmethod
+    def build(
+        cls,
+        dialect: str,
+        policy: OnConflict,
+        model: UserModel,
+        staging: Table,
+        plan: RowPlan,
+        *,
+        json: bool = False,
+    ) -> _Moves:
+        staged = _MoveStatements.build(dialect, policy, model, staging, plan)
+        if not json or policy is OnConflict.UPDATE:
+            return cls(staged)
+        source = _json_rows(staging).subquery("staged")
+        return cls(staged, _MoveStatements.build(dialect, policy, model, staging, plan, source))
+
+
+async def _has_json_functions(conn: AsyncConnection) -> bool:
+    """Whether batches can travel as JSON: SQLite with its JSON functions (built in since
+    3.38, an option before); PostgreSQL uses COPY."""
+    if conn.dialect.name != "sqlite":
+        return False
+    try:
+        async with conn.begin_nested():
+            await conn.exec_driver_sql("SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')")
+    except DBAPIError:
+        return False
+    return True
+
+
+def _json_rows(staging: Table) -> Any:
+    """The rows of a batch sent as one JSON array of arrays (the `payload` parameter), with
+    the staging table's column names (SQLite)."""
+    element: Any = literal_column("value")
+    return select(
+        *(
+            func.json_extract(element, f"$[{position}]").label(column.name)
+            for position, column in enumerate(staging.columns)
+        )
+    ).select_from(func.json_each(bindparam("payload", type_=String)))
+
+
+def _send(
+    stage: _Stager,
+    payload: Any,
+    moves: _Moves,
+    report: ImportReport,
+    rows: int,
+    direct: _DirectCopy | None = None,
+) -> asyncio.Task[None]:
+    """Start moving a prepared batch into the user table: the task that does it, while the
+    next batch is read. The batch is loaded into the staging table (COPY on PostgreSQL) and
+    moved from there, or copied straight into the user table (`_DirectCopy`), or, on
+    SQLite, inserted from its JSON in one statement."""
+    if direct is not None and (records := direct.records(payload)) is not None:
+        return asyncio.create_task(direct.copy(stage.conn, records, report))
+    if moves.direct is not None and isinstance(payload, str):
+        return asyncio.create_task(_insert_json(stage.conn, moves.direct, payload, report, rows))
+    return asyncio.create_task(_load_and_move(stage, payload, moves.staged, report, rows))
+
+
+class _DirectCopy:
+    """`--on-conflict fail` on PostgreSQL: a batch in which every row has what the move
+    would otherwise fill in on the server goes straight into the user table by COPY, as
+    `psql \\copy` does. Through the staging table, the server ran the batch's COPY, the
+    move's INSERT ... SELECT and a TRUNCATE one after the other, waiting on Python's COPY
+    encoding in between: about a tenth of an import's time. What the move fills in from a
+    constant (a scalar default, a flag's default, the username derived from the email) is
+    filled in here; a batch with a row that lacks a value only the database can make (a
+    server default, an id it generates) goes through the staging table as before."""
+
+    def __init__(self, model: UserModel, plan: RowPlan, dialect: Any) -> None:
+        self.table, self.schema = model.table.name, model.table.schema
+        self.columns = [column.name for column in model.table.columns]
+        self.end = 1 + len(self.columns)  # staged rows: the line, the table's columns, ...
+        self.made_by_database: list[int] = []
+        # (position, constant, position to take the value from instead), as the move does.
+        self.fills: list[tuple[int, Any, int | None]] = []
+        for column in model.table.columns:
+            at = plan.index[column.name]
+            if column is model.username:
+                self.fills.append((at, None, plan.derived_at))
+            elif isinstance(default := _fallback(column, model, plan, dialect.name), BindParameter):
+                self.fills.append((at, _processed(column, dialect, default.value), None))
+            elif default is not None:
+                self.made_by_database.append(at)
+
+    def records(self, rows: list[list[Any]]) -> list[list[Any]] | None:
+        """The prepared batch as rows of the user table, or None where it must be moved."""
+        for at in self.made_by_database:
+            if None in map(itemgetter(at), rows):
+                return None
+        for at, constant, source in self.fills:
+            if None in map(itemgetter(at), rows):
+                for row in rows:  # in place: a conflict report stages these rows again
+                    if row[at] is None:
+                        row[at] = constant if source is None else row[source]
+        end = self.end
+        return [row[1:end] for row in rows]
+
+    async def copy(
+        self, conn: AsyncConnection, records: list[list[Any]], report: ImportReport
+    ) -> None:
+        from asyncpg.exceptions import IntegrityConstraintViolationError
+
+        raw = (await conn.get_raw_connection()).driver_connection
+        try:
+            await raw.copy_records_to_table(  # type: ignore[union-attr]
+                self.table, records=records, columns=self.columns, schema_name=self.schema
+            )
+        except IntegrityConstraintViolationError as exc:  # as SQLAlchemy reports the move's
+            raise IntegrityError("COPY", None, exc) from exc
+        report.staged += len(records)
+        report.inserted += len(records)
+
+
+def _processed(column: Column[Any], dialect: Any, value: Any) -> Any:
+    """`value` as the column type's bind processor hands it to the driver."""
+    processor = column.type._cached_bind_processor(dialect)
+    return value if processor is None else processor(value)
+
+
+async def _load_and_move(
+    stage: _Stager, payload: Any, statements: _MoveStatements, report: ImportReport, rows: int
+) -> None:
+    await stage.load(payload)
+    await _move(stage.conn, statements, report, staged=rows)
+
+
+async def _insert_json(
+    conn: AsyncConnection, statements: _MoveStatements, payload: str, report: ImportReport,
+    rows: int,
+) -> None:  # fmt: skip
+    inserted = await _on_aiosqlite(conn, statements.insert, {"payload": payload})
+    report.staged += rows
+    report.inserted += inserted
+    report.skipped += rows - inserted
+
+
+async def _on_aiosqlite(
+    conn: AsyncConnection, statement: Any, parameters: Any, *, many: bool = False
+) -> int:
+    """Run one statement (a Core statement with its parameters, or SQL with rows for
+    executemany) as a single aiosqlite request, so that it is under way in aiosqlite's
+    thread as soon as the import yields (SQLAlchemy's own execution takes several
+    requests, which would wait until the next batch is validated); the rows it changed.
+    Errors are SQLAlchemy's, as from any other statement, parameters hidden."""
+    import sqlite3
+
+    if many:
+        sql, arguments = statement, parameters
+    else:
+        sql, arguments = driver_sql(conn.dialect, statement, parameters)
+    raw: Any = (await conn.get_raw_connection()).driver_connection
+    try:
+        cursor = await (raw.executemany if many else raw.execute)(sql, arguments)
+    except sqlite3.Error as exc:
+        raise sqlite_error(sql, exc) from exc
+    try:
+        return int(cursor.rowcount)
+    finally:
+        await cursor.close()
+
+
+async def _move(
+    conn: AsyncConnection, statements: _MoveStatements, report: ImportReport, *, staged: int
+) -> None:
+    """Move the staged batch into the user table, set-based, and leave the staging table
+    empty. Earlier batches are already in, so the unique constraints see the file so far."""
+    report.staged += staged
+    moved = 0
+    if statements.update_existing is not None:
+        await conn.execute(statements.drop_superseded)  # those lines count as skipped
+        moved += (await conn.execute(statements.update_existing)).rowcount
+        report.updated += moved
+        await conn.execute(statements.drop_updated)
+    inserted = (await conn.execute(statements.insert)).rowcount
+    report.inserted += inserted
+    report.skipped += staged - moved - inserted
+    if statements.empty_staging is not None:
+        await conn.execute(statements.empty_staging)
+
+
+def _insert_for(dialect: str) -> Any:
+    """The dialect's INSERT (both PostgreSQL's and SQLite's support ON CONFLICT DO NOTHING)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+async def _explain_conflicts(
+    db: Database,
+    model: UserModel,
+    staging: Table,
+    plan: RowPlan,
+    payload: Any,
+    policy: OnConflict,
+) -> list[str]:
+    """Stage the batch that conflicted (as `_Stager.prepare` made it) again, in a
+    transaction that is rolled back, and report its first conflicting emails and usernames
+    with their lines."""
+    async with db.engine.connect() as conn:
+        await conn.begin()
+        await conn.run_sync(lambda sync: staging.create(sync))
+        await _Stager(conn, staging, plan, json=isinstance(payload, str)).load(payload)
+        try:
+            return await _conflicts_in_staging(conn, model, staging, policy)
+        finally:
+            await conn.rollback()
+
+
+async def _conflicts_in_staging(
+    conn: AsyncConnection, model: UserModel, staging: Table, policy: OnConflict
+) -> list[str]:
+    users = model.table
+    s = staging.c
+    email, line = s[model.email.name], s[LINE]
+    found: list[str] = []
+
+    async def collect(query: Any, describe: Callable[[Any], str]) -> None:
+        for row in await conn.execute(query.limit(REPORT_LIMIT - len(found))):
+            found.append(describe(row))
+
+    first_line = func.min(line)
+    await collect(
+        select(email, first_line, func.max(line), func.count())
+        .group_by(email)
+        .having(func.count() > 1)
+        .order_by(first_line),
+        lambda r: f"email {r[0]!r} appears {r[3]} times (first on line {r[1]}, last on {r[2]})",
+    )
+    if policy is not OnConflict.UPDATE:
+        await collect(
+            select(email, line)
+            .where(exists().where(users.c[model.email.name] == email))
+            .order_by(line),
+            lambda r: f"email {r[0]!r} (line {r[1]}) already exists (or came earlier in the file)",
+        )
+    if model.username is not None:
+        effective = func.coalesce(s[model.username.name], s[DERIVED_USERNAME])
+        await collect(
+            select(effective, func.min(line), func.count(func.distinct(email)))
+            .group_by(effective)
+            .having(func.count(func.distinct(email)) > 1)
+            .order_by(func.min(line)),
+            lambda r: (
+                f"username {r[0]!r} is used by {r[2]} different emails (first on line {r[1]})"
+            ),
+        )
+        await collect(
+            select(effective, line)
+            .where(
+                exists().where(
+                    and_(
+                        users.c[model.username.name] == effective,
+                        users.c[model.email.name] != email,
+                    )
+                )
+            )
+            .order_by(line),
+            lambda r: (
+                f"username {r[0]!r} (line {r[1]}) belongs to another user (or an earlier line)"
+            ),
+        )
+    return found or ["a unique constraint was violated"]
+
+
+def _conflict_summary(conflicts: list[str]) -> str:
+    more = "" if len(conflicts) == 1 else f", and {len(conflicts) - 1} more listed above"
+    return f"{conflicts[0]}{more}"
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+class ExportWriter:
+    """Writes exported rows as CSV, JSON Lines or one JSON array, in the form `users
+    import` reads back. Call `close` after the last row (it ends the JSON array)."""
+
+    def __init__(self, stream: IO[str], fmt: Format, columns: list[str]) -> None:
+        self.stream, self.fmt, self.columns = stream, fmt, columns
+        self._csv = csv.writer(stream, lineterminator="\n") if fmt is Format.CSV else None
+        if self._csv is not None:
+            self._csv.writerow(columns)
+        self._separator = "[\n"  # before the next JSON array element
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self._csv is not None:
+            self._csv.writerow([csv_value(row[name]) for name in self.columns])
+            return
+        line = json.dumps(row, default=json_default, ensure_ascii=False)
+        if self.fmt is Format.JSON:
+            self.stream.write(self._separator + line)
+            self._separator = ",\n"
+        else:
+            self.stream.write(line + "\n")
+
+    def close(self) -> None:
+        if self.fmt is Format.JSON:
+            self.stream.write("[]\n" if self._separator == "[\n" else "\n]\n")

@@ -1,0 +1,602 @@
+"""The user service: every operation on the users table, with a session passed in.
+
+Usable from applications as well as from the CLI:
+
+    async with db.session() as session:
+        user = await add_user(session, email="ada@example.com", password=secret)
+
+The table is the configured user model (DBTOOL_MODELS / DBTOOL_USER_MODEL, or the built-in
+`users`); a session made by `Database.session()` carries its settings and models, and
+`model=` names another one explicitly (`dbtool.models.user_model.user_model_for(MyUser)`).
+Statements are SQLAlchemy Core on the model's table, so any mapped class works, whatever its
+constructor, and users come back as `UserRecord`s.
+
+Functions raise DbtoolError subclasses (ConflictError, NotFoundError, InvalidInputError);
+they never print, prompt or exit. Hashing runs in a worker thread so an application's event
+loop keeps serving other requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, insert, literal, or_, select, true, tuple_, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from dbtool.backends.errors import sqlstate, unique_violation_columns
+from dbtool.config import Settings
+from dbtool.errors import ConflictError, InvalidInputError, NotFoundError, UsageError
+from dbtool.formats import UNUSABLE
+from dbtool.models.user_model import FLAG_DEFAULTS, UserModel, check_length, convert, load_models
+from dbtool.users.validation import normalize_email, normalize_username, username_from_email
+
+
+@dataclass(frozen=True)
+class UserRecord(Mapping[str, Any]):
+    """One user as read from the table: its columns by name, with the roles as properties.
+
+    A Mapping of the columns that were selected (the hash only where it was needed); the
+    `repr` never shows the hash.
+    """
+
+    model: UserModel
+    data: Mapping[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def _role(self, role: str, default: Any = None) -> Any:
+        column = self.model.role(role)
+        return default if column is None else self.data.get(column.name, default)
+
+    @property
+    def id(self) -> Any:
+        return self.data[self.model.id.name]
+
+    @property
+    def email(self) -> str:
+        return str(self.data[self.model.email.name])
+
+    @property
+    def username(self) -> str | None:
+        value = self._role("username")
+        return None if value is None else str(value)
+
+    @property
+    def is_active(self) -> bool:
+        """True for models without an active column: nothing marks such users inactive."""
+        return bool(self._role("active", True))
+
+    @property
+    def is_superuser(self) -> bool:
+        return bool(self._role("superuser", False))
+
+    @property
+    def is_verified(self) -> bool | None:
+        value = self._role("verified")
+        return None if value is None else bool(value)
+
+    @property
+    def hashed_password(self) -> str | None:
+        value = self.data.get(self.model.password.name)
+        return None if value is None else str(value)
+
+    def public(self) -> dict[str, Any]:
+        """The user as shown anywhere: every selected column but the hash."""
+        return {name: self.data[name] for name in self.model.public_names if name in self.data}
+
+    def __repr__(self) -> str:
+        return f"UserRecord({self.model.name}, id={self.id!s}, email={self.email!r})"
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    """The selection shared by `users list` and `users export`."""
+
+    active: bool | None = None
+    superuser: bool | None = None
+    search: str | None = None
+    usable_password: bool | None = None  # False: accounts that cannot log in (imported so)
+
+
+def _resolve(session: AsyncSession, model: UserModel | None) -> tuple[UserModel, Settings]:
+    """The model and settings in use: those of the Database that made the session (see
+    `Database.session`), else the built-in model and default settings."""
+    from dbtool.db import database_of
+
+    db = database_of(session)
+    settings = db.settings if db is not None else Settings()
+    if model is None:
+        model = db.user_model if db is not None else load_models().user
+    return model, settings
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _record(model: UserModel, row: Any) -> UserRecord:
+    return UserRecord(model, model.as_read(dict(row._mapping)))
+
+
+def _columns(model: UserModel, *, with_hash: bool) -> list[Any]:
+    return list(model.table.columns) if with_hash else model.public_columns
+
+
+def ident_condition(model: UserModel, ident: str) -> Any:
+    """Rows whose id, email or username is `ident`."""
+    ident = ident.strip()
+    conditions = []
+    if "@" in ident:
+        conditions.append(model.email == ident.lower())
+    if model.username is not None:
+        conditions.append(model.username == ident)
+    id_value = model.parse_id(ident)
+    if id_value is not None:
+        conditions.append(model.id == id_value)
+    return or_(*conditions) if conditions else ~true()
+
+
+def _best_match(model: UserModel, ident: str, rows: list[Any]) -> Any | None:
+    """Of the rows matching `ident`, the one matched by id, else email, else username."""
+    ident = ident.strip()
+    id_value = model.parse_id(ident)
+    for role, wanted in ((model.id, id_value), (model.email, ident.lower())):
+        for row in rows:
+            if wanted is not None and row._mapping[role.name] == wanted:
+                return row
+    return rows[0] if rows else None
+
+
+async def find_user(
+    session: AsyncSession,
+    ident: str,
+    *,
+    model: UserModel | None = None,
+    with_hash: bool = False,
+) -> UserRecord | None:
+    """The user whose id, email or username is `ident` (an id match wins, then the email)."""
+    model, _ = _resolve(session, model)
+    columns = _columns(model, with_hash=with_hash)
+    rows = list(await session.execute(select(*columns).where(ident_condition(model, ident))))
+    if not rows and "@" in ident:
+        # Rows an application wrote itself may keep the email's case; dbtool stores it lower
+        # case, which is why this slower comparison is only the fallback.
+        found = await session.execute(
+            select(*columns).where(func.lower(model.email) == ident.strip().lower()).limit(2)
+        )
+        rows = list(found)
+    match = _best_match(model, ident, rows)
+    return None if match is None else _record(model, match)
+
+
+async def get_user(
+    session: AsyncSession, ident: str, *, model: UserModel | None = None, with_hash: bool = False
+) -> UserRecord:
+    user = await find_user(session, ident, model=model, with_hash=with_hash)
+    if user is None:
+        model, _ = _resolve(session, model)
+        how = "email, username or id" if model.username is not None else "email or id"
+        raise NotFoundError(f"no user matches {ident!r} (by {how})")
+    return user
+
+
+def filtered(query: Select[Any], selection: UserFilter, model: UserModel) -> Select[Any]:
+    """`query` narrowed to `selection`, in the order users are listed."""
+    if selection.active is not None:
+        column = model.requires("active", "--active/--inactive")
+        query = query.where(column.is_(selection.active))
+    if selection.superuser is not None:
+        query = query.where(model.requires("superuser", "--superuser").is_(selection.superuser))
+    if selection.search:
+        text = selection.search
+        matches = [model.email.icontains(text, autoescape=True)]
+        if model.username is not None:
+            matches.append(model.username.icontains(text, autoescape=True))
+        query = query.where(or_(*matches))
+    if selection.usable_password is not None:
+        hashed = model.password
+        unusable = or_(hashed.is_(None), hashed == "", hashed.startswith(UNUSABLE))
+        query = query.where(~unusable if selection.usable_password else unusable)
+    return query.order_by(*list_order(model))
+
+
+def list_order(model: UserModel) -> list[Any]:
+    """The order users are listed and exported in: oldest first where an index of the user
+    table leads with its (NOT NULL) creation time, as the built-in model's does; otherwise
+    by primary key. Either way an index serves it, so a page costs the same whatever the
+    table's size, and the id breaks ties so that keyset pages (`after_condition`) are exact."""
+    created = model.created
+    indexed = {next(iter(index.columns), None) for index in model.table.indexes}
+    if created is not None and not created.nullable and created in indexed:
+        return [created, model.id]
+    return [model.id]
+
+
+def after_condition(model: UserModel, key: tuple[Any, ...]) -> Any:
+    """Users after the one whose list-order values are `key` (see `list_key`): a keyset
+    page, which an index serves without reading the users before it (unlike OFFSET)."""
+    order = list_order(model)
+    values = [literal(value, type_=column.type) for column, value in zip(order, key, strict=True)]
+    return tuple_(*order) > tuple_(*values)
+
+
+async def list_key(
+    session: AsyncSession, ident: str, *, model: UserModel | None = None
+) -> tuple[Any, ...]:
+    """The list-order values of the user `ident` names (email, username or id)."""
+    model, _ = _resolve(session, model)
+    user = await get_user(session, ident, model=model)
+    return tuple(user.data[column.name] for column in list_order(model))
+
+
+async def list_users(
+    session: AsyncSession,
+    selection: UserFilter = UserFilter(),
+    *,
+    limit: int | None = 50,
+    offset: int = 0,
+    after: str | None = None,
+    model: UserModel | None = None,
+) -> list[UserRecord]:
+    """A page of users in list order: `offset` skips that many; `after` (an email, username
+    or id) starts after that user, without reading the users before it."""
+    model, _ = _resolve(session, model)
+    query = filtered(select(*model.public_columns), selection, model).offset(offset)
+    if after is not None:
+        query = query.where(after_condition(model, await list_key(session, after, model=model)))
+    if limit is not None:
+        query = query.limit(limit)
+    return [_record(model, row) for row in await session.execute(query)]
+
+
+async def stream_users(
+    session: AsyncSession,
+    selection: UserFilter = UserFilter(),
+    *,
+    model: UserModel | None = None,
+    with_hash: bool = False,
+    chunk: int = 1000,
+) -> AsyncIterator[UserRecord]:
+    """Every selected user in list order, fetched `chunk` rows at a time (memory stays
+    flat, whatever the table's size)."""
+    model, _ = _resolve(session, model)
+    query = filtered(select(*_columns(model, with_hash=with_hash)), selection, model)
+    result = await session.stream(query.execution_options(yield_per=chunk))
+    async for row in result:
+        yield _record(model, row)
+
+
+async def count_users(
+    session: AsyncSession, selection: UserFilter = UserFilter(), *, model: UserModel | None = None
+) -> int:
+    model, _ = _resolve(session, model)
+    query = filtered(select(model.id), selection, model).order_by(None)
+    return int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def convert_values(model: UserModel, values: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Values for other columns (`--set NAME=VALUE`), converted through each column's type."""
+    converted: dict[str, Any] = {}
+    for name, raw in (values or {}).items():
+        column = model.column(name)
+        if column is model.password:
+            raise InvalidInputError(
+                f"{name} is the password hash: set the password with the password options"
+            )
+        converted[column.name] = convert(column, raw)
+    return converted
+
+
+def missing_required(model: UserModel, given: Mapping[str, Any]) -> list[str]:
+    """Required columns dbtool cannot fill that `given` leaves empty."""
+    return [column.name for column in model.required if given.get(column.name) is None]
+
+
+async def _conflict(
+    session: AsyncSession, model: UserModel, exc: IntegrityError, values: Mapping[str, Any]
+) -> ConflictError:
+    """Name the taken value. When both email and username are taken, the constraint that
+    fired first differs by backend, so the email (the user's identity) is reported first."""
+    columns = unique_violation_columns(exc)
+    if columns is None:
+        raise exc
+    name = next((c for c in columns if c in values), columns[0] if columns else None)
+    email = model.email.name
+    if name != email and email in values:
+        taken = await session.scalar(select(model.id).where(model.email == values[email]))
+        name = email if taken is not None else name
+    if name is None or name not in values:
+        return ConflictError("a user with these values already exists")
+    return ConflictError(f"a user with {name} {values[name]!r} already exists")
+
+
+async def _hash(password: str, settings: Settings) -> str:
+    from dbtool.users import passwords
+
+    return await asyncio.to_thread(passwords.hash_password, password, settings.password_hash)
+
+
+def _policy(
+    password: str,
+    settings: Settings,
+    min_length: int | None,
+    **identity: str | None,
+) -> None:
+    from dbtool.users import passwords
+
+    passwords.check_policy(
+        password,
+        min_length=settings.password_min_length if min_length is None else min_length,
+        scheme=settings.password_hash,
+        **identity,
+    )
+
+
+def _flag_values(model: UserModel, **flags: bool | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for role, wanted in flags.items():
+        column = model.role(role)
+        if column is None:
+            if wanted:  # asking for something the model cannot store
+                raise InvalidInputError(
+                    f"the user model {model.name} has no {role} column, so it cannot be set"
+                )
+            continue
+        if wanted is not None:
+            values[column.name] = wanted
+    return values
+
+
+async def add_user(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    username: str | None = None,
+    is_superuser: bool = False,
+    is_active: bool = True,
+    is_verified: bool | None = None,
+    values: Mapping[str, Any] | None = None,
+    min_password_length: int | None = None,
+    model: UserModel | None = None,
+) -> UserRecord:
+    """Validate, hash and insert a user. A duplicate email or username is a ConflictError,
+    detected by the unique constraints at insert time (no check-then-insert race).
+
+    `values` fills other columns by name (converted through their types); required columns
+    the model has and dbtool does not know must be among them.
+    """
+    model, settings = _resolve(session, model)
+    email = normalize_email(email)
+    check_length(model.email, email)
+    row: dict[str, Any] = {model.email.name: email}
+    if model.username is not None:
+        name = normalize_username(username) if username else username_from_email(email)
+        check_length(model.username, name)
+        row[model.username.name] = name
+    elif username:
+        raise InvalidInputError(f"the user model {model.name} has no username column")
+    row |= _flag_values(
+        model,
+        active=is_active if model.active is not None or not is_active else None,
+        superuser=is_superuser if model.superuser is not None or is_superuser else None,
+        verified=is_verified,
+    )
+    for role, default in FLAG_DEFAULTS.items():
+        column = model.role(role)
+        if column is not None and column.default is None and column.name not in row:
+            row[column.name] = default
+    now = _now()
+    for column in (model.created, model.updated):
+        if column is not None and column.default is None and column.server_default is None:
+            row[column.name] = now
+    if model.generate_id:
+        row[model.id.name] = uuid.uuid4()
+    row |= convert_values(model, values)
+    missing = missing_required(model, row)
+    if missing:
+        raise InvalidInputError(
+            f"the user model {model.name} requires {', '.join(missing)}: give "
+            + " ".join(f"--set {name}=VALUE" for name in missing)
+        )
+    _policy(
+        password,
+        settings,
+        min_password_length,
+        email=email,
+        username=row.get(model.username.name) if model.username is not None else None,
+    )
+    row[model.password.name] = await _hash(password, settings)
+    statement = insert(model.table).values(row).returning(*model.public_columns)
+    try:
+        async with session.begin_nested():  # a savepoint: a conflict leaves the session usable
+            created = (await session.execute(statement)).one()
+    except IntegrityError as exc:
+        raise await _conflict(session, model, exc, row) from None
+    return _record(model, created)
+
+
+async def _write(
+    session: AsyncSession, model: UserModel, user: UserRecord, changes: dict[str, Any]
+) -> UserRecord:
+    """Apply `changes` to `user` in a savepoint; conflicts as in add_user."""
+    if (
+        model.updated is not None
+        and model.updated.onupdate is None
+        and model.updated.name not in changes
+    ):
+        changes[model.updated.name] = _now()
+    statement = (
+        update(model.table)
+        .where(model.id == user.id)
+        .values(changes)
+        .returning(*model.public_columns)
+    )
+    try:
+        async with session.begin_nested():
+            row = (await session.execute(statement)).one()
+    except IntegrityError as exc:
+        raise await _conflict(session, model, exc, changes) from None
+    return _record(model, row)
+
+
+async def set_password(
+    session: AsyncSession,
+    ident: str,
+    password: str,
+    *,
+    min_password_length: int | None = None,
+    model: UserModel | None = None,
+) -> UserRecord:
+    model, settings = _resolve(session, model)
+    user = await get_user(session, ident, model=model)
+    _policy(password, settings, min_password_length, email=user.email, username=user.username)
+    return await _write(
+        session, model, user, {model.password.name: await _hash(password, settings)}
+    )
+
+
+async def check_password(
+    session: AsyncSession,
+    ident: str,
+    password: str,
+    *,
+    model: UserModel | None = None,
+    upgrade: bool = True,
+) -> tuple[UserRecord, bool]:
+    """(user, matches), for administrators: an unknown user is NotFoundError, an inactive
+    one still matches, an account without a usable password never does, a hash out of
+    bounds is HashRefusedError. A match against an outdated
+    hash stores one of the configured scheme, unless `upgrade` is False (a read-only
+    standby). Login code wants `authenticate` instead."""
+    from dbtool.users import passwords
+
+    model, settings = _resolve(session, model)
+    user = await get_user(session, ident, model=model, with_hash=True)
+    if not passwords.is_usable(user.hashed_password):
+        return user, False  # imported without a password: nothing can match
+    matches, new_hash = await asyncio.to_thread(
+        passwords.verify_password, password, user.hashed_password or "", settings.password_hash
+    )
+    if matches and new_hash is not None and upgrade:
+        user = await _write(session, model, user, {model.password.name: new_hash})
+    return user, matches
+
+
+_dummy_hashes: dict[str, str] = {}
+
+
+def _dummy_hash(scheme: str) -> str:
+    """A hash of the configured scheme and parameters, verified when there is no user (or
+    no usable hash), so that a failed login costs what a successful one costs."""
+    from dbtool.users import passwords
+
+    if scheme not in _dummy_hashes:
+        _dummy_hashes[scheme] = passwords.hash_password("dbtool: no such user", scheme)
+    return _dummy_hashes[scheme]
+
+
+async def authenticate(
+    session: AsyncSession, ident: str, password: str, *, model: UserModel | None = None
+) -> UserRecord | None:
+    """The user whose email, username or id is `ident`, if `password` is theirs and they
+    are active; else None. For login paths:
+
+    - it takes the same time whether or not the user exists (a hash of the same cost is
+      checked either way), so response times do not tell which accounts exist;
+    - an inactive user, an account without a usable password (imported without one), or a
+      stored hash dbtool would not verify (unknown format, out of the bounds in
+      dbtool.users.passwords), is a failure, never an exception;
+    - a match against an outdated hash stores a new one of the configured scheme.
+    """
+    from dbtool.users import passwords
+
+    model, settings = _resolve(session, model)
+    scheme = settings.password_hash
+    dummy = await asyncio.to_thread(_dummy_hash, scheme)  # once per process, before the lookup
+    user = await find_user(session, ident, model=model, with_hash=True)
+    stored = user.hashed_password if user is not None else None
+    if not passwords.is_usable(stored) or passwords.hash_problem(stored or "") is not None:
+        await asyncio.to_thread(passwords.verify_password, password, dummy, scheme)
+        return None
+    assert stored is not None
+    matches, new_hash = await asyncio.to_thread(passwords.verify_password, password, stored, scheme)
+    if user is None or not matches or not user.is_active:
+        return None
+    if new_hash is not None:
+        try:
+            user = await _write(session, model, user, {model.password.name: new_hash})
+        except DBAPIError as exc:
+            if sqlstate(exc) != "25006":  # a read-only standby: log in, upgrade another time
+                raise
+    return user
+
+
+async def update_user(
+    session: AsyncSession,
+    ident: str,
+    *,
+    email: str | None = None,
+    username: str | None = None,
+    is_active: bool | None = None,
+    is_superuser: bool | None = None,
+    is_verified: bool | None = None,
+    values: Mapping[str, Any] | None = None,
+    model: UserModel | None = None,
+) -> tuple[UserRecord, bool]:
+    """Apply the given changes; (user, whether anything changed). Conflicts as in add_user."""
+    model, _ = _resolve(session, model)
+    changes: dict[str, Any] = {}
+    if email is not None:
+        changes[model.email.name] = normalize_email(email)
+        check_length(model.email, changes[model.email.name])
+    if username is not None:
+        column = model.requires("username", "--username")
+        changes[column.name] = normalize_username(username)
+        check_length(column, changes[column.name])
+    for role, wanted, option in (
+        ("active", is_active, "--active/--inactive"),
+        ("superuser", is_superuser, "--superuser/--no-superuser"),
+        ("verified", is_verified, "--verified/--unverified"),
+    ):
+        if wanted is not None:
+            changes[model.requires(role, option).name] = wanted
+    changes |= convert_values(model, values)
+    if not changes:
+        raise UsageError("nothing to update: give at least one of the options")
+    for name, value in changes.items():
+        if value is None and name in {column.name for column in model.required}:
+            raise InvalidInputError(f"{name} cannot be empty: the user model requires it")
+    user = await get_user(session, ident, model=model)
+    changes = {name: value for name, value in changes.items() if user.get(name) != value}
+    if not changes:
+        return user, False
+    return await _write(session, model, user, changes), True
+
+
+async def delete_user(
+    session: AsyncSession, ident: str, *, model: UserModel | None = None
+) -> UserRecord:
+    model, _ = _resolve(session, model)
+    user = await get_user(session, ident, model=model)
+    await session.execute(delete(model.table).where(model.id == user.id))
+    return user
