@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from dbtool.backends.sqlite.export import _sqlite_ready
 from dbtool.formats import Format
-from dbtool.transfer.exporting import _plain, _sqlite_ready, export_users, general_export
+from dbtool.transfer.exporting import _plain, export_users, general_export
 from dbtool.users.service import UserFilter
 from tests.helpers import Dbtool, assert_clean_error, run_sql
 
@@ -157,14 +158,14 @@ def test_tricky_values_import_unchanged(database_url: str, tmp_path: Path) -> No
     assert {email: name or None for email, name in stored.items()} == expected
 
 
-# --- SQLite: large tables are rendered by two readers (dbtool.backends.sqlite_chunks) ---
+# --- SQLite: large tables are rendered by two readers (dbtool.backends.sqlite.chunks) ---
 
 
 @pytest.fixture
 def two_readers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Chunks of 2 rows, so that a dozen users take the two-reader path; the list collects
     the row counts of the chunks the second reader sends."""
-    from dbtool.transfer import exporting
+    from dbtool.backends.sqlite import export as exporting
 
     monkeypatch.setattr(exporting, "SQLITE_CHUNK", 2)
     sent: list[int] = []
@@ -242,7 +243,7 @@ def test_an_export_while_another_connection_writes_reads_alone(
 @pytest.fixture
 def second_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     """Replaces the second reader's script with the given Python source."""
-    from dbtool.backends import sqlite_chunks
+    from dbtool.backends.sqlite import chunks as sqlite_chunks
 
     def replace(source: str) -> None:
         script = tmp_path / "second_reader.py"

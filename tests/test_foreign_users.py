@@ -395,7 +395,7 @@ def test_a_scheme_this_installation_cannot_verify_is_refused_at_import(
     result = initialised("users", "import", str(tmp_path / "users.json"), "--from", "firebase",
                          "--firebase-hash-config", str(tmp_path / "config.txt"))  # fmt: skip
     assert_clean_error(result, 1, "2 invalid row")
-    assert "pip install 'dbtool[firebase]'" in result.stderr
+    assert "install cryptography, dbtool's 'firebase' extra" in result.stderr
     assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(0,)]
 
 

@@ -17,7 +17,8 @@ import pytest
 from argon2 import PasswordHasher
 
 from dbtool.db import Database
-from dbtool.transfer.importing import Format, import_fields, import_users, read_records
+from dbtool.formats import Format
+from dbtool.transfer.importing import import_fields, import_users, read_records
 from dbtool.users import passwords
 from tests.helpers import Dbtool, Terminal, assert_clean_error, run_sql
 

@@ -19,19 +19,17 @@ from typer._click import exceptions as click_exceptions
 from typer.core import TyperGroup
 
 from dbtool import __version__
-from dbtool.commands.runtime import (
-    Command,
-    HelpCommand,
-    State,
+from dbtool.commands.options import (
+    JsonOption,
+    WaitOption,
+    YesOption,
     at_least,
-    confirm_typed,
-    examples,
     finite_seconds,
     flag,
-    pause_gc,
-    resume_gc,
+    register,
     whole_number,
 )
+from dbtool.commands.runtime import Command, State, confirm_typed, pause_gc, resume_gc
 from dbtool.errors import DbtoolError, RefusedError, UsageError
 
 
@@ -180,21 +178,9 @@ app = typer.Typer(
 
 
 def command(name: str, *example_lines: str) -> Callable[[Callable[..., Any]], Any]:
-    """`@app.command(name)` with dbtool's help: plain usage, an Examples section."""
-    return app.command(name, cls=HelpCommand, epilog=examples(*example_lines))
+    return register(app, name, *example_lines)
 
 
-JsonOption = Annotated[bool, flag("--json", help="Print the result as JSON on stdout.")]
-WaitOption = Annotated[
-    float,
-    typer.Option(
-        "--wait",
-        metavar="SECONDS",
-        callback=finite_seconds,
-        help="Keep retrying to connect for up to SECONDS (for CI, right after the server starts).",
-    ),
-]
-YesOption = Annotated[bool, flag("--yes", "-y", help="Do not ask for confirmation.")]
 AllowProtectedOption = Annotated[
     bool,
     flag("--allow-protected", help="Allow this even when DBTOOL_PROTECTED is true."),
@@ -399,10 +385,10 @@ def init(
 
 def _init_sql(cmd: Command, project: "Path | None", *, migrate: bool) -> list[str]:
     """What `init` would run: the missing tables' DDL, or the pending migrations' SQL."""
-    from dbtool.db import sqlite_path
+    from dbtool.backends import backend_for
     from dbtool.schema import tables as schema
 
-    path = sqlite_path(cmd.settings.url)
+    path = backend_for(cmd.settings.url).database_file(cmd.settings.url)
     fresh = path is not None and not path.exists()  # nothing to inspect: all of it
     if project is not None and migrate:
         from dbtool.schema import migrations
@@ -701,6 +687,7 @@ def pool_status(
     (PostgreSQL): connections by application and state, the oldest and idle-in-transaction
     sessions, free connections, and how many more processes with this pool fit.
     """
+    from dbtool.backends import backend_for
     from dbtool.diagnostics import pools
     from dbtool.render import console as output
 
@@ -717,7 +704,8 @@ def pool_status(
 
         def collect(probe_connections: int) -> "PoolReport":
             # PgBouncer's admin console first: dbtool's own connection may queue in it.
-            bouncer = cmd.run(pools.pgbouncer_report(cmd.settings, admin)) if admin else None
+            backend = backend_for(cmd.settings.url)
+            bouncer = cmd.run(backend.pooler_report(cmd.settings, admin)) if admin else None
             db = cmd.database(wait=wait)
             return cmd.run(
                 pools.pool_report(

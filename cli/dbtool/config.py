@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from dbtool.backends import DRIVERS, SUPPORTED, backend_for
 from dbtool.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./dbtool.db"
@@ -26,37 +27,6 @@ SOURCE_OPTION = "option"
 SOURCE_ENVIRONMENT = "environment"
 SOURCE_DEFAULT = "default"
 SOURCE_URL = "DATABASE_URL"
-
-POSTGRES_DRIVER = "postgresql+asyncpg"
-SQLITE_DRIVER = "sqlite+aiosqlite"
-_DRIVER_ALIASES = {
-    "postgres": POSTGRES_DRIVER,
-    "postgresql": POSTGRES_DRIVER,
-    "postgresql+asyncpg": POSTGRES_DRIVER,
-    "postgresql+psycopg": POSTGRES_DRIVER,
-    "postgresql+psycopg2": POSTGRES_DRIVER,
-    "sqlite": SQLITE_DRIVER,
-    "sqlite+pysqlite": SQLITE_DRIVER,
-    "sqlite+aiosqlite": SQLITE_DRIVER,
-}
-# libpq's sslmode values, all of which asyncpg's `ssl=` understands under the same names.
-_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-# URL query parameters dbtool understands for PostgreSQL; anything else would reach
-# asyncpg.connect() as an unexpected keyword and fail at connect time.
-_POSTGRES_URL_PARAMS = (
-    "host",
-    "port",
-    "target_session_attrs",
-    "statement_cache_size",
-    "ssl",
-    "sslmode",
-    "sslrootcert",
-    "sslcert",
-    "sslkey",
-    "application_name",
-    "connect_timeout",
-    "prepared_statement_cache_size",
-)
 
 
 @dataclass(frozen=True)
@@ -93,11 +63,6 @@ class Settings:
     dotenv_names: frozenset[str] = field(default_factory=frozenset, compare=False)
     # Problems worth a warning but not an error (a misspelt DBTOOL_ name, ...).
     warnings: tuple[str, ...] = field(default=(), compare=False)
-
-    @property
-    def backend(self) -> str:
-        """ "postgresql" or "sqlite"."""
-        return self.url.get_backend_name()
 
     @property
     def masked_url(self) -> str:
@@ -145,7 +110,7 @@ def _parse_scheme(raw: str) -> str:
     return value
 
 
-def _parse_seconds(raw: str) -> float:
+def parse_seconds(raw: str) -> float:
     try:
         value = float(raw.strip())
     except ValueError:
@@ -160,7 +125,7 @@ PASSWORD_SCHEMES = ("argon2", "bcrypt")
 SETTING_SPECS: tuple[_Spec, ...] = (
     _Spec("pool_size", "DBTOOL_POOL_SIZE", _parse_int, lambda v: v >= 1, "at least 1"),
     _Spec("max_overflow", "DBTOOL_MAX_OVERFLOW", _parse_int, lambda v: v >= 0, "0 or more"),
-    _Spec("pool_timeout", "DBTOOL_POOL_TIMEOUT", _parse_seconds, lambda v: v > 0, "above 0"),
+    _Spec("pool_timeout", "DBTOOL_POOL_TIMEOUT", parse_seconds, lambda v: v > 0, "above 0"),
     _Spec(
         "pool_recycle",
         "DBTOOL_POOL_RECYCLE",
@@ -169,7 +134,7 @@ SETTING_SPECS: tuple[_Spec, ...] = (
         "-1 (never) or above 0",
     ),
     _Spec("pool_pre_ping", "DBTOOL_POOL_PRE_PING", _parse_bool),
-    _Spec("connect_timeout", "DBTOOL_CONNECT_TIMEOUT", _parse_seconds, lambda v: v > 0, "above 0"),
+    _Spec("connect_timeout", "DBTOOL_CONNECT_TIMEOUT", parse_seconds, lambda v: v > 0, "above 0"),
     _Spec("echo", "DBTOOL_ECHO", _parse_bool),
     _Spec("protected", "DBTOOL_PROTECTED", _parse_bool),
     _Spec(
@@ -180,7 +145,7 @@ SETTING_SPECS: tuple[_Spec, ...] = (
         "between 1 and 4096",
     ),
     _Spec("password_hash", "DBTOOL_PASSWORD_HASH", _parse_scheme),
-    _Spec("lock_timeout", "DBTOOL_LOCK_TIMEOUT", _parse_seconds, lambda v: v > 0, "above 0"),
+    _Spec("lock_timeout", "DBTOOL_LOCK_TIMEOUT", parse_seconds, lambda v: v > 0, "above 0"),
     _Spec("pgbouncer", "DBTOOL_PGBOUNCER", _parse_bool),
     _Spec("pgbouncer_admin_url", "DBTOOL_PGBOUNCER_ADMIN_URL", _parse_text),
     _Spec("alembic_config", "DBTOOL_ALEMBIC_CONFIG", _parse_text),
@@ -273,20 +238,17 @@ def load_settings(
 
 
 # DBTOOL_ names that are not settings but are read elsewhere: by the users commands (only
-# from the environment), and by dbtool's own tests and benchmarks.
-OTHER_NAMES = (
-    "DBTOOL_USER_PASSWORD",
-    "DBTOOL_TEST_POSTGRES_URL",
-    "DBTOOL_REQUIRE_POSTGRES",
-    "DBTOOL_BENCH_POSTGRES_URL",
-)
+# from the environment), and (by prefix) by dbtool's own tests and benchmarks, one of each
+# per backend (DBTOOL_TEST_<BACKEND>_URL, DBTOOL_REQUIRE_<BACKEND>, ...).
+OTHER_NAMES = ("DBTOOL_USER_PASSWORD",)
+OTHER_PREFIXES = ("DBTOOL_TEST_", "DBTOOL_REQUIRE_", "DBTOOL_BENCH_")
 
 
 def _unknown_names(names: Iterable[str], source: str) -> Iterator[str]:
     """A warning for each DBTOOL_ name dbtool does not know, with the nearest one it does."""
     known = [*ALL_SETTING_NAMES, *OTHER_NAMES]
     for name in sorted(names):
-        if name.startswith("DBTOOL_") and name not in known:
+        if name.startswith("DBTOOL_") and name not in known and not name.startswith(OTHER_PREFIXES):
             from difflib import get_close_matches
 
             close = get_close_matches(name, known, n=1)
@@ -356,73 +318,15 @@ def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
     # %00 decodes to NUL (SQLAlchemy 2.1 decodes the database part too, 2.0 does not).
     if "%00" in raw or any("\x00" in (part or "") for part in (url.password, url.database)):
         raise ConfigError(f"{where} contains a NUL character (%00)")
-    driver = _DRIVER_ALIASES.get(url.drivername)
+    driver = DRIVERS.get(url.drivername)
     if driver is None:
         raise ConfigError(
-            f"{where} uses unsupported driver {url.drivername!r}; dbtool supports "
-            "PostgreSQL (postgresql://, via asyncpg) and SQLite (sqlite://, via aiosqlite)"
+            f"{where} uses unsupported driver {url.drivername!r}; dbtool supports {SUPPORTED}"
         )
     url = url.set(drivername=driver)
-    if driver == SQLITE_DRIVER:
-        return url, {}
-
-    if url.host and "@" in url.host:
-        raise ConfigError(
-            f"{where} has an '@' in its host part; percent-encode '@' in the password as %40"
-        )
-    if not url.database:
-        raise ConfigError(f"{where} names no database (add /dbname after the host)")
-    if url.port is not None and not 1 <= url.port <= 65535:
-        raise ConfigError(f"{where} has port {url.port}, outside 1-65535")
-    extras: dict[str, Any] = {}
-    query = dict(url.query)
-    _check_hosts(query, where)
-    unknown = sorted(set(query) - set(_POSTGRES_URL_PARAMS))
-    if unknown:
-        raise ConfigError(
-            f"{where} has unsupported parameter(s) {', '.join(unknown)}; "
-            f"supported: {', '.join(_POSTGRES_URL_PARAMS)}"
-        )
-    for key in ("ssl", "sslmode"):
-        if key in query:  # asyncpg spells libpq's sslmode as ssl
-            query["ssl"] = _choice(query.pop(key), key, _SSL_MODES, where)
-    for key in ("sslrootcert", "sslcert", "sslkey"):
-        if key in query:
-            path = Path(_single(query.pop(key), key, where)).expanduser()
-            if not path.is_file():
-                raise ConfigError(f"{where}: {key}={path} is not a readable file")
-            extras[f"ssl_{key.removeprefix('ssl')}"] = str(path)
-    if "application_name" in query:
-        extras["application_name"] = _single(
-            query.pop("application_name"), "application_name", where
-        )
-    if "target_session_attrs" in query:
-        key = "target_session_attrs"
-        query[key] = _choice(query[key], key, TARGET_SESSION_ATTRS, where)
-    # The caches asyncpg and SQLAlchemy keep of prepared statements: 0 means PgBouncer in
-    # transaction mode, which DBTOOL_PGBOUNCER configures fully (dbtool.db).
-    for key in ("statement_cache_size", "prepared_statement_cache_size"):
-        if key in query:
-            size = _single(query.pop(key), key, where)
-            if size.strip() != "0":
-                raise ConfigError(
-                    f"{where}: {key}={size!r}: only 0 is accepted (PgBouncer in transaction "
-                    "mode); or leave it out"
-                )
-            extras["pgbouncer"] = True
-    if "connect_timeout" in query:
-        raw_timeout = _single(query.pop("connect_timeout"), "connect_timeout", where)
-        try:
-            timeout = _parse_seconds(raw_timeout)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: connect_timeout={raw_timeout!r}: {exc}") from None
-        if timeout <= 0:
-            raise ConfigError(f"{where}: connect_timeout must be above 0")
-        extras["connect_timeout"] = timeout
-    return url.set(query=query), extras
+    return backend_for(url).normalize_url(url, where)
 
 
-TARGET_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
 # scheme://[userinfo@]h1[:p1],h2[:p2]/...: libpq's multi-host form, which make_url cannot read.
 _LIBPQ_HOSTS = re.compile(
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^@/?#]*@)?"
@@ -439,42 +343,6 @@ def _libpq_hosts(raw: str) -> str:
     hosts = "&".join(f"host={host.strip()}" for host in found["hosts"].split(",") if host)
     query = f"{hosts}&{found['query']}" if found["query"] else hosts
     return f"{found['scheme']}{found['userinfo'] or ''}{found['path'] or '/'}?{query}"
-
-
-def _check_hosts(query: dict[str, Any], where: str) -> None:
-    """The hosts of a multi-host URL: each `name` or `name:port`, ports in range."""
-    hosts = query.get("host")
-    for host in (hosts,) if isinstance(hosts, str) else hosts or ():
-        if "@" in host:
-            raise ConfigError(
-                f"{where} has an '@' in its host part; percent-encode '@' in the password as %40"
-            )
-        name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
-        if not name or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
-            raise ConfigError(f"{where}: host={host!r} must be NAME or NAME:PORT (1-65535)")
-
-
-def url_hosts(url: URL) -> list[str]:
-    """Every `host:port` the URL names (several for a multi-host URL)."""
-    hosts = url.query.get("host")
-    if hosts:
-        listed = (hosts,) if isinstance(hosts, str) else hosts
-        return [host if ":" in host else f"{host}:{url.port or 5432}" for host in listed]
-    return [f"{url.host or 'localhost'}:{url.port or 5432}"]
-
-
-def _choice(value: str | tuple[str, ...], key: str, choices: tuple[str, ...], where: str) -> str:
-    """A URL parameter that must be one of `choices`."""
-    chosen = _single(value, key, where)
-    if chosen not in choices:
-        raise ConfigError(f"{where}: {key}={chosen!r} must be one of {', '.join(choices)}")
-    return chosen
-
-
-def _single(value: str | tuple[str, ...], key: str, where: str) -> str:
-    if isinstance(value, tuple):
-        raise ConfigError(f"{where}: parameter {key} is given more than once")
-    return value
 
 
 def describe_settings(settings: Settings) -> list[tuple[str, Any, str]]:

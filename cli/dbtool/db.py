@@ -17,18 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
-import sys
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import event
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -37,63 +31,18 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from dbtool.backends import backend_for
+from dbtool.backends.base import READONLY, Backend, ServerRole
 from dbtool.backends.errors import UnavailableError, connection_error
 from dbtool.config import Settings, load_settings, mask_url, normalize_url, str_url
 from dbtool.errors import DatabaseUnavailableError, RefusedError
 from dbtool.models.user_model import Models, UserModel, load_models
 
-# How long a SQLite connection waits for another writer's lock before "database is locked".
-SQLITE_BUSY_TIMEOUT = 30.0
-
 # Where a session made by `Database.session()` finds its Database (see `database_of`).
 SESSION_DATABASE_KEY = "dbtool.database"
-# Execution option marking a transaction that only reads (SQLite: BEGIN DEFERRED).
-READONLY = "dbtool_readonly"
 
 RetryCallback = Callable[[int, DatabaseUnavailableError, float], None]
 """Called before each retry while waiting: (attempt number, why it failed, seconds left)."""
-
-
-@dataclass(frozen=True)
-class ServerRole:
-    """Which server a connection reached, and whether it can take writes."""
-
-    standby: bool  # in recovery: a hot standby, read-only
-    host: str | None  # host:port actually reached (a multi-host URL names several)
-    replay_lag_bytes: int | None = None  # WAL received but not yet replayed (standby)
-    last_replay_seconds: float | None = None  # since the last replayed transaction
-
-    @property
-    def name(self) -> str:
-        return "standby" if self.standby else "primary"
-
-    def describe(self) -> str:
-        where = f" at {self.host}" if self.host else ""
-        if not self.standby:
-            return f"primary{where}"
-        lag = []
-        if self.replay_lag_bytes is not None:
-            lag.append(f"{self.replay_lag_bytes:,} bytes of WAL to replay")
-        if self.last_replay_seconds is not None:
-            lag.append(f"last transaction replayed {self.last_replay_seconds:g}s ago")
-        return f"read-only standby{where}" + (f" ({', '.join(lag)})" if lag else "")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "role": self.name,
-            "host": self.host,
-            "replay_lag_bytes": self.replay_lag_bytes,
-            "last_replay_seconds": self.last_replay_seconds,
-        }
-
-
-_ROLE_SQL = (
-    "SELECT pg_is_in_recovery(), host(inet_server_addr()), inet_server_port(),"
-    " CASE WHEN pg_is_in_recovery() THEN"
-    " pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 END,"
-    " CASE WHEN pg_is_in_recovery() THEN"
-    " extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END"
-)
 
 
 class Database:
@@ -164,9 +113,9 @@ class Database:
         return self.models.user
 
     @property
-    def dialect(self) -> str:
-        """ "postgresql" or "sqlite"."""
-        return self.settings.backend
+    def backend(self) -> Backend:
+        """What this database does differently (`dbtool.backends`)."""
+        return backend_for(self.settings.url)
 
     async def connect(
         self, *, wait: float = 0.0, on_retry: RetryCallback | None = None, verify: bool = True
@@ -178,7 +127,7 @@ class Database:
         """
         if self._engine is not None:
             return self
-        _check_sqlite_file(self.settings.url, must_exist=self.must_exist)
+        self.backend.check_target(self.settings.url, must_exist=self.must_exist)
         self._engine = create_engine(self.settings, **self.engine_options)
         # The services find the settings and models in use through the session's info.
         self._sessionmaker = async_sessionmaker(
@@ -193,18 +142,11 @@ class Database:
         return self
 
     async def server_role(self) -> ServerRole | None:
-        """Primary or standby, where, and how far behind (None for SQLite)."""
-        if self.dialect != "postgresql":
+        """Primary or standby, where, and how far behind (None: no replication)."""
+        if self.backend.embedded:
             return None
         async with self.reading() as conn:
-            row = (await conn.exec_driver_sql(_ROLE_SQL)).one()
-        standby, host, port, lag_bytes, seconds = tuple(row)
-        return ServerRole(
-            standby=bool(standby),
-            host=f"{host}:{port}" if host else None,
-            replay_lag_bytes=None if lag_bytes is None else int(max(lag_bytes, 0)),
-            last_replay_seconds=None if seconds is None else round(max(seconds, 0.0), 1),
-        )
+            return await self.backend.server_role(conn)
 
     async def require_primary(
         self, *, wait: float = 0.0, on_retry: RetryCallback | None = None
@@ -267,7 +209,7 @@ class Database:
         (including cancellation), and always close, returning the connection to the pool.
 
         `readonly=True` (reads only): on SQLite the transaction does not take the write
-        lock, so it never waits for a writer (see `_use_sqlite_transactions`)."""
+        lock, so it never waits for a writer (`SQLite.prepare_engine`)."""
         async with self.sessionmaker() as session:
             try:
                 if readonly:
@@ -307,136 +249,31 @@ class Database:
                 yield conn
 
 
-def ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    """An SSL context for the URL's sslrootcert / sslcert / sslkey, with libpq's meaning of
-    sslmode: verify-full checks the certificate and the host name, verify-ca the certificate
-    only, and require (or prefer) with a root certificate given checks it as verify-ca does."""
-    if not (settings.ssl_rootcert or settings.ssl_cert):
-        return None
-    mode = str(settings.url.query.get("ssl", "prefer"))
-    context = ssl.create_default_context(cafile=settings.ssl_rootcert)
-    if mode != "verify-full":
-        context.check_hostname = False
-    if not settings.ssl_rootcert:  # only a client certificate: the server is not checked
-        context.verify_mode = ssl.CERT_NONE
-    if settings.ssl_cert:
-        context.load_cert_chain(settings.ssl_cert, settings.ssl_key)
-    return context
-
-
-def _unique_statement_name() -> str:
-    return f"__dbtool_{uuid.uuid4().hex}__"
-
-
-def default_application_name() -> str:
-    """What an application's connections are called when nothing says otherwise: the
-    program's name (uvicorn, gunicorn, ...), so they are never mistaken for dbtool's."""
-    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
-    if program.name == "__main__.py":  # python -m uvicorn: the package's name
-        program = program.parent
-    return (program.name.removesuffix(".py") or "python")[:63]
-
-
 def create_engine(settings: Settings, **engine_options: Any) -> AsyncEngine:
-    """The engine for `settings`; call it inside the event loop that will use it.
-    `engine_options` are passed on to create_async_engine (connect_args merged)."""
-    options: dict[str, Any] = {
-        "echo": settings.echo,
-        # Emails and hashes never appear in error messages or echo logs.
-        "hide_parameters": True,
-        "pool_pre_ping": settings.pool_pre_ping,
-    }
-    url = settings.url
-    if settings.backend == "postgresql":
-        name = settings.application_name or default_application_name()
-        connect_args: dict[str, Any] = {
-            "timeout": settings.connect_timeout,
-            "server_settings": {"application_name": name},
-        }
-        context = ssl_context(settings)
-        if context is not None:
-            connect_args["ssl"] = context
-        if settings.pgbouncer:
-            # PgBouncer in transaction mode hands each transaction whichever server
-            # connection is free: no statement may be prepared under a name another client
-            # could also use, nor be expected to survive the transaction. Both caches off,
-            # and every prepared statement named uniquely (SQLAlchemy's documented recipe).
-            url = url.update_query_dict({"prepared_statement_cache_size": "0"})
-            connect_args["statement_cache_size"] = 0
-            connect_args["prepared_statement_name_func"] = _unique_statement_name
-    else:
-        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT}
+    """The engine for `settings`, the only place one is built; call it inside the event
+    loop that will use it. `engine_options` are passed on to create_async_engine
+    (connect_args merged; a poolclass of their own drops the pool sizes)."""
+    backend = backend_for(settings.url)
+    url, options = backend.engine_options(settings)
     extra = dict(engine_options)
     given = dict(extra.pop("connect_args", {}) or {})
+    connect_args = dict(options.pop("connect_args", {}))
     if "server_settings" in given and "server_settings" in connect_args:
         given["server_settings"] = {**connect_args["server_settings"], **given["server_settings"]}
-    options["connect_args"] = {**connect_args, **given}
-    if "poolclass" not in extra and (
-        settings.backend == "postgresql" or not _is_sqlite_memory(url)
-    ):
-        options.update(
-            pool_size=settings.pool_size,
-            max_overflow=settings.max_overflow,
-            pool_timeout=settings.pool_timeout,
-            pool_recycle=settings.pool_recycle,
-        )
-    engine = create_async_engine(url, **{**options, **extra})
-    if settings.backend == "sqlite":
-        _use_sqlite_transactions(engine)
+    if "poolclass" in extra:
+        for key in ("pool_size", "max_overflow", "pool_timeout", "pool_recycle"):
+            options.pop(key, None)
+    engine = create_async_engine(
+        url,
+        echo=settings.echo,
+        # Emails and hashes never appear in error messages or echo logs.
+        hide_parameters=True,
+        pool_pre_ping=settings.pool_pre_ping,
+        connect_args={**connect_args, **given},
+        **{**options, **extra},
+    )
+    backend.prepare_engine(engine)
     return engine
-
-
-def _use_sqlite_transactions(engine: AsyncEngine) -> None:
-    """Make SQLite transactions real: DDL inside them, and the write lock taken up front.
-
-    Python's sqlite3 driver (under aiosqlite) neither begins a transaction before DDL nor
-    takes the write lock until the first write, so concurrent `init` runs race and two
-    writers can deadlock. BEGIN IMMEDIATE takes the lock at the start and waits (busy
-    timeout) for other writers instead. Transactions marked read-only (`Database.session(
-    readonly=True)`) begin DEFERRED: they take no write lock, so a reader never waits for a
-    writer (in WAL mode, which `init` switches on, not even while it commits).
-    """
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin(conn: Any) -> None:
-        readonly = conn.get_execution_options().get(READONLY, False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
-
-
-def _is_sqlite_memory(url: URL) -> bool:
-    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-
-
-def sqlite_path(url: URL) -> Path | None:
-    """The file behind a SQLite URL, or None for in-memory and URI-style databases."""
-    if url.get_backend_name() != "sqlite" or _is_sqlite_memory(url) or "uri" in url.query:
-        return None
-    return Path(url.database or "")
-
-
-def _check_sqlite_file(url: URL, *, must_exist: bool) -> None:
-    path = sqlite_path(url)
-    if path is None:
-        return
-    if path.is_dir():
-        raise UnavailableError(
-            f"{path} is a directory, not a SQLite database file", retryable=False
-        )
-    if must_exist and not path.exists():
-        raise UnavailableError(
-            f"SQLite database file {path} does not exist (`dbtool init` creates it)",
-            retryable=False,
-        )
-    if not path.parent.is_dir():
-        raise UnavailableError(
-            f"cannot create SQLite database {path}: directory {path.parent} does not exist "
-            "(`dbtool init --create-database` creates it)",
-            retryable=False,
-        )
 
 
 async def retry_connect(
@@ -471,29 +308,3 @@ def database_of(session: AsyncSession) -> Database | None:
     """The Database that made `session`, if dbtool made it."""
     found = session.info.get(SESSION_DATABASE_KEY)
     return found if isinstance(found, Database) else None
-
-
-def driver_sql(
-    dialect: Any, statement: Any, parameters: Mapping[str, Any] | None = None
-) -> tuple[str, list[Any]]:
-    """A Core statement as its driver takes it: the SQL, and the positional arguments after
-    each type's bind processor, as SQLAlchemy would send them. For the few hot paths that
-    talk to the driver directly (COPY, aiosqlite in one request)."""
-    compiled = statement.compile(dialect=dialect)
-    values = compiled.construct_params(parameters)
-    processors = compiled._bind_processors
-    arguments = []
-    for name in compiled.positiontup or ():
-        value = values[name]
-        process = processors.get(name)
-        arguments.append(process(value) if process is not None and value is not None else value)
-    return compiled.string, arguments
-
-
-def sqlite_error(statement: str, exc: Exception) -> Exception:
-    """An error of Python's sqlite3 module, raised where SQLAlchemy is bypassed, as the
-    SQLAlchemy error it would have raised (IntegrityError, OperationalError, ...), so that
-    it is reported as any other; parameters hidden."""
-    import sqlite3
-
-    return DBAPIError.instance(statement, None, exc, sqlite3.Error, hide_parameters=True)

@@ -13,7 +13,6 @@ This module is imported at start-up: heavy imports stay inside functions.
 from __future__ import annotations
 
 import gc
-import math
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -23,8 +22,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import typer
-from typer._click.types import StringParamType
-from typer.core import TyperCommand
 
 from dbtool.errors import CancelledError, DbtoolError, ExitCode
 
@@ -37,35 +34,6 @@ if TYPE_CHECKING:
     from dbtool.models.user_model import Models
 
 T = TypeVar("T")
-
-
-class HelpCommand(TyperCommand):
-    """Every dbtool command: its usage line names arguments plainly (`EMAIL`, not Typer's
-    `{EMAIL}`)."""
-
-    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
-        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
-
-
-class _Text(StringParamType):
-    """Text arguments, without Typer's `<str>` in the help."""
-
-    def get_metavar(self, param: Any, ctx: Any) -> str:
-        return ""
-
-
-TEXT = _Text()
-
-
-def flag(*names: str, help: str) -> Any:
-    """A boolean option (its default is not worth showing in the help)."""
-    return typer.Option(*names, help=help, show_default=False)
-
-
-def examples(*lines: str) -> str:
-    """An Examples section for a command's help (its epilog)."""
-    escaped = (line.replace("[", "\\[") for line in lines)
-    return "[bold]Examples[/bold]\n\n" + "\n\n".join(f"  {line}" for line in escaped)
 
 
 _gc_paused = False
@@ -320,39 +288,6 @@ def why(error: DbtoolError) -> str:
 def fit(text: str, width: int) -> str:
     """`text` cut to `width` characters, with "…" where it was cut."""
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
-
-
-def finite_seconds(value: float) -> float:
-    """Option callback: a number of seconds, 0 or more, not NaN or infinite."""
-    if not math.isfinite(value) or value < 0:
-        raise typer.BadParameter(f"{value!r} is not a number of seconds (0 or more)")
-    return value
-
-
-def whole_number(low: int, high: int) -> Callable[[int], int]:
-    """Option callback: a whole number from `low` to `high`."""
-
-    def check(value: int) -> int:
-        if not low <= value <= high:
-            raise typer.BadParameter(f"{value} is not between {low} and {high:,}")
-        return value
-
-    return check
-
-
-def at_least(low: float) -> Callable[[float], float]:
-    """Option callback: a finite number of seconds of at least `low`."""
-
-    def check(value: float) -> float:
-        if finite_seconds(value) < low:
-            raise typer.BadParameter(f"{value!r} is less than {low:g}")
-        return value
-
-    return check
-
-
-# The largest count an option takes (a PostgreSQL integer).
-MAX_COUNT = 2**31 - 1
 
 
 def _log_sql_to_stderr() -> None:

@@ -15,16 +15,15 @@ from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dbtool.commands.runtime import (
+from dbtool.commands.options import (
     MAX_COUNT,
     TEXT,
-    Command,
-    HelpCommand,
-    confirm_yes,
-    examples,
+    JsonOption,
     flag,
+    register,
     whole_number,
 )
+from dbtool.commands.runtime import Command, confirm_yes
 from dbtool.errors import DbtoolError, FileError, RefusedError, UsageError
 from dbtool.formats import Format, OnConflict, Source
 
@@ -51,13 +50,11 @@ PASSWORD_ENV = "DBTOOL_USER_PASSWORD"
 
 
 def users_command(name: str, *example_lines: str) -> Callable[[Callable[..., Any]], Any]:
-    """`@users_app.command(name)` with dbtool's help: plain usage, an Examples section."""
-    return users_app.command(name, cls=HelpCommand, epilog=examples(*example_lines))
+    return register(users_app, name, *example_lines)
 
 
 PROMPT_ATTEMPTS = 3
 
-JsonOption = Annotated[bool, flag("--json", help="Print the result as JSON on stdout.")]
 IdentArgument = Annotated[
     str, typer.Argument(metavar="IDENT", click_type=TEXT, help="The user's email, username or id.")
 ]
@@ -378,15 +375,13 @@ def users_add(
 DEFAULT_LIMIT = 50
 
 
-@users_app.command(
+@users_command(
     "list",
-    epilog=examples(
-        "dbtool users list",
-        "dbtool users list --search example.com --inactive",
-        "dbtool users list --all --csv > users.csv",
-        "dbtool users list --json --count | jq .total",
-        "dbtool users list --limit 100 --after ada@example.com",
-    ),
+    "dbtool users list",
+    "dbtool users list --search example.com --inactive",
+    "dbtool users list --all --csv > users.csv",
+    "dbtool users list --json --count | jq .total",
+    "dbtool users list --limit 100 --after ada@example.com",
 )
 def users_list(
     ctx: typer.Context,
@@ -1065,15 +1060,11 @@ def _private_file(path: Path) -> IO[str]:
 def _refuse_to_overwrite(cmd: Command, path: Path, option: str, others: dict[str, Path]) -> None:
     """Exit 2, before anything is touched, when `path` is a file that must not be
     overwritten: the import's input, or the SQLite database in use (or its -wal, -shm,
-    -journal files)."""
-    from dbtool.db import sqlite_path
+    -journal files): the backend says which files hold it."""
+    from dbtool.backends import backend_for
 
-    protected = dict(others)
-    database = sqlite_path(cmd.settings.url)
-    if database is not None:
-        protected["the SQLite database in use"] = database
-        for suffix in ("-wal", "-shm", "-journal"):
-            protected[f"the SQLite database's {suffix} file"] = Path(f"{database}{suffix}")
+    url = cmd.settings.url
+    protected = {**others, **backend_for(url).database_files(url)}
     target = path.resolve()
     for what, other in protected.items():
         same = target == other.resolve() or (

@@ -13,12 +13,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 
-from dbtool.config import Settings
+from dbtool.backends.base import ServerProcess
 from dbtool.db import Database
 from dbtool.diagnostics.server import median, server_version
 
@@ -82,14 +81,6 @@ def client_pool(db: Database) -> ClientPool:
 
 
 @dataclass(frozen=True)
-class Backend:
-    pid: int
-    application_name: str
-    state: str
-    age_seconds: float
-
-
-@dataclass(frozen=True)
 class ServerReport:
     product: str
     version: str
@@ -102,8 +93,8 @@ class ServerReport:
     headroom_processes: int | None
     database_connections: int
     by_application: list[dict[str, Any]]
-    oldest_transaction: Backend | None
-    longest_idle_in_transaction: Backend | None
+    oldest_transaction: ServerProcess | None
+    longest_idle_in_transaction: ServerProcess | None
     role: dict[str, Any] | None = None  # primary or standby, host reached, replay lag
 
 
@@ -133,7 +124,7 @@ class PoolReport:
     client: ClientPool
     server: ServerReport | None
     probe: ProbeReport | None = None
-    pgbouncer: PgBouncerReport | None = None
+    pgbouncer: Any = None  # the backend's pooler report (PgBouncer's: pgbouncer.py)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -141,77 +132,32 @@ class PoolReport:
         return asdict(self)
 
 
-_SETTINGS_SQL = text(
-    "SELECT name, setting::int FROM pg_settings WHERE name IN "
-    "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
-)
-_IN_USE_SQL = text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
-_BY_APPLICATION_SQL = text(
-    "SELECT coalesce(application_name, ''), coalesce(state, 'unknown'), count(*)"
-    " FROM pg_stat_activity"
-    " WHERE datname = current_database() AND backend_type = 'client backend'"
-    " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
-)
-# The longest-running backend by `since`, among those matching `where` (both fixed below).
-_BACKEND_SQL = (
-    "SELECT pid, coalesce(application_name, ''), coalesce(state, 'unknown'),"
-    " extract(epoch FROM clock_timestamp() - {since})::float8"
-    " FROM pg_stat_activity"
-    " WHERE datname = current_database() AND backend_type = 'client backend' AND {where}"
-    " ORDER BY {since} LIMIT 1"
-)
-
-
 async def server_report(db: Database) -> ServerReport | None:
-    """What PostgreSQL sees; None for SQLite (an embedded database has no server side)."""
-    if db.dialect != "postgresql":
+    """What the server sees of every client; None for an embedded database (no server)."""
+    async with db.reading() as conn:
+        seen = await db.backend.server_connections(conn)
+    if seen is None:
         return None
     product, version = await server_version(db)
-    async with db.reading() as conn:
-        settings = {name: int(value) for name, value in await conn.execute(_SETTINGS_SQL)}
-        in_use = int(await conn.scalar(_IN_USE_SQL) or 0)
-        database_name = str(await conn.scalar(text("SELECT current_database()")))
-        by_application = [
-            {"application_name": app, "state": state, "count": int(count)}
-            for app, state, count in await conn.execute(_BY_APPLICATION_SQL)
-        ]
-        oldest = await _one_backend(
-            conn, since="xact_start", where="xact_start IS NOT NULL AND pid <> pg_backend_pid()"
-        )
-        idle = await _one_backend(
-            conn, since="state_change", where="state LIKE 'idle in transaction%'"
-        )
     role = await db.server_role()
-    max_connections = settings["max_connections"]
-    reserved = settings.get("superuser_reserved_connections", 0) + settings.get(
-        "reserved_connections", 0
-    )
-    available = max(max_connections - reserved - in_use, 0)
+    available = max(seen.max_connections - seen.reserved_connections - seen.in_use, 0)
     capacity = db.settings.pool_capacity
     return ServerReport(
         product=product,
         version=version,
-        database_name=database_name,
-        max_connections=max_connections,
-        reserved_connections=reserved,
-        in_use=in_use,
+        database_name=seen.database_name,
+        max_connections=seen.max_connections,
+        reserved_connections=seen.reserved_connections,
+        in_use=seen.in_use,
         available=available,
-        usage_percent=round(100 * in_use / max_connections, 1),
+        usage_percent=round(100 * seen.in_use / seen.max_connections, 1),
         headroom_processes=available // capacity if capacity > 0 else None,
-        database_connections=sum(row["count"] for row in by_application),
-        by_application=by_application,
-        oldest_transaction=oldest,
-        longest_idle_in_transaction=idle,
+        database_connections=sum(row["count"] for row in seen.by_application),
+        by_application=seen.by_application,
+        oldest_transaction=seen.oldest_transaction,
+        longest_idle_in_transaction=seen.longest_idle_in_transaction,
         role=None if role is None else role.as_dict(),
     )
-
-
-async def _one_backend(conn: AsyncConnection, *, since: str, where: str) -> Backend | None:
-    row = (await conn.execute(text(_BACKEND_SQL.format(since=since, where=where)))).first()
-    if row is None:
-        return None
-    pid, application, state, age = row
-    return Backend(int(pid), str(application), str(state), round(float(age), 1))
 
 
 async def probe(db: Database, connections: int, *, hold: float = 0.05) -> ProbeReport:
@@ -279,116 +225,13 @@ def _p95(ordered: list[float]) -> float:
     return ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
 
-# --- PgBouncer's admin console ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PgBouncerReport:
-    """PgBouncer's view: its limits, and the pool of dbtool's database in it."""
-
-    admin: str  # the admin console's URL, password masked
-    version: str
-    database: str
-    pool_mode: str
-    max_client_conn: int
-    default_pool_size: int
-    clients_active: int
-    clients_waiting: int
-    servers_active: int
-    servers_idle: int
-    servers_other: int  # used, tested, logging in
-    max_wait_seconds: float
-    clients_total: int  # of every pool: what max_client_conn limits
-    client_headroom: int
-    server_headroom: int
-    headroom_processes: int | None  # more processes with dbtool's pool that PgBouncer accepts
-
-
-def _admin_rows(conninfo: str, query: str) -> list[dict[str, Any]]:
-    """Rows from PgBouncer's admin console, which speaks only the simple query protocol:
-    asyncpg cannot read its rows, psycopg (the `pgbouncer` extra) can."""
-    try:
-        import psycopg
-    except ImportError:
-        from dbtool.errors import ConfigError
-
-        raise ConfigError(
-            "reading PgBouncer's admin console needs psycopg: pip install 'dbtool[pgbouncer]'"
-        ) from None
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-        cursor = conn.execute(query)
-        names = [column.name for column in cursor.description or []]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-async def pgbouncer_report(settings: Settings, admin_url: str) -> PgBouncerReport:
-    """Read SHOW POOLS / CONFIG / VERSION from PgBouncer's admin console (in a thread:
-    psycopg's connection here is a blocking one). Take it before connecting through the
-    pooler: dbtool's own first query may have to queue in it."""
-    from sqlalchemy.engine import make_url
-
-    from dbtool.config import mask_url
-    from dbtool.errors import DatabaseUnavailableError
-
-    url = make_url(admin_url).set(drivername="postgresql")
-    conninfo = url.render_as_string(hide_password=False)
-    try:
-        pools, config, version = await asyncio.gather(
-            asyncio.to_thread(_admin_rows, conninfo, "SHOW POOLS"),
-            asyncio.to_thread(_admin_rows, conninfo, "SHOW CONFIG"),
-            asyncio.to_thread(_admin_rows, conninfo, "SHOW VERSION"),
-        )
-    except OSError as exc:
-        raise DatabaseUnavailableError(f"cannot read PgBouncer at {mask_url(url)}: {exc}") from None
-    except Exception as exc:
-        if type(exc).__module__.startswith("psycopg"):
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DatabaseUnavailableError(
-                f"cannot read PgBouncer at {mask_url(url)}: {first}"
-            ) from None
-        raise
-    limits = {row["key"]: row["value"] for row in config}
-    database = settings.url.database or ""
-    ours = [row for row in pools if row["database"] == database]
-    pool = {key: sum(int(row.get(key) or 0) for row in ours) for key in (
-        "cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used", "sv_tested", "sv_login"
-    )}  # fmt: skip
-    max_wait = max((int(row["maxwait"]) + int(row.get("maxwait_us") or 0) / 1e6
-                    for row in ours), default=0.0)  # fmt: skip
-    clients = sum(int(row["cl_active"]) + int(row["cl_waiting"]) for row in pools)
-    max_clients = int(limits.get("max_client_conn", 0))
-    pool_size = int(limits.get("default_pool_size", 0))
-    servers = pool["sv_active"] + pool["sv_idle"] + pool["sv_used"] + pool["sv_tested"]
-    servers += pool["sv_login"]
-    client_headroom = max(max_clients - clients, 0)
-    capacity = settings.pool_capacity
-    return PgBouncerReport(
-        admin=mask_url(url),
-        version=str(version[0].get("version", "")) if version else "",
-        database=database,
-        pool_mode=str(ours[0]["pool_mode"] if ours else limits.get("pool_mode", "")),
-        max_client_conn=max_clients,
-        default_pool_size=pool_size,
-        clients_active=pool["cl_active"],
-        clients_waiting=pool["cl_waiting"],
-        servers_active=pool["sv_active"],
-        servers_idle=pool["sv_idle"],
-        servers_other=pool["sv_used"] + pool["sv_tested"] + pool["sv_login"],
-        max_wait_seconds=round(max_wait, 3),
-        clients_total=clients,
-        client_headroom=client_headroom,
-        server_headroom=max(pool_size - servers, 0),
-        headroom_processes=client_headroom // capacity if capacity > 0 else None,
-    )
-
-
 async def pool_report(
     db: Database,
     *,
     probe_connections: int = 0,
     probe_hold: float = 0.05,
     idle_in_transaction_warning: float = IDLE_IN_TRANSACTION_WARNING,
-    bouncer: PgBouncerReport | None = None,
+    bouncer: Any = None,
 ) -> PoolReport:
     """The whole picture: client pool, server side, PgBouncer (its report, from
     pgbouncer_report), optional probe, and warnings."""
@@ -416,8 +259,8 @@ async def pool_report(
             )
     if server is None:
         report.notes.append(
-            "SQLite is an embedded database: there is no server side, and connections are "
-            "only those of the processes that have the file open"
+            f"{db.backend.product} is an embedded database: there is no server side, and "
+            "connections are only those of the processes that have the file open"
         )
     else:
         if server.in_use > USAGE_WARNING_RATIO * server.max_connections:

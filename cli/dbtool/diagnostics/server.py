@@ -8,10 +8,11 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dbtool.db import Database, ServerRole, sqlite_path
+from dbtool.backends import backend_for
+from dbtool.backends.base import ServerRole
+from dbtool.db import Database
 
 
 @dataclass(frozen=True)
@@ -33,11 +34,8 @@ async def server_version(db: Database) -> tuple[str, str]:
 
 
 async def _server_version(conn: AsyncConnection) -> tuple[str, str]:
-    if conn.dialect.name == "postgresql":
-        version = await conn.scalar(text("SHOW server_version"))
-        return "PostgreSQL", str(version).split()[0]
-    version = await conn.scalar(text("SELECT sqlite_version()"))
-    return "SQLite", str(version)
+    backend = backend_for(conn.dialect.name)
+    return backend.product, await backend.server_version(conn)
 
 
 async def ping(db: Database, *, rounds: int = 5) -> PingResult:
@@ -93,15 +91,7 @@ async def info(db: Database, *, exact: bool = False) -> InfoReport:
     large PostgreSQL tables, unless `exact`), and what is missing or does not match."""
     async with db.reading() as conn:
         product, version = await _server_version(conn)
-        if db.dialect == "postgresql":
-            query = text("SELECT current_database(), pg_database_size(current_database())")
-            name, size = (await conn.execute(query)).one()
-        else:
-            path = sqlite_path(db.settings.url)
-            name = str(path) if path is not None else ":memory:"
-            size = await conn.scalar(
-                text("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")
-            )
+        name, size = await db.backend.database_size(conn, db.settings.url)
     from dbtool.schema.tables import describe_tables  # (ping and pool-status do without it)
 
     state = await describe_tables(db, estimate=not exact)

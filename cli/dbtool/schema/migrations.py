@@ -13,17 +13,12 @@ does not touch, so the migration's connection can still write).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
 from dbtool.config import Settings
-from dbtool.db import Database, sqlite_path
+from dbtool.db import Database
 from dbtool.errors import ConfigError, DbtoolError
 
 DEFAULT_CONFIG = "alembic.ini"
@@ -113,28 +108,6 @@ async def state(db: Database, path: Path) -> AlembicState:
     return AlembicState(str(path), current, heads, pending[::-1])
 
 
-@contextlib.asynccontextmanager
-async def _schema_lock(db: Database) -> AsyncIterator[None]:
-    """dbtool's schema lock, held on a connection of its own while Alembic works on another."""
-    from dbtool.schema.tables import SCHEMA_LOCK_ID
-
-    if db.dialect == "postgresql":
-        async with db.engine.connect() as conn, conn.begin():
-            await conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
-            yield
-        return
-    path = sqlite_path(db.settings.url)
-    if path is None:  # in-memory: one process only
-        yield
-        return
-    with path.open("a+b") as handle:  # creates the (empty, valid) database file if need be
-        await asyncio.to_thread(fcntl.flock, handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
 async def _alembic(path: Path, settings: Settings, command: str, *args: Any) -> None:
     """Run an Alembic command (upgrade, stamp) in a worker thread."""
     from alembic import command as commands
@@ -154,7 +127,7 @@ async def _alembic(path: Path, settings: Settings, command: str, *args: Any) -> 
 
 async def upgrade(db: Database, path: Path) -> tuple[AlembicState, list[str]]:
     """Bring the database to head under dbtool's lock; (state after, revisions applied)."""
-    async with _schema_lock(db):
+    async with db.backend.schema_lock(db):
         before = await state(db, path)
         if not before.at_head:
             await _alembic(path, db.settings, "upgrade", "head")
@@ -164,7 +137,7 @@ async def upgrade(db: Database, path: Path) -> tuple[AlembicState, list[str]]:
 
 async def stamp_head(db: Database, path: Path) -> AlembicState:
     """Record head as applied (after creating the tables from the models)."""
-    async with _schema_lock(db):
+    async with db.backend.schema_lock(db):
         await _alembic(path, db.settings, "stamp", "head")
         return await state(db, path)
 

@@ -1,4 +1,4 @@
-"""Creating, inspecting and dropping the models' schema (and, on PostgreSQL, the database).
+"""Creating, inspecting and dropping the models' schema (and the database itself).
 
 "The models" are the configured metadata (DBTOOL_MODELS, or the built-in tables). A table
 counts as the models' own only when its columns match: a table of the same name but another
@@ -7,30 +7,23 @@ shape (an application's own `users`, say) is reported, never dropped without `--
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Index, Table, func, inspect, select, text
+from sqlalchemy import Index, Table, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from dbtool.backends.errors import sqlstate
+from dbtool.backends import backend_for
 from dbtool.config import Settings
-from dbtool.db import Database, RetryCallback, retry_connect, sqlite_path
-from dbtool.errors import DatabaseUnavailableError, DbtoolError, RefusedError
+from dbtool.db import Database, RetryCallback, create_engine
+from dbtool.errors import DbtoolError, RefusedError
 from dbtool.models.user_model import Models
 
-# Any constant works as long as every dbtool process uses the same one: it serialises
-# concurrent `init`/`drop` runs on one PostgreSQL database.
-SCHEMA_LOCK_ID = 0x6462746F6F6C  # "dbtool"
 VERSION_TABLE = "alembic_version"
-# Errors PostgreSQL raises when two CREATE DATABASE race: duplicate_database, unique_violation.
-_DATABASE_EXISTS_SQLSTATES = ("42P04", "23505")
 
 
 class SchemaMismatchError(DbtoolError):
@@ -130,80 +123,29 @@ def model_tables(models: Models) -> list[str]:
 @contextlib.asynccontextmanager
 async def _schema_change(db: Database) -> AsyncIterator[AsyncConnection]:
     """A transaction for DDL: dbtool's schema lock first (concurrent runs wait their turn),
-    then, on PostgreSQL, a lock timeout: behind a long transaction the DDL gives up after
-    DBTOOL_LOCK_TIMEOUT instead of waiting forever with every query on the table queued
-    behind it. The error names the session in the way."""
+    then a lock timeout where the backend has one: behind a long transaction the DDL gives
+    up after DBTOOL_LOCK_TIMEOUT instead of waiting forever with every query on the table
+    queued behind it. The error names the session in the way."""
+    backend = db.backend
     try:
         async with db.transaction() as conn:
-            # Transaction-scoped, so released at COMMIT/ROLLBACK (and fine behind PgBouncer).
-            # SQLite needs nothing here: its transaction began with BEGIN IMMEDIATE.
-            if conn.dialect.name == "postgresql":
-                await conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
-                milliseconds = max(int(db.settings.lock_timeout * 1000), 1)
-                await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+            await backend.begin_schema_change(conn, db.settings)
             yield conn
     except DBAPIError as exc:
-        if sqlstate(exc) != "55P03":  # lock_not_available
+        if not backend.is_lock_timeout(exc):
             raise
+        tables = [table.fullname for table in db.models.tables] + [VERSION_TABLE]
         raise LockTimeoutError(
             f"a table lock was not granted within {db.settings.lock_timeout:g}s "
-            f"(DBTOOL_LOCK_TIMEOUT){await _blockers(db)}; nothing was changed"
+            f"(DBTOOL_LOCK_TIMEOUT){await backend.lock_holders(db, tables)}; nothing was changed"
         ) from None
 
 
-async def _blockers(db: Database) -> str:
-    """Who holds locks on the models' tables: `: pid 1234 (billing-api, idle in transaction,
-    for 42s)`, or nothing when that cannot be told."""
-    names = [table.fullname for table in db.models.tables] + [VERSION_TABLE]
-    query = text(
-        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),"
-        " extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.query_start))::float8"
-        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.granted AND a.pid <> pg_backend_pid()"
-        " AND l.relation = ANY (SELECT to_regclass(name)::oid"
-        " FROM unnest(CAST(:names AS text[])) AS name)"
-        " GROUP BY 1, 2, 3, 4 ORDER BY 4 DESC NULLS LAST LIMIT 3"
-    )
-    try:
-        async with db.reading() as conn:
-            rows = list(await conn.execute(query, {"names": names}))
-    except Exception:  # the explanation is a bonus; never replace the error with another
-        return ""
-    held = [
-        f"pid {pid} ({application or 'no application name'}, {state}, for {age or 0:.0f}s)"
-        for pid, application, state, age in rows
-    ]
-    return f": held by {'; '.join(held)}" if held else ""
-
-
-# The columns of tables by schema and name, in one catalogue query; a schema of '' is the
-# connection's current one, and only tables count (relkind r, p), as in SQLAlchemy's
-# get_table_names.
-_PG_COLUMNS = text(
-    "SELECT t.schema_name, t.table_name, a.attname"
-    " FROM unnest(CAST(:schemas AS text[]), CAST(:names AS text[])) AS t(schema_name, table_name)"
-    " JOIN pg_namespace n ON n.nspname = coalesce(nullif(t.schema_name, ''), current_schema())"
-    " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name"
-    " AND c.relkind IN ('r', 'p')"
-    " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
-    " ORDER BY 1, 2, a.attnum"
-)
-
-
 def _columns(sync: Connection, tables: Sequence[Table]) -> dict[tuple[str | None, str], list[str]]:
-    """The column names of those of `tables` that exist, by (schema, name). PostgreSQL: one
-    query (the inspector takes four, each a large statement to compile: a third of `dbtool
-    info`'s own time)."""
-    if sync.dialect.name == "postgresql":
-        found: dict[tuple[str | None, str], list[str]] = {}
-        parameters = {
-            "schemas": [table.schema or "" for table in tables],
-            "names": [table.name for table in tables],
-        }
-        for schema, name, column in sync.execute(_PG_COLUMNS, parameters):
-            columns = found.setdefault((schema or None, name), [])
-            if column is not None:
-                columns.append(column)
+    """The column names of those of `tables` that exist, by (schema, name): from one
+    catalogue query where the backend has one, else from SQLAlchemy's inspector."""
+    found = backend_for(sync.dialect.name).table_columns(sync, list(tables))
+    if found is not None:
         return found
     inspector = inspect(sync)
     present = {
@@ -291,12 +233,8 @@ async def _counted(
 ) -> TableState:
     # Only the name: the table's columns may not be the model's.
     name = _quoted(table, conn.dialect.identifier_preparer)
-    if estimate and conn.dialect.name == "postgresql":
-        # reltuples is -1 (PostgreSQL 14+) or 0 for a table never analysed.
-        guess = await conn.scalar(
-            text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:name)"),
-            {"name": name},
-        )
+    if estimate:
+        guess = await backend_for(conn.dialect.name).estimated_rows(conn, name)
         if guess is not None and guess >= ESTIMATE_FROM:
             return replace(state, rows=int(guess), rows_estimated=True)
     rows = await conn.scalar(text(f"SELECT count(*) FROM {name}"))
@@ -320,33 +258,12 @@ async def create_schema(db: Database) -> SchemaReport:
         _refuse_mismatched(state)
         await _create_missing(conn, models, state)
         indexes = await _create_missing_indexes(conn, models, state)
-    await use_wal(db)
+    await db.backend.after_schema_created(db)
     return SchemaReport(
         created=[table.name for table in state.missing],
         existing=[table.name for table in state.present],
         indexes=indexes,
     )
-
-
-async def use_wal(db: Database) -> None:
-    """Switch a SQLite file to write-ahead logging (it stays so): readers then never wait
-    for a writer, nor a writer for readers. Outside any transaction, as SQLite requires."""
-    if sqlite_path(db.settings.url) is None:
-        return
-    import sqlite3  # not for PostgreSQL's sake
-
-    async with db.engine.connect() as conn:
-        raw: Any = (await conn.get_raw_connection()).driver_connection
-        for _ in range(10):
-            cursor = await raw.execute("PRAGMA journal_mode")
-            if str((await cursor.fetchone())[0]).lower() == "wal":
-                return
-            try:
-                await raw.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError:
-                # Another process has the file open mid-transaction (a concurrent init,
-                # say, which will switch it itself): try again shortly, then leave it be.
-                await asyncio.sleep(0.1)
 
 
 def _refuse_mismatched(state: SchemaState) -> None:
@@ -471,11 +388,10 @@ async def _drop(conn: AsyncConnection, models: Models, *, force: bool) -> DropPl
         # schema is at head while its tables are gone.
         await conn.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
         plan = replace(plan, version_table=True)
-    if force and conn.dialect.name == "postgresql":
-        # CASCADE drops the foreign keys (and views) of outside objects that depend on them.
-        preparer = conn.dialect.identifier_preparer
-        for table in reversed(tables):
-            await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_quoted(table, preparer)} CASCADE")
+    cascade = _cascade(conn.dialect, tables) if force else None
+    # CASCADE drops the foreign keys (and views) of outside objects that depend on them.
+    for statement in cascade or ():
+        await conn.exec_driver_sql(statement)
     # Children first; after CASCADE this only drops the named types (enums) left behind.
     await conn.run_sync(lambda sync: models.metadata.drop_all(sync, tables=tables))
     return plan
@@ -543,11 +459,9 @@ async def drop_sql(db: Database, *, force: bool = False) -> tuple[DropPlan, list
     statements = (
         [f"DROP TABLE {VERSION_TABLE};"] if tables and has_version and not plan.skipped else []
     )
-    if force and db.dialect == "postgresql":
-        preparer = db.engine.dialect.identifier_preparer
-        statements += [
-            f"DROP TABLE IF EXISTS {_quoted(t, preparer)} CASCADE;" for t in reversed(tables)
-        ]
+    cascade = _cascade(db.engine.dialect, tables) if force else None
+    if cascade is not None:
+        statements += [f"{statement};" for statement in cascade]
     else:
         statements += _render(
             db, lambda mock: models.metadata.drop_all(mock, tables=tables, checkfirst=False)
@@ -555,68 +469,27 @@ async def drop_sql(db: Database, *, force: bool = False) -> tuple[DropPlan, list
     return plan, statements
 
 
+def _cascade(dialect: Any, tables: list[Table]) -> list[str] | None:
+    """The statements dropping `tables` with what depends on them, children first; None
+    where the backend has no such drop."""
+    backend = backend_for(dialect.name)
+    statements = [
+        backend.drop_cascade(_quoted(table, dialect.identifier_preparer))
+        for table in reversed(tables)
+    ]
+    return None if None in statements else [s for s in statements if s is not None]
+
+
 def database_name(settings: Settings) -> str:
     """What the user types to confirm a destructive action: the database (or file) name."""
-    path = sqlite_path(settings.url)
-    if path is not None:
-        return path.name
-    return settings.url.database or ":memory:"
+    return backend_for(settings.url).database_label(settings.url)
 
 
 async def create_database(
     settings: Settings, *, wait: float = 0.0, on_retry: RetryCallback | None = None
 ) -> bool:
-    """Make sure the target database exists; True if this call created it.
-
-    PostgreSQL: through the `postgres` maintenance database (CREATE DATABASE cannot run
-    inside a transaction, hence AUTOCOMMIT). SQLite: create the file's directory.
-    """
-    path = sqlite_path(settings.url)
-    if settings.backend == "sqlite":
-        if path is None or path.exists():
-            return False
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DatabaseUnavailableError(
-                f"cannot create directory {path.parent}: {exc}"
-            ) from None
-        return False  # the file itself appears with the first connection
-
-    name = settings.url.database or ""
-    maintenance = settings.url.set(database="postgres")
-    engine = create_async_engine(
-        maintenance,
-        poolclass=NullPool,
-        isolation_level="AUTOCOMMIT",
-        hide_parameters=True,
-        connect_args={
-            "timeout": settings.connect_timeout,
-            "server_settings": {"application_name": settings.application_name or "dbtool"},
-        },
+    """Make sure the target database exists; True if this call created it (a server's
+    database; for a file, its directory)."""
+    return await backend_for(settings.url).create_database(
+        settings, wait=wait, on_retry=on_retry, engine=create_engine
     )
-    created = False
-
-    async def attempt() -> None:
-        nonlocal created
-        async with engine.connect() as conn:
-            exists = await conn.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-            )
-            if exists:
-                return
-            quoted = conn.dialect.identifier_preparer.quote(name)
-            try:
-                await conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
-                created = True
-            except Exception as exc:
-                if sqlstate(exc) not in _DATABASE_EXISTS_SQLSTATES:
-                    raise  # someone else creating it at the same moment is fine
-
-    try:
-        await retry_connect(
-            attempt, replace(settings, url=maintenance), wait=wait, on_retry=on_retry
-        )
-    finally:
-        await engine.dispose()
-    return created

@@ -10,7 +10,6 @@ the file size.
 from __future__ import annotations
 
 import asyncio
-import csv
 import gc
 import json
 import os
@@ -19,39 +18,37 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from operator import itemgetter
-from typing import IO, Any
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Column,
     Integer,
     MetaData,
-    String,
     Table,
     Uuid,
     and_,
-    bindparam,
     exists,
     func,
     literal,
-    literal_column,
     select,
     text,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import DefaultClause
 from sqlalchemy.sql.elements import BindParameter
 
-from dbtool.db import Database, driver_sql, sqlite_error
+from dbtool.backends.base import Backend
+from dbtool.db import Database
 from dbtool.errors import ConflictError, DbtoolError, InvalidInputError
-from dbtool.formats import Format, OnConflict, csv_value, excerpt, json_default
+from dbtool.formats import OnConflict, excerpt
 from dbtool.models.user_model import (
     FLAG_DEFAULTS,
     FLAG_ROLES,
@@ -59,14 +56,12 @@ from dbtool.models.user_model import (
     UserModel,
     check_length,
     converter,
-    python_type,
 )
 from dbtool.transfer.readers import ERROR_KEY, detect_format, read_records
 from dbtool.users import passwords
 from dbtool.users.validation import normalize_email, normalize_username, username_from_email
 
 __all__ = [
-    "ExportWriter",
     "ImportConflictError",
     "ImportRejectedError",
     "ImportReport",
@@ -116,12 +111,14 @@ class RowPlan:
         min_password_length: int,
         scheme: str,
         assume_utc: bool = False,
-        server_ids: bool = False,
+        server_id: Any = None,
     ) -> None:
-        """`server_ids`: random (v4) ids the file does not give are made by the database
-        (the move's gen_random_uuid()), not here: a second per million rows."""
+        """`server_id`: the database's expression for a random (v4) id (the backend's
+        `random_uuid`), which makes the ids the file does not give, in the move, not here:
+        a second per million rows."""
         self.model = model
-        self.server_ids = server_ids
+        self.server_id = server_id
+        server_ids = self.server_ids = server_id is not None
         self.min_password_length = min_password_length
         self.scheme = scheme
         self.plain = plain_password_key(model)
@@ -328,11 +325,13 @@ class ImportConflictError(ConflictError):
         self.report = report
 
 
-def _server_makes_ids(dialect: Any, model: UserModel) -> bool:
-    """Whether the move can make the user table's random ids (PostgreSQL 13 and later have
-    gen_random_uuid()): ids that dbtool would make with uuid4, or the model does."""
-    if dialect.name != "postgresql" or (dialect.server_version_info or (0,)) < (13,):
-        return False
+def _server_id(backend: Backend, dialect: Any, model: UserModel) -> Any:
+    """The database's expression for the user table's random ids, where the move can make
+    them (the backend has one) and they are ids dbtool would make with uuid4, or the model
+    does; else None."""
+    expression = backend.random_uuid(dialect)
+    if expression is None:
+        return None
     default = model.id.default
     by_uuid4 = (
         default is not None
@@ -341,7 +340,7 @@ def _server_makes_ids(dialect: Any, model: UserModel) -> bool:
             getattr(default.arg, "__wrapped__", None) is uuid.uuid4  # type: ignore[attr-defined]
         )
     )
-    return model.generate_id or by_uuid4
+    return expression if model.generate_id or by_uuid4 else None
 
 
 def staging_table(model: UserModel, plan: RowPlan) -> Table:
@@ -381,6 +380,7 @@ async def import_users(
     started = time.perf_counter()
     model = model or db.user_model
     settings = db.settings
+    backend = db.backend
     plan = RowPlan(
         model,
         min_password_length=settings.password_min_length
@@ -388,15 +388,15 @@ async def import_users(
         else min_password_length,
         scheme=settings.password_hash,
         assume_utc=assume_utc,
-        server_ids=_server_makes_ids(db.engine.dialect, model),
+        server_id=_server_id(backend, db.engine.dialect, model),
     )
     report = ImportReport()
     rows = iter(records)
 
-    # PostgreSQL: COPY and the move are several exchanges with the server, each taken up
-    # only when the event loop turns. SQLite's statement runs in aiosqlite's thread, which
-    # needs no turns (and measured slower with them).
-    slice_rows = _SLICE if db.engine.dialect.name == "postgresql" else batch_size
+    # A driver whose exchanges with the server are taken up only when the event loop turns
+    # gets turns while a batch is validated; one that works in its own thread needs none
+    # (and measured slower with them).
+    slice_rows = backend.validation_slice or batch_size
 
     async def next_batch() -> tuple[bool, list[tuple[list[Any], str | None]]]:
         """Read and validate the next batch, a slice at a time, letting the event loop turn
@@ -417,19 +417,17 @@ async def import_users(
     batches = 0
     with _collector_paused(), _hashing_threads() as hashing:
         try:
-            async with db.session() as session:
+            async with db.session() as session, AsyncExitStack() as stack:
                 conn = await session.connection()
-                await _lock_table(conn, model)
-                cache_before = await _enlarge_sqlite_cache(conn)
+                await backend.lock_for_import(conn, model.table)
+                await stack.enter_async_context(backend.bulk_session(conn))
                 await conn.run_sync(lambda sync: staging.create(sync))
-                json_batches = await _has_json_functions(conn)
-                moves = _Moves.build(
-                    conn.dialect.name, on_conflict, model, staging, plan, json=json_batches
-                )
-                stage = _Stager(conn, staging, plan, json=json_batches)
+                json_batches = await backend.rows_as_json(conn)
+                moves = _Moves.build(backend, on_conflict, model, staging, plan, json=json_batches)
+                stage = _Stager(backend, conn, staging, plan, json=json_batches)
                 direct = (
-                    _DirectCopy(model, plan, conn.dialect)
-                    if conn.dialect.name == "postgresql" and on_conflict is OnConflict.FAIL
+                    _DirectCopy(backend, model, plan, conn.dialect)
+                    if backend.copies_rows and on_conflict is OnConflict.FAIL
                     else None
                 )
                 try:
@@ -457,7 +455,7 @@ async def import_users(
                     # Never leave a statement running on the connection about to be closed.
                     if moving is not None and not moving.done():
                         await asyncio.gather(moving, return_exceptions=True)
-                    await _restore_sqlite_cache(conn, cache_before)
+                    await stack.aclose()  # the connection's own settings back
                 if report.rejected and not skip_invalid:
                     raise ImportRejectedError(report)
                 if moves.staged.after is not None:
@@ -471,37 +469,6 @@ async def import_users(
             raise ImportConflictError(report, _conflict_summary(report.conflicts)) from None
     report.seconds = time.perf_counter() - started
     return report
-
-
-async def _lock_table(conn: AsyncConnection, model: UserModel) -> None:
-    """One import at a time per user table (PostgreSQL; SQLite's BEGIN IMMEDIATE already
-    is): two overlapping imports would otherwise deadlock on each other's rows, or both
-    try to insert what `--on-conflict update` should have updated."""
-    if conn.dialect.name == "postgresql":
-        key = func.hashtext(f"dbtool import {model.table.fullname}")
-        await conn.execute(select(func.pg_advisory_xact_lock(key)))
-
-
-# SQLite's page cache during an import (KiB): the user table's unique indexes take rows in
-# random order, and a cache of a few pages makes most of those inserts read from disk.
-SQLITE_IMPORT_CACHE_KIB = 65536
-
-
-async def _enlarge_sqlite_cache(conn: AsyncConnection) -> int | None:
-    """On SQLite, a larger page cache for this import; the size it had (None elsewhere)."""
-    if conn.dialect.name != "sqlite":
-        return None
-    before = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
-    await conn.exec_driver_sql(f"PRAGMA cache_size = {-SQLITE_IMPORT_CACHE_KIB}")
-    return int(before)
-
-
-async def _restore_sqlite_cache(conn: AsyncConnection, before: int | None) -> None:
-    """Give the connection its page cache back, whatever the import's outcome (it may be an
-    application's pooled connection); never in the way of the error that ended it."""
-    if before is not None:
-        with suppress(DBAPIError):
-            await _on_aiosqlite(conn, text(f"PRAGMA cache_size = {before}"), None)
 
 
 @contextmanager
@@ -536,10 +503,6 @@ def _collector_paused() -> Iterator[None]:
         gc.unfreeze()
         if was_enabled:
             gc.enable()
-
-
-# Rows read and validated between two turns of the event loop (see next_batch).
-_SLICE = 100
 
 
 def _validate_batch(
@@ -597,9 +560,16 @@ class _Stager:
     conflict report stages them again."""
 
     def __init__(
-        self, conn: AsyncConnection, staging: Table, plan: RowPlan, *, json: bool = False
+        self,
+        backend: Backend,
+        conn: AsyncConnection,
+        staging: Table,
+        plan: RowPlan,
+        *,
+        json: bool = False,
     ) -> None:
-        self.conn, self.staging, self.plan = conn, staging, plan
+        self.backend, self.conn, self.staging, self.plan = backend, conn, staging, plan
+        self.json = json
         dialect = conn.dialect
         # Values validate converted from the file (and no Python default filled in): the
         # processor of a native boolean only checks for True or False, which they are.
@@ -612,19 +582,13 @@ class _Stager:
                 and type(column.type) is Boolean
                 and dialect.supports_native_boolean
             )
-            and (processor := _bind_processor(column, dialect)) is not None
+            and (processor := backend.bind_processor(column, dialect)) is not None
         ]
-        self.insert = str(staging.insert().compile(dialect=dialect))
-        self.insert_json = (
-            staging.insert().from_select(list(staging.c.keys()), _json_rows(staging))
-            if json
-            else None
-        )
 
     def prepare(self, rows: list[list[Any]]) -> Any:
         """What `load` takes: the batch, processed (and on SQLite, as JSON text)."""
         processed = self._processed(rows)
-        if self.insert_json is not None:
+        if self.json:
             try:
                 return json.dumps(processed, ensure_ascii=False, allow_nan=False)
             except (TypeError, ValueError):  # a value JSON cannot carry: bound as it is
@@ -645,68 +609,22 @@ class _Stager:
     async def load(self, payload: Any) -> None:
         if not payload:
             return
-        if self.conn.dialect.name == "postgresql":
-            raw = (await self.conn.get_raw_connection()).driver_connection
-            # Into the temporary table, inside the same transaction.
-            await raw.copy_records_to_table(  # type: ignore[union-attr]
-                self.staging.name, records=payload, columns=self.plan.columns
-            )
-        elif isinstance(payload, str):
-            await _on_aiosqlite(self.conn, self.insert_json, {"payload": payload})
-        else:
-            await _on_aiosqlite(self.conn, self.insert, payload, many=True)
+        await self.backend.load_rows(self.conn, self.staging, self.plan.columns, payload)
 
 
-def _bind_processor(column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
-    """The column type's bind processor for `dialect`. SQLite's DateTime formats through a
-    dict for every value; where a plain %-format gives the same text (checked on samples
-    here), that is used instead: it runs twice per imported row."""
-    processor = column.type._cached_bind_processor(dialect)
-    kind = python_type(column)
-    if dialect.name != "sqlite" or processor is None or kind not in (datetime, uuid.UUID):
-        return processor
-    general = processor
-
-    def fast(value: Any) -> Any:
-        if value.__class__ is datetime:
-            return _SQLITE_DATETIME % (
-                value.year, value.month, value.day,
-                value.hour, value.minute, value.second, value.microsecond,
-            )  # fmt: skip
-        if value.__class__ is str:  # a canonical UUID (_import_converter): stored as hex
-            return value.replace("-", "").lower()
-        return general(value)
-
-    if kind is datetime:
-        same = all(fast(sample) == general(sample) for sample in _DATETIME_SAMPLES)
-    else:
-        same = all(fast(str(sample).upper()) == general(sample) for sample in _UUID_SAMPLES)
-    return fast if same else general
-
-
-_UUID_SAMPLES = (uuid.UUID(int=0), uuid.UUID("01234567-89ab-cdef-0123-456789abcdef"))
-_SQLITE_DATETIME = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's default for SQLite
-_DATETIME_SAMPLES = (
-    datetime(1, 1, 1),
-    datetime(2024, 2, 29, 23, 59, 59, 1, tzinfo=UTC),
-    datetime(9999, 12, 31, 23, 59, 59, 999_999),
-    datetime(2000, 1, 2, 3, 4, 5, tzinfo=UTC),
-)
-
-
-def _fallback(column: Column[Any], model: UserModel, plan: RowPlan, dialect: str) -> Any | None:
+def _fallback(column: Column[Any], model: UserModel, plan: RowPlan, backend: Backend) -> Any | None:
     """What the move puts in `column` (not the username) where a staged row has no value,
     as an SQL expression (a literal where it is a constant); None for NULL."""
-    default = _default_expression(column, dialect)
+    default = _default_expression(column, backend)
     if column is model.id and plan.server_ids:
-        default = func.gen_random_uuid()
+        default = plan.server_id
     role = next((r for r, c in model.roles() if c is column), None)
     if default is None and role in FLAG_ROLES:
         default = literal(FLAG_DEFAULTS[role])
     return default
 
 
-def _default_expression(column: Column[Any], dialect: str) -> Any | None:
+def _default_expression(column: Column[Any], backend: Backend) -> Any | None:
     """What the database would put in `column` when an INSERT leaves it out, as an SQL
     expression for `coalesce(staged, default)`; None when that is NULL (or done in Python)."""
     default = column.default
@@ -715,9 +633,8 @@ def _default_expression(column: Column[Any], dialect: str) -> Any | None:
     server = column.server_default
     if isinstance(server, DefaultClause):
         return text(server.arg) if isinstance(server.arg, str) else server.arg
-    if column.table.autoincrement_column is column and dialect == "postgresql":
-        # SERIAL and IDENTITY columns both have a sequence; SQLite numbers NULL ids itself.
-        return func.nextval(func.pg_get_serial_sequence(column.table.fullname, column.name))
+    if column.table.autoincrement_column is column:
+        return backend.next_id(column)  # None where the database numbers NULL ids itself
     return None
 
 
@@ -731,12 +648,12 @@ class _MoveStatements:
     drop_updated: Any  # update: what remains staged is new
     insert: Any
     empty_staging: Any
-    after: Any  # once, at the end (PostgreSQL: move an id sequence past imported ids)
+    after: Any  # once, at the end: move an id counter past imported ids
 
     @classmethod
     def build(
         cls,
-        dialect: str,
+        backend: Backend,
         policy: OnConflict,
         model: UserModel,
         staging: Table,
@@ -773,30 +690,21 @@ class _MoveStatements:
             if column is model.username:
                 values[column.name] = func.coalesce(staged, s[DERIVED_USERNAME])
                 continue
-            default = _fallback(column, model, plan, dialect)
+            default = _fallback(column, model, plan, backend)
             values[column.name] = staged if default is None else func.coalesce(staged, default)
         new_rows = select(*values.values()).select_from(source)
         if policy is OnConflict.SKIP:
             new_rows = new_rows.order_by(s[LINE])  # of repeated emails, the first wins
-        insert_rows = _insert_for(dialect)(users).from_select(list(values), new_rows)
+        insert_rows = backend.insert(users).from_select(list(values), new_rows)
         if policy is OnConflict.SKIP:
             insert_rows = insert_rows.on_conflict_do_nothing()
-        after = None
-        if dialect == "postgresql" and users.autoincrement_column is model.id:
-            sequence = func.pg_get_serial_sequence(users.fullname, model.id.name)
-            after = select(
-                func.setval(sequence, select(func.max(model.id)).scalar_subquery())
-            ).where(select(func.max(model.id)).scalar_subquery().is_not(None))
+        after = (
+            backend.advance_ids(users, model.id) if users.autoincrement_column is model.id else None
+        )
         return cls(
             *update_parts,
             insert=insert_rows,
-            # TRUNCATE, not DELETE: a temporary table is never vacuumed, and deleted rows
-            # would pile up for every later batch to scan.
-            empty_staging=None
-            if source is not staging
-            else text(f"TRUNCATE {staging.name}")
-            if dialect == "postgresql"
-            else staging.delete(),
+            empty_staging=None if source is not staging else backend.empty_table(staging),
             after=after,
         )
 
@@ -813,7 +721,7 @@ class _Moves:
     @classmethod
     def build(
         cls,
-        dialect: str,
+        backend: Backend,
         policy: OnConflict,
         model: UserModel,
         staging: Table,
@@ -821,36 +729,11 @@ class _Moves:
         *,
         json: bool = False,
     ) -> _Moves:
-        staged = _MoveStatements.build(dialect, policy, model, staging, plan)
+        staged = _MoveStatements.build(backend, policy, model, staging, plan)
         if not json or policy is OnConflict.UPDATE:
             return cls(staged)
-        source = _json_rows(staging).subquery("staged")
-        return cls(staged, _MoveStatements.build(dialect, policy, model, staging, plan, source))
-
-
-async def _has_json_functions(conn: AsyncConnection) -> bool:
-    """Whether batches can travel as JSON: SQLite with its JSON functions (built in since
-    3.38, an option before); PostgreSQL uses COPY."""
-    if conn.dialect.name != "sqlite":
-        return False
-    try:
-        async with conn.begin_nested():
-            await conn.exec_driver_sql("SELECT json_extract(value, '$[0]') FROM json_each('[[1]]')")
-    except DBAPIError:
-        return False
-    return True
-
-
-def _json_rows(staging: Table) -> Any:
-    """The rows of a batch sent as one JSON array of arrays (the `payload` parameter), with
-    the staging table's column names (SQLite)."""
-    element: Any = literal_column("value")
-    return select(
-        *(
-            func.json_extract(element, f"$[{position}]").label(column.name)
-            for position, column in enumerate(staging.columns)
-        )
-    ).select_from(func.json_each(bindparam("payload", type_=String)))
+        source = backend.json_rows(staging).subquery("staged")
+        return cls(staged, _MoveStatements.build(backend, policy, model, staging, plan, source))
 
 
 def _send(
@@ -868,7 +751,7 @@ def _send(
     if direct is not None and (records := direct.records(payload)) is not None:
         return asyncio.create_task(direct.copy(stage.conn, records, report))
     if moves.direct is not None and isinstance(payload, str):
-        return asyncio.create_task(_insert_json(stage.conn, moves.direct, payload, report, rows))
+        return asyncio.create_task(_insert_json(stage, moves.direct, payload, report, rows))
     return asyncio.create_task(_load_and_move(stage, payload, moves.staged, report, rows))
 
 
@@ -882,8 +765,8 @@ class _DirectCopy:
     filled in here; a batch with a row that lacks a value only the database can make (a
     server default, an id it generates) goes through the staging table as before."""
 
-    def __init__(self, model: UserModel, plan: RowPlan, dialect: Any) -> None:
-        self.table, self.schema = model.table.name, model.table.schema
+    def __init__(self, backend: Backend, model: UserModel, plan: RowPlan, dialect: Any) -> None:
+        self.backend, self.table = backend, model.table
         self.columns = [column.name for column in model.table.columns]
         self.end = 1 + len(self.columns)  # staged rows: the line, the table's columns, ...
         self.made_by_database: list[int] = []
@@ -893,7 +776,7 @@ class _DirectCopy:
             at = plan.index[column.name]
             if column is model.username:
                 self.fills.append((at, None, plan.derived_at))
-            elif isinstance(default := _fallback(column, model, plan, dialect.name), BindParameter):
+            elif isinstance(default := _fallback(column, model, plan, backend), BindParameter):
                 self.fills.append((at, _processed(column, dialect, default.value), None))
             elif default is not None:
                 self.made_by_database.append(at)
@@ -914,15 +797,7 @@ class _DirectCopy:
     async def copy(
         self, conn: AsyncConnection, records: list[list[Any]], report: ImportReport
     ) -> None:
-        from asyncpg.exceptions import IntegrityConstraintViolationError
-
-        raw = (await conn.get_raw_connection()).driver_connection
-        try:
-            await raw.copy_records_to_table(  # type: ignore[union-attr]
-                self.table, records=records, columns=self.columns, schema_name=self.schema
-            )
-        except IntegrityConstraintViolationError as exc:  # as SQLAlchemy reports the move's
-            raise IntegrityError("COPY", None, exc) from exc
+        await self.backend.copy_rows(conn, self.table, self.columns, records)
         report.staged += len(records)
         report.inserted += len(records)
 
@@ -941,38 +816,12 @@ async def _load_and_move(
 
 
 async def _insert_json(
-    conn: AsyncConnection, statements: _MoveStatements, payload: str, report: ImportReport,
-    rows: int,
-) -> None:  # fmt: skip
-    inserted = await _on_aiosqlite(conn, statements.insert, {"payload": payload})
+    stage: _Stager, statements: _MoveStatements, payload: str, report: ImportReport, rows: int
+) -> None:
+    inserted = await stage.backend.run_at_once(stage.conn, statements.insert, {"payload": payload})
     report.staged += rows
     report.inserted += inserted
     report.skipped += rows - inserted
-
-
-async def _on_aiosqlite(
-    conn: AsyncConnection, statement: Any, parameters: Any, *, many: bool = False
-) -> int:
-    """Run one statement (a Core statement with its parameters, or SQL with rows for
-    executemany) as a single aiosqlite request, so that it is under way in aiosqlite's
-    thread as soon as the import yields (SQLAlchemy's own execution takes several
-    requests, which would wait until the next batch is validated); the rows it changed.
-    Errors are SQLAlchemy's, as from any other statement, parameters hidden."""
-    import sqlite3
-
-    if many:
-        sql, arguments = statement, parameters
-    else:
-        sql, arguments = driver_sql(conn.dialect, statement, parameters)
-    raw: Any = (await conn.get_raw_connection()).driver_connection
-    try:
-        cursor = await (raw.executemany if many else raw.execute)(sql, arguments)
-    except sqlite3.Error as exc:
-        raise sqlite_error(sql, exc) from exc
-    try:
-        return int(cursor.rowcount)
-    finally:
-        await cursor.close()
 
 
 async def _move(
@@ -994,17 +843,6 @@ async def _move(
         await conn.execute(statements.empty_staging)
 
 
-def _insert_for(dialect: str) -> Any:
-    """The dialect's INSERT (both PostgreSQL's and SQLite's support ON CONFLICT DO NOTHING)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
-
-
 async def _explain_conflicts(
     db: Database,
     model: UserModel,
@@ -1019,7 +857,8 @@ async def _explain_conflicts(
     async with db.engine.connect() as conn:
         await conn.begin()
         await conn.run_sync(lambda sync: staging.create(sync))
-        await _Stager(conn, staging, plan, json=isinstance(payload, str)).load(payload)
+        stage = _Stager(db.backend, conn, staging, plan, json=isinstance(payload, str))
+        await stage.load(payload)
         try:
             return await _conflicts_in_staging(conn, model, staging, policy)
         finally:
@@ -1085,33 +924,3 @@ async def _conflicts_in_staging(
 def _conflict_summary(conflicts: list[str]) -> str:
     more = "" if len(conflicts) == 1 else f", and {len(conflicts) - 1} more listed above"
     return f"{conflicts[0]}{more}"
-
-
-# --- export -----------------------------------------------------------------------------------
-
-
-class ExportWriter:
-    """Writes exported rows as CSV, JSON Lines or one JSON array, in the form `users
-    import` reads back. Call `close` after the last row (it ends the JSON array)."""
-
-    def __init__(self, stream: IO[str], fmt: Format, columns: list[str]) -> None:
-        self.stream, self.fmt, self.columns = stream, fmt, columns
-        self._csv = csv.writer(stream, lineterminator="\n") if fmt is Format.CSV else None
-        if self._csv is not None:
-            self._csv.writerow(columns)
-        self._separator = "[\n"  # before the next JSON array element
-
-    def write(self, row: dict[str, Any]) -> None:
-        if self._csv is not None:
-            self._csv.writerow([csv_value(row[name]) for name in self.columns])
-            return
-        line = json.dumps(row, default=json_default, ensure_ascii=False)
-        if self.fmt is Format.JSON:
-            self.stream.write(self._separator + line)
-            self._separator = ",\n"
-        else:
-            self.stream.write(line + "\n")
-
-    def close(self) -> None:
-        if self.fmt is Format.JSON:
-            self.stream.write("[]\n" if self._separator == "[\n" else "\n]\n")

@@ -92,7 +92,9 @@ class Scheme:
 
         if self.needs is None or find_spec(self.needs) is not None:
             return None
-        install = f"pip install 'dbtool[{self.extra}]'" if self.extra else f"install {self.needs}"
+        install = f"install {self.needs}" + (
+            f", dbtool's {self.extra!r} extra" if self.extra else ""
+        )
         return f"is a {self.name} hash, which this installation cannot verify ({install})"
 
 

@@ -29,7 +29,8 @@ from sqlalchemy import Select, delete, func, insert, literal, or_, select, true,
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dbtool.backends.errors import sqlstate, unique_violation_columns
+from dbtool.backends import backend_for
+from dbtool.backends.errors import unique_violation_columns
 from dbtool.config import Settings
 from dbtool.errors import ConflictError, InvalidInputError, NotFoundError, UsageError
 from dbtool.formats import UNUSABLE
@@ -316,7 +317,7 @@ async def _conflict(
 ) -> ConflictError:
     """Name the taken value. When both email and username are taken, the constraint that
     fired first differs by backend, so the email (the user's identity) is reported first."""
-    columns = unique_violation_columns(exc)
+    columns = unique_violation_columns(exc, backend_for(session.get_bind().dialect.name))
     if columns is None:
         raise exc
     name = next((c for c in columns if c in values), columns[0] if columns else None)
@@ -546,7 +547,8 @@ async def authenticate(
         try:
             user = await _write(session, model, user, {model.password.name: new_hash})
         except DBAPIError as exc:
-            if sqlstate(exc) != "25006":  # a read-only standby: log in, upgrade another time
+            # A read-only standby: log in, upgrade another time.
+            if not backend_for(session.get_bind().dialect.name).is_read_only(exc):
                 raise
     return user
 

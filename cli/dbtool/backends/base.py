@@ -1,0 +1,361 @@
+"""What a backend implements: every way one database differs from another.
+
+Feature code (schema, users, import/export, diagnostics) builds portable SQLAlchemy
+statements and asks `db.backend` for anything that depends on the database: how to
+connect, what the server is, how to lock, how to create a database, how to load and dump
+rows fast, and what its errors mean. A method whose default here returns None (or False)
+is an optional capability: feature code then takes its general path.
+
+ARCHITECTURE.md lists what a new backend module must provide and how it is tested.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, ClassVar
+
+from dbtool.formats import Format
+
+# Execution option marking a transaction that only reads (SQLite: BEGIN DEFERRED).
+READONLY = "dbtool_readonly"
+
+if TYPE_CHECKING:
+    from sqlalchemy import Column, Table
+    from sqlalchemy.engine import URL, Connection
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from dbtool.backends.errors import UnavailableError
+    from dbtool.config import Settings
+    from dbtool.db import Database, RetryCallback
+    from dbtool.models.user_model import UserModel
+
+
+@dataclass(frozen=True)
+class ServerRole:
+    """Which server a connection reached, and whether it can take writes."""
+
+    standby: bool  # in recovery: a hot standby, read-only
+    host: str | None  # host:port actually reached (a multi-host URL names several)
+    replay_lag_bytes: int | None = None  # WAL received but not yet replayed (standby)
+    last_replay_seconds: float | None = None  # since the last replayed transaction
+
+    @property
+    def name(self) -> str:
+        return "standby" if self.standby else "primary"
+
+    def describe(self) -> str:
+        where = f" at {self.host}" if self.host else ""
+        if not self.standby:
+            return f"primary{where}"
+        lag = []
+        if self.replay_lag_bytes is not None:
+            lag.append(f"{self.replay_lag_bytes:,} bytes of WAL to replay")
+        if self.last_replay_seconds is not None:
+            lag.append(f"last transaction replayed {self.last_replay_seconds:g}s ago")
+        return f"read-only standby{where}" + (f" ({', '.join(lag)})" if lag else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "role": self.name,
+            "host": self.host,
+            "replay_lag_bytes": self.replay_lag_bytes,
+            "last_replay_seconds": self.last_replay_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """One of the server's client connections (a PostgreSQL backend process)."""
+
+    pid: int
+    application_name: str
+    state: str
+    age_seconds: float
+
+
+@dataclass(frozen=True)
+class ServerConnections:
+    """What the server sees of all its clients (pool-status's server side)."""
+
+    database_name: str
+    max_connections: int
+    reserved_connections: int
+    in_use: int
+    by_application: list[dict[str, Any]]
+    oldest_transaction: ServerProcess | None
+    longest_idle_in_transaction: ServerProcess | None
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One export a backend may render itself: the rows `query` selects (already filtered
+    by the feature), their `columns`, written to `stream` in `fmt`. `keys` selects the
+    same rows' ordering key (`order`), for backends that read in chunks."""
+
+    conn: AsyncConnection
+    model: UserModel
+    columns: list[Column[Any]]
+    fmt: Format
+    stream: IO[str]
+    query: Callable[[list[Any]], Any]  # the SELECT of these values, filtered
+    keys: Any  # SELECT of the ordering key of the selected rows
+    order: list[Column[Any]]
+
+    def write_csv_header(self) -> None:
+        if self.fmt is Format.CSV:
+            import csv
+
+            names = [column.name for column in self.columns]
+            csv.writer(self.stream, lineterminator="\n").writerow(names)
+
+
+class Backend:
+    """The interface, with the behaviour shared by most databases as defaults."""
+
+    name: ClassVar[str]  # SQLAlchemy's dialect name: "postgresql"
+    product: ClassVar[str]  # as shown to people: "PostgreSQL"
+    client: ClassVar[str | None] = None  # the database's own command-line client
+    embedded: ClassVar[bool] = False  # a file in this process, no server (SQLite)
+    # Rows a batch of an import is validated in between turns of the event loop (None:
+    # the whole batch): a driver that needs the loop to send and receive gets turns.
+    validation_slice: ClassVar[int | None] = None
+
+    # --- URLs and connecting -----------------------------------------------------------
+
+    def normalize_url(self, url: URL, where: str) -> tuple[URL, dict[str, Any]]:
+        """`url` (already on this backend's async driver) checked and normalised, and the
+        settings its query carries that the driver must not see. ConfigError, without the
+        URL itself, for what cannot work."""
+        return url, {}
+
+    def hosts(self, url: URL) -> list[str]:
+        """Every `host:port` the URL names, for messages."""
+        return [f"{url.host or 'localhost'}:{url.port}" if url.port else url.host or "localhost"]
+
+    def database_file(self, url: URL) -> Path | None:
+        """The file holding the database, for an embedded one (None: a server's)."""
+        return None
+
+    def database_files(self, url: URL) -> dict[str, Path]:
+        """The files that hold the database, by what they are ("the SQLite database in
+        use"): no command may write its output over one of them."""
+        return {}
+
+    def database_label(self, url: URL) -> str:
+        """What the user types to confirm a destructive action: the database's name."""
+        return url.database or ""
+
+    def check_target(self, url: URL, *, must_exist: bool) -> None:
+        """Refuse, before connecting, a target that cannot work (UnavailableError)."""
+
+    def engine_options(self, settings: Settings) -> tuple[URL, dict[str, Any]]:
+        """The URL and create_async_engine() keywords (connect_args, pool sizes) for
+        `settings`."""
+        raise NotImplementedError
+
+    def prepare_engine(self, engine: AsyncEngine) -> None:
+        """Hooks on a new engine (transaction semantics)."""
+
+    async def create_database(
+        self,
+        settings: Settings,
+        *,
+        wait: float,
+        on_retry: RetryCallback | None,
+        engine: Callable[..., AsyncEngine],
+    ) -> bool:
+        """Make sure the target database exists; True if this call created it. `engine`
+        builds an engine as dbtool's one builder does (settings, then overrides)."""
+        raise NotImplementedError
+
+    # --- what the server is ------------------------------------------------------------
+
+    async def server_version(self, conn: AsyncConnection) -> str:
+        raise NotImplementedError
+
+    async def server_role(self, conn: AsyncConnection) -> ServerRole | None:
+        """Primary or standby, where, and how far behind (None: no replication)."""
+        return None
+
+    async def database_size(self, conn: AsyncConnection, url: URL) -> tuple[str, int]:
+        """The database's name (or file) and its size in bytes."""
+        raise NotImplementedError
+
+    async def estimated_rows(self, conn: AsyncConnection, quoted_table: str) -> int | None:
+        """The planner's estimate of a table's rows, or None (then it is counted)."""
+        return None
+
+    def table_columns(
+        self, sync: Connection, tables: list[Table]
+    ) -> dict[tuple[str | None, str], list[str]] | None:
+        """The column names of those of `tables` that exist, by (schema, name), in one
+        catalogue query; None where SQLAlchemy's inspector is the way."""
+        return None
+
+    async def server_connections(self, conn: AsyncConnection) -> ServerConnections | None:
+        """What the server sees of its connections (pool-status); None for an embedded
+        database, which has no server side."""
+        return None
+
+    async def pooler_report(self, settings: Settings, admin_url: str) -> Any | None:
+        """What a connection pooler in front of the server says (DBTOOL_PGBOUNCER_ADMIN_URL
+        on PostgreSQL), read before connecting through it; None where there is none."""
+        return None
+
+    # --- locks and schema changes ------------------------------------------------------
+
+    async def begin_schema_change(self, conn: AsyncConnection, settings: Settings) -> None:
+        """Inside the transaction that changes the schema, before anything else: dbtool's
+        schema lock (concurrent runs wait their turn) and the lock timeout."""
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """Whether `exc` is a lock that was not granted within the lock timeout."""
+        return False
+
+    async def lock_holders(self, db: Database, tables: list[str]) -> str:
+        """Who holds locks on `tables` (`: held by pid 1234 (...)`), or ""."""
+        return ""
+
+    @contextlib.asynccontextmanager
+    async def schema_lock(self, db: Database) -> AsyncIterator[None]:
+        """dbtool's schema lock held apart from the work (Alembic migrates on a connection
+        of its own); waits for a concurrent run to finish."""
+        yield
+
+    async def after_schema_created(self, db: Database) -> None:
+        """What a database wants once its schema exists (SQLite: write-ahead logging)."""
+
+    def drop_cascade(self, quoted_table: str) -> str | None:
+        """The statement that drops a table with what depends on it, or None."""
+        return None
+
+    async def lock_for_import(self, conn: AsyncConnection, table: Table) -> None:
+        """One import at a time per table, within the import's transaction."""
+
+    # --- statements that differ ----------------------------------------------------------
+
+    def insert(self, table: Table) -> Any:
+        """An INSERT for `table` with `.on_conflict_do_nothing()`."""
+        raise NotImplementedError
+
+    def next_id(self, column: Column[Any]) -> Any | None:
+        """What the database puts in an auto-numbered id column left out of an INSERT, as
+        an expression for INSERT ... SELECT; None where it numbers NULL ids itself."""
+        return None
+
+    def random_uuid(self, conn_dialect: Any) -> Any | None:
+        """A server-side expression for a random UUID, or None (made in Python)."""
+        return None
+
+    def advance_ids(self, table: Table, column: Column[Any]) -> Any | None:
+        """A statement moving the id counter past the ids now in `table`, or None."""
+        return None
+
+    def empty_table(self, table: Table) -> Any:
+        """The statement that empties a (temporary) table fastest."""
+        return table.delete()
+
+    def bind_processor(self, column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
+        """The column type's bind processor, as fast as this backend can have it."""
+        return column.type._cached_bind_processor(dialect)
+
+    # --- bulk paths ----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def bulk_session(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        """Connection settings for a bulk load, given back afterwards whatever happens."""
+        yield
+
+    async def rows_as_json(self, conn: AsyncConnection) -> bool:
+        """Whether a batch can travel as one JSON text unpacked by the database."""
+        return False
+
+    def json_rows(self, table: Table) -> Any:
+        """The rows of a batch sent as one JSON array (parameter `payload`), as a SELECT
+        with `table`'s column names."""
+        raise NotImplementedError
+
+    @property
+    def copies_rows(self) -> bool:
+        """Whether `copy_rows` exists (COPY straight into a table)."""
+        return False
+
+    async def copy_rows(
+        self, conn: AsyncConnection, table: Table, columns: list[str], records: list[list[Any]]
+    ) -> None:
+        """COPY `records` into `table`; a unique violation as SQLAlchemy's IntegrityError."""
+        raise NotImplementedError
+
+    async def load_rows(
+        self, conn: AsyncConnection, table: Table, columns: list[str], payload: Any
+    ) -> None:
+        """Load a prepared batch (rows, or a JSON text where `rows_as_json`) into `table`,
+        a temporary table of this transaction."""
+        raise NotImplementedError
+
+    async def run_at_once(self, conn: AsyncConnection, statement: Any, parameters: Any) -> int:
+        """Run one statement in as few driver requests as the backend can; rows changed."""
+        return int((await conn.execute(statement, parameters)).rowcount)
+
+    async def fast_export(self, job: ExportJob) -> int | None:
+        """Render the export in the database and write it; None where it cannot (the
+        general path then writes it), else the number of rows."""
+        return None
+
+    # --- errors --------------------------------------------------------------------------
+
+    def connection_error(
+        self, exc: BaseException, cause: BaseException, target: str, settings: Settings
+    ) -> UnavailableError | None:
+        """This database's own ways of failing to connect (`target`: "cannot connect to
+        URL"), checked before the ones every driver shares; None: not one of them."""
+        return None
+
+    def unique_violation_columns(self, cause: BaseException) -> list[str] | None:
+        """The columns of the unique constraint the driver's `cause` violated (an empty
+        list when they cannot be told), or None if it is no unique violation."""
+        return None
+
+    def translate_error(self, exc: BaseException, settings: Settings) -> Any | None:
+        """A domain error (DbtoolError) for this database's own error conditions."""
+        return None
+
+    def is_missing_table(self, cause: BaseException) -> bool:
+        return False
+
+    def is_read_only(self, exc: BaseException) -> bool:
+        """Whether `exc` is a write refused because the server only reads (a standby)."""
+        return False
+
+    def is_missing_column(self, cause: BaseException) -> bool:
+        return False
+
+
+def driver_sql(
+    dialect: Any, statement: Any, parameters: Mapping[str, Any] | None = None
+) -> tuple[str, list[Any]]:
+    """A Core statement as its driver takes it: the SQL, and the positional arguments after
+    each type's bind processor, as SQLAlchemy would send them. For the few hot paths that
+    talk to the driver directly (COPY, aiosqlite in one request)."""
+    compiled = statement.compile(dialect=dialect)
+    values = compiled.construct_params(parameters)
+    processors = compiled._bind_processors
+    arguments = []
+    for name in compiled.positiontup or ():
+        value = values[name]
+        process = processors.get(name)
+        arguments.append(process(value) if process is not None and value is not None else value)
+    return compiled.string, arguments
+
+
+def default_application_name() -> str:
+    """What an application's connections are called when nothing says otherwise: the
+    program's name (uvicorn, gunicorn, ...), so they are never mistaken for dbtool's."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    if program.name == "__main__.py":  # python -m uvicorn: the package's name
+        program = program.parent
+    return (program.name.removesuffix(".py") or "python")[:63]

@@ -1,0 +1,583 @@
+"""PostgreSQL through asyncpg: everything dbtool does differently on it.
+
+URLs in libpq's spelling (sslmode, multi-host, target_session_attrs), PgBouncer's
+transaction mode, the server's role in a replicated cluster, advisory locks for schema
+changes and imports, CREATE DATABASE through the maintenance database, and binary COPY
+both ways. asyncpg itself is imported only where COPY or its exceptions are used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import Column, Table, func, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import NullPool
+
+from dbtool.backends.base import (
+    Backend,
+    ExportJob,
+    ServerConnections,
+    ServerProcess,
+    ServerRole,
+    default_application_name,
+)
+from dbtool.config import parse_seconds
+from dbtool.errors import ConfigError, RefusedError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from dbtool.backends.errors import UnavailableError
+    from dbtool.config import Settings
+    from dbtool.db import Database, RetryCallback
+
+# The key of dbtool's schema lock (pg_advisory_xact_lock): init, drop, reset, migrations.
+SCHEMA_LOCK_ID = 0x6462746F6F6C  # "dbtool"
+
+# libpq's sslmode values, all of which asyncpg's `ssl=` understands under the same names.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+TARGET_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
+# URL query parameters dbtool understands for PostgreSQL; anything else would reach
+# asyncpg.connect() as an unexpected keyword and fail at connect time.
+URL_PARAMETERS = (
+    "host",
+    "port",
+    "target_session_attrs",
+    "statement_cache_size",
+    "prepared_statement_cache_size",
+    "ssl",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "application_name",
+    "connect_timeout",
+)
+
+_AUTH_FAILED = ("28P01", "28000")
+# duplicate_prepared_statement, invalid_sql_statement_name: prepared statements that meet
+# another client's, or are gone, as they do through PgBouncer in transaction mode.
+_PREPARED_STATEMENT_SQLSTATES = ("42P05", "26000")
+# connection_exception (08xxx) and the server ending the session (admin_shutdown, crash).
+_LOST_SQLSTATES = ("08000", "08003", "08006", "57P01", "57P02")
+_RETRYABLE_SQLSTATES = {
+    "57P03": "the server is starting up",
+    "53300": "the server has too many connections",
+}
+# duplicate_database, and unique_violation on pg_database when two sessions race.
+_DATABASE_EXISTS_SQLSTATES = ("42P04", "23505")
+_LOCK_NOT_AVAILABLE = "55P03"
+_PG_KEY = re.compile(r"Key \((?P<columns>.+?)\)=")
+
+_ROLE_SQL = (
+    "SELECT pg_is_in_recovery(), host(inet_server_addr()), inet_server_port(),"
+    " CASE WHEN pg_is_in_recovery() THEN"
+    " pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 END,"
+    " CASE WHEN pg_is_in_recovery() THEN"
+    " extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END"
+)
+
+# The columns of tables by schema and name, in one catalogue query; a schema of '' is the
+# connection's current one, and only tables count (relkind r, p), as in SQLAlchemy's
+# get_table_names.
+_COLUMNS_SQL = text(
+    "SELECT t.schema_name, t.table_name, a.attname"
+    " FROM unnest(CAST(:schemas AS text[]), CAST(:names AS text[])) AS t(schema_name, table_name)"
+    " JOIN pg_namespace n ON n.nspname = coalesce(nullif(t.schema_name, ''), current_schema())"
+    " JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name"
+    " AND c.relkind IN ('r', 'p')"
+    " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+    " ORDER BY 1, 2, a.attnum"
+)
+
+_BLOCKERS_SQL = text(
+    "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),"
+    " extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, a.query_start))::float8"
+    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.granted AND a.pid <> pg_backend_pid()"
+    " AND l.relation = ANY (SELECT to_regclass(name)::oid"
+    " FROM unnest(CAST(:names AS text[])) AS name)"
+    " GROUP BY 1, 2, 3, 4 ORDER BY 4 DESC NULLS LAST LIMIT 3"
+)
+
+_SETTINGS_SQL = text(
+    "SELECT name, setting::int FROM pg_settings WHERE name IN "
+    "('max_connections', 'superuser_reserved_connections', 'reserved_connections')"
+)
+_IN_USE_SQL = text("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")
+_BY_APPLICATION_SQL = text(
+    "SELECT coalesce(application_name, ''), coalesce(state, 'unknown'), count(*)"
+    " FROM pg_stat_activity"
+    " WHERE datname = current_database() AND backend_type = 'client backend'"
+    " GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2"
+)
+# The longest-running backend by `since`, among those matching `where` (both fixed below).
+_PROCESS_SQL = (
+    "SELECT pid, coalesce(application_name, ''), coalesce(state, 'unknown'),"
+    " extract(epoch FROM clock_timestamp() - {since})::float8"
+    " FROM pg_stat_activity"
+    " WHERE datname = current_database() AND backend_type = 'client backend' AND {where}"
+    " ORDER BY {since} LIMIT 1"
+)
+
+
+class PostgreSQL(Backend):
+    name: ClassVar[str] = "postgresql"
+    product: ClassVar[str] = "PostgreSQL"
+    client: ClassVar[str | None] = "psql"
+    # COPY and the move are several exchanges with the server, each taken up only when
+    # the event loop turns: validation yields every this many rows.
+    validation_slice: ClassVar[int | None] = 100
+
+    # --- URLs and connecting -----------------------------------------------------------
+
+    def normalize_url(self, url: URL, where: str) -> tuple[URL, dict[str, Any]]:
+        if url.host and "@" in url.host:
+            raise ConfigError(
+                f"{where} has an '@' in its host part; percent-encode '@' in the password as %40"
+            )
+        if not url.database:
+            raise ConfigError(f"{where} names no database (add /dbname after the host)")
+        if url.port is not None and not 1 <= url.port <= 65535:
+            raise ConfigError(f"{where} has port {url.port}, outside 1-65535")
+        extras: dict[str, Any] = {}
+        query = dict(url.query)
+        _check_hosts(query, where)
+        unknown = sorted(set(query) - set(URL_PARAMETERS))
+        if unknown:
+            raise ConfigError(
+                f"{where} has unsupported parameter(s) {', '.join(unknown)}; "
+                f"supported: {', '.join(URL_PARAMETERS)}"
+            )
+        for key in ("ssl", "sslmode"):
+            if key in query:  # asyncpg spells libpq's sslmode as ssl
+                query["ssl"] = _choice(query.pop(key), key, SSL_MODES, where)
+        for key in ("sslrootcert", "sslcert", "sslkey"):
+            if key in query:
+                path = Path(_single(query.pop(key), key, where)).expanduser()
+                if not path.is_file():
+                    raise ConfigError(f"{where}: {key}={path} is not a readable file")
+                extras[f"ssl_{key.removeprefix('ssl')}"] = str(path)
+        if "application_name" in query:
+            extras["application_name"] = _single(
+                query.pop("application_name"), "application_name", where
+            )
+        if "target_session_attrs" in query:
+            key = "target_session_attrs"
+            query[key] = _choice(query[key], key, TARGET_SESSION_ATTRS, where)
+        # The caches asyncpg and SQLAlchemy keep of prepared statements: 0 means PgBouncer
+        # in transaction mode, which DBTOOL_PGBOUNCER configures fully (engine_options).
+        for key in ("statement_cache_size", "prepared_statement_cache_size"):
+            if key in query:
+                size = _single(query.pop(key), key, where)
+                if size.strip() != "0":
+                    raise ConfigError(
+                        f"{where}: {key}={size!r}: only 0 is accepted (PgBouncer in "
+                        "transaction mode); or leave it out"
+                    )
+                extras["pgbouncer"] = True
+        if "connect_timeout" in query:
+            raw_timeout = _single(query.pop("connect_timeout"), "connect_timeout", where)
+            try:
+                timeout = parse_seconds(raw_timeout)
+            except ValueError as exc:
+                raise ConfigError(f"{where}: connect_timeout={raw_timeout!r}: {exc}") from None
+            if timeout <= 0:
+                raise ConfigError(f"{where}: connect_timeout must be above 0")
+            extras["connect_timeout"] = timeout
+        return url.set(query=query), extras
+
+    def hosts(self, url: URL) -> list[str]:
+        hosts = url.query.get("host")
+        if hosts:
+            listed = (hosts,) if isinstance(hosts, str) else hosts
+            return [host if ":" in host else f"{host}:{url.port or 5432}" for host in listed]
+        return [f"{url.host or 'localhost'}:{url.port or 5432}"]
+
+    def engine_options(self, settings: Settings) -> tuple[URL, dict[str, Any]]:
+        url = settings.url
+        name = settings.application_name or default_application_name()
+        connect_args: dict[str, Any] = {
+            "timeout": settings.connect_timeout,
+            "server_settings": {"application_name": name},
+        }
+        context = ssl_context(settings)
+        if context is not None:
+            connect_args["ssl"] = context
+        if settings.pgbouncer:
+            # PgBouncer in transaction mode hands each transaction whichever server
+            # connection is free: no statement may be prepared under a name another client
+            # could also use, nor be expected to survive the transaction. Both caches off,
+            # and every prepared statement named uniquely (SQLAlchemy's documented recipe).
+            url = url.update_query_dict({"prepared_statement_cache_size": "0"})
+            connect_args["statement_cache_size"] = 0
+            connect_args["prepared_statement_name_func"] = _unique_statement_name
+        return url, {
+            "connect_args": connect_args,
+            "pool_size": settings.pool_size,
+            "max_overflow": settings.max_overflow,
+            "pool_timeout": settings.pool_timeout,
+            "pool_recycle": settings.pool_recycle,
+        }
+
+    async def create_database(
+        self,
+        settings: Settings,
+        *,
+        wait: float,
+        on_retry: RetryCallback | None,
+        engine: Callable[..., AsyncEngine],
+    ) -> bool:
+        """Through the `postgres` maintenance database, with the same connection settings
+        as every other connection (PgBouncer's included); CREATE DATABASE cannot run inside
+        a transaction, hence AUTOCOMMIT."""
+        from dbtool.db import retry_connect
+
+        name = settings.url.database or ""
+        maintenance = replace(settings, url=settings.url.set(database="postgres"))
+        maintenance_engine = engine(maintenance, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        created = False
+
+        async def attempt() -> None:
+            nonlocal created
+            async with maintenance_engine.connect() as conn:
+                exists = await conn.scalar(
+                    text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+                )
+                if exists:
+                    return
+                quoted = conn.dialect.identifier_preparer.quote(name)
+                try:
+                    await conn.exec_driver_sql(f"CREATE DATABASE {quoted}")
+                    created = True
+                except Exception as exc:
+                    if _sqlstate(exc) not in _DATABASE_EXISTS_SQLSTATES:
+                        raise  # someone else creating it at the same moment is fine
+
+        try:
+            await retry_connect(attempt, maintenance, wait=wait, on_retry=on_retry)
+        finally:
+            await maintenance_engine.dispose()
+        return created
+
+    # --- what the server is ------------------------------------------------------------
+
+    async def server_version(self, conn: AsyncConnection) -> str:
+        version = await conn.scalar(text("SHOW server_version"))
+        return str(version).split()[0]
+
+    async def server_role(self, conn: AsyncConnection) -> ServerRole | None:
+        row = (await conn.exec_driver_sql(_ROLE_SQL)).one()
+        standby, host, port, lag_bytes, seconds = tuple(row)
+        return ServerRole(
+            standby=bool(standby),
+            host=f"{host}:{port}" if host else None,
+            replay_lag_bytes=None if lag_bytes is None else int(max(lag_bytes, 0)),
+            last_replay_seconds=None if seconds is None else round(max(seconds, 0.0), 1),
+        )
+
+    async def database_size(self, conn: AsyncConnection, url: URL) -> tuple[str, int]:
+        query = text("SELECT current_database(), pg_database_size(current_database())")
+        name, size = (await conn.execute(query)).one()
+        return str(name), int(size or 0)
+
+    async def estimated_rows(self, conn: AsyncConnection, quoted_table: str) -> int | None:
+        # reltuples is -1 (PostgreSQL 14+) or 0 for a table never analysed.
+        guess = await conn.scalar(
+            text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:name)"),
+            {"name": quoted_table},
+        )
+        return None if guess is None else int(guess)
+
+    def table_columns(
+        self, sync: Connection, tables: list[Table]
+    ) -> dict[tuple[str | None, str], list[str]] | None:
+        """One catalogue query (the inspector takes four, each a large statement to
+        compile: a third of `dbtool info`'s own time)."""
+        found: dict[tuple[str | None, str], list[str]] = {}
+        parameters = {
+            "schemas": [table.schema or "" for table in tables],
+            "names": [table.name for table in tables],
+        }
+        for schema, name, column in sync.execute(_COLUMNS_SQL, parameters):
+            columns = found.setdefault((schema or None, name), [])
+            if column is not None:
+                columns.append(column)
+        return found
+
+    async def server_connections(self, conn: AsyncConnection) -> ServerConnections | None:
+        settings = {name: int(value) for name, value in await conn.execute(_SETTINGS_SQL)}
+        by_application = [
+            {"application_name": app, "state": state, "count": int(count)}
+            for app, state, count in await conn.execute(_BY_APPLICATION_SQL)
+        ]
+        reserved = settings.get("superuser_reserved_connections", 0) + settings.get(
+            "reserved_connections", 0
+        )
+        return ServerConnections(
+            database_name=str(await conn.scalar(text("SELECT current_database()"))),
+            max_connections=settings["max_connections"],
+            reserved_connections=reserved,
+            in_use=int(await conn.scalar(_IN_USE_SQL) or 0),
+            by_application=by_application,
+            oldest_transaction=await _one_process(
+                conn,
+                since="xact_start",
+                where="xact_start IS NOT NULL AND pid <> pg_backend_pid()",
+            ),
+            longest_idle_in_transaction=await _one_process(
+                conn, since="state_change", where="state LIKE 'idle in transaction%'"
+            ),
+        )
+
+    async def pooler_report(self, settings: Settings, admin_url: str) -> Any | None:
+        from dbtool.backends.postgresql.pgbouncer import pgbouncer_report
+
+        return await pgbouncer_report(settings, admin_url)
+
+    # --- locks and schema changes ------------------------------------------------------
+
+    async def begin_schema_change(self, conn: AsyncConnection, settings: Settings) -> None:
+        # Transaction-scoped, so released at COMMIT/ROLLBACK (and fine behind PgBouncer);
+        # then a lock timeout: behind a long transaction the DDL gives up after
+        # DBTOOL_LOCK_TIMEOUT instead of waiting with every query on the table queued.
+        await conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
+        milliseconds = max(int(settings.lock_timeout * 1000), 1)
+        await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return _sqlstate(exc) == _LOCK_NOT_AVAILABLE
+
+    async def lock_holders(self, db: Database, tables: list[str]) -> str:
+        try:
+            async with db.reading() as conn:
+                rows = list(await conn.execute(_BLOCKERS_SQL, {"names": tables}))
+        except Exception:  # the explanation is a bonus; never replace the error with another
+            return ""
+        held = [
+            f"pid {pid} ({application or 'no application name'}, {state}, for {age or 0:.0f}s)"
+            for pid, application, state, age in rows
+        ]
+        return f": held by {'; '.join(held)}" if held else ""
+
+    @contextlib.asynccontextmanager
+    async def schema_lock(self, db: Database) -> AsyncIterator[None]:
+        async with db.engine.connect() as conn, conn.begin():
+            await conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
+            yield
+
+    def drop_cascade(self, quoted_table: str) -> str | None:
+        return f"DROP TABLE IF EXISTS {quoted_table} CASCADE"
+
+    async def lock_for_import(self, conn: AsyncConnection, table: Table) -> None:
+        # Two overlapping imports would otherwise deadlock on each other's rows, or both
+        # try to insert what `--on-conflict update` should have updated.
+        key = func.hashtext(f"dbtool import {table.fullname}")
+        await conn.execute(select(func.pg_advisory_xact_lock(key)))
+
+    # --- statements that differ ----------------------------------------------------------
+
+    def insert(self, table: Table) -> Any:
+        from sqlalchemy.dialects.postgresql import insert
+
+        return insert(table)
+
+    def next_id(self, column: Column[Any]) -> Any | None:
+        # SERIAL and IDENTITY columns both have a sequence.
+        return func.nextval(func.pg_get_serial_sequence(column.table.fullname, column.name))
+
+    def random_uuid(self, conn_dialect: Any) -> Any | None:
+        # gen_random_uuid() is built in from PostgreSQL 13.
+        if (conn_dialect.server_version_info or (0,)) < (13,):
+            return None
+        return func.gen_random_uuid()
+
+    def advance_ids(self, table: Table, column: Column[Any]) -> Any | None:
+        sequence = func.pg_get_serial_sequence(table.fullname, column.name)
+        highest = select(func.max(column)).scalar_subquery()
+        return select(func.setval(sequence, highest)).where(highest.is_not(None))
+
+    def empty_table(self, table: Table) -> Any:
+        # TRUNCATE, not DELETE: a temporary table is never vacuumed, and deleted rows
+        # would pile up for every later batch to scan.
+        return text(f"TRUNCATE {table.name}")
+
+    # --- bulk paths ----------------------------------------------------------------------
+
+    @property
+    def copies_rows(self) -> bool:
+        return True
+
+    async def copy_rows(
+        self, conn: AsyncConnection, table: Table, columns: list[str], records: list[list[Any]]
+    ) -> None:
+        from asyncpg.exceptions import IntegrityConstraintViolationError
+
+        raw = (await conn.get_raw_connection()).driver_connection
+        try:
+            await raw.copy_records_to_table(  # type: ignore[union-attr]
+                table.name, records=records, columns=columns, schema_name=table.schema
+            )
+        except IntegrityConstraintViolationError as exc:  # as SQLAlchemy reports the move's
+            raise IntegrityError("COPY", None, exc) from exc
+
+    async def load_rows(
+        self, conn: AsyncConnection, table: Table, columns: list[str], payload: Any
+    ) -> None:
+        raw = (await conn.get_raw_connection()).driver_connection
+        # Into the temporary table, inside the same transaction.
+        await raw.copy_records_to_table(  # type: ignore[union-attr]
+            table.name, records=payload, columns=columns
+        )
+
+    async def fast_export(self, job: ExportJob) -> int | None:
+        from dbtool.backends.postgresql.export import copy_out
+
+        return await copy_out(job)
+
+    # --- errors --------------------------------------------------------------------------
+
+    def connection_error(
+        self, exc: BaseException, cause: BaseException, target: str, settings: Settings
+    ) -> UnavailableError | None:
+        from dbtool.backends.errors import UnavailableError
+
+        url = settings.url
+        code = getattr(cause, "sqlstate", None)
+        if code in _AUTH_FAILED:
+            return UnavailableError(
+                f"{target}: authentication failed for user {url.username!r}", retryable=False
+            )
+        if code == "3D000":
+            return UnavailableError(
+                f"{target}: database {url.database!r} does not exist "
+                "(`dbtool init --create-database` creates it)",
+                retryable=False,
+            )
+        if code in _RETRYABLE_SQLSTATES:
+            return UnavailableError(f"{target}: {_RETRYABLE_SQLSTATES[code]}", retryable=True)
+        if type(cause).__name__ == "TargetServerAttributeNotMatched":
+            wanted = url.query.get("target_session_attrs", "any")
+            return UnavailableError(
+                f"{target}: none of {', '.join(self.hosts(url))} is {wanted} "
+                "(a failover in progress?)",
+                retryable=True,
+            )
+        if code in _LOST_SQLSTATES or (
+            # asyncpg used directly (COPY) raises its own InterfaceError for a dead one.
+            type(cause).__module__.startswith("asyncpg") and "connection is closed" in str(cause)
+        ):
+            return UnavailableError(f"{target}: the connection was lost", retryable=True)
+        return None
+
+    def unique_violation_columns(self, cause: BaseException) -> list[str] | None:
+        """PostgreSQL says `Key (email)=(...) already exists.` in the error's detail."""
+        if getattr(cause, "sqlstate", None) != "23505":
+            return None
+        found = _PG_KEY.search(str(getattr(cause, "detail", "") or ""))
+        return [name.strip().strip('"') for name in found["columns"].split(",")] if found else []
+
+    def translate_error(self, exc: BaseException, settings: Settings) -> Any | None:
+        from dbtool.backends.errors import URL_LABEL, driver_error, first_line
+        from dbtool.config import mask_url
+
+        code = _sqlstate(exc)
+        if code in _PREPARED_STATEMENT_SQLSTATES:
+            return ConfigError(
+                f"{first_line(exc)}: this looks like PgBouncer in transaction mode; set "
+                "DBTOOL_PGBOUNCER=true (or add ?prepared_statement_cache_size=0 to the URL)"
+            )
+        if code == "25006":  # read_only_sql_transaction: a write reached a standby
+            return RefusedError(
+                f"{mask_url(settings.url)} is a read-only standby: {first_line(exc)}; point "
+                "DATABASE_URL at the primary, or use target_session_attrs=read-write"
+            )
+        if "root certificate file" in str(driver_error(exc)):
+            # asyncpg wants the server's CA certificate for sslmode=verify-ca/verify-full.
+            return ConfigError(
+                f"{URL_LABEL} asks to verify the server's certificate (sslmode=verify-ca or "
+                f"verify-full), but {first_line(exc)}; give the CA certificate with "
+                "sslrootcert=PATH in the URL, or use sslmode=require"
+            )
+        return None
+
+    def is_read_only(self, exc: BaseException) -> bool:
+        return _sqlstate(exc) == "25006"  # read_only_sql_transaction
+
+    def is_missing_table(self, cause: BaseException) -> bool:
+        return getattr(cause, "sqlstate", None) == "42P01"
+
+    def is_missing_column(self, cause: BaseException) -> bool:
+        return getattr(cause, "sqlstate", None) == "42703"
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """An SSL context for the URL's sslrootcert / sslcert / sslkey, with libpq's meaning of
+    sslmode: verify-full checks the certificate and the host name, verify-ca the certificate
+    only, and require (or prefer) with a root certificate given checks it as verify-ca does."""
+    if not (settings.ssl_rootcert or settings.ssl_cert):
+        return None
+    mode = str(settings.url.query.get("ssl", "prefer"))
+    context = ssl.create_default_context(cafile=settings.ssl_rootcert)
+    if mode != "verify-full":
+        context.check_hostname = False
+    if not settings.ssl_rootcert:  # only a client certificate: the server is not checked
+        context.verify_mode = ssl.CERT_NONE
+    if settings.ssl_cert:
+        context.load_cert_chain(settings.ssl_cert, settings.ssl_key)
+    return context
+
+
+def _unique_statement_name() -> str:
+    return f"__dbtool_{uuid.uuid4().hex}__"
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    from dbtool.backends.errors import sqlstate
+
+    return sqlstate(exc)
+
+
+async def _one_process(conn: AsyncConnection, *, since: str, where: str) -> ServerProcess | None:
+    row = (await conn.execute(text(_PROCESS_SQL.format(since=since, where=where)))).first()
+    if row is None:
+        return None
+    pid, application, state, age = row
+    return ServerProcess(int(pid), str(application), str(state), round(float(age), 1))
+
+
+def _check_hosts(query: dict[str, Any], where: str) -> None:
+    """The hosts of a multi-host URL: each `name` or `name:port`, ports in range."""
+    hosts = query.get("host")
+    for host in (hosts,) if isinstance(hosts, str) else hosts or ():
+        if "@" in host:
+            raise ConfigError(
+                f"{where} has an '@' in its host part; percent-encode '@' in the password as %40"
+            )
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
+        if not name or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
+            raise ConfigError(f"{where}: host={host!r} must be NAME or NAME:PORT (1-65535)")
+
+
+def _choice(value: str | tuple[str, ...], key: str, choices: tuple[str, ...], where: str) -> str:
+    """A URL parameter that must be one of `choices`."""
+    chosen = _single(value, key, where)
+    if chosen not in choices:
+        raise ConfigError(f"{where}: {key}={chosen!r} must be one of {', '.join(choices)}")
+    return chosen
+
+
+def _single(value: str | tuple[str, ...], key: str, where: str) -> str:
+    if isinstance(value, tuple):
+        raise ConfigError(f"{where}: parameter {key} is given more than once")
+    return value

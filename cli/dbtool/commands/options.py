@@ -1,0 +1,116 @@
+"""What every command shares: how its help reads, and the options several commands take,
+each declared once."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+from typer._click.types import StringParamType
+from typer.core import TyperCommand
+
+
+class HelpCommand(TyperCommand):
+    """Every dbtool command: its usage line names arguments plainly (`EMAIL`, not Typer's
+    `{EMAIL}`)."""
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]
+
+
+class _Text(StringParamType):
+    """Text arguments, without Typer's `<str>` in the help."""
+
+    def get_metavar(self, param: Any, ctx: Any) -> str:
+        return ""
+
+
+TEXT = _Text()
+
+
+def flag(*names: str, help: str) -> Any:
+    """A boolean option (its default is not worth showing in the help)."""
+    return typer.Option(*names, help=help, show_default=False)
+
+
+def examples(*lines: str) -> str:
+    """An Examples section for a command's help (its epilog)."""
+    escaped = (line.replace("[", "\\[") for line in lines)
+    return "[bold]Examples[/bold]\n\n" + "\n\n".join(f"  {line}" for line in escaped)
+
+
+def reflow(doc: str | None) -> str:
+    """A docstring as help text: each paragraph one line (Rich wraps it to the terminal),
+    where the source's own line breaks would otherwise break sentences in the middle.
+    Lines that start a list item or are indented keep their own line."""
+    paragraphs = []
+    for paragraph in inspect.cleandoc(doc or "").split("\n\n"):
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and not line.startswith((" ", "-", "*")):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line.rstrip())
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
+
+
+def register(app: typer.Typer, name: str, *example_lines: str) -> Callable[..., Any]:
+    """`@app.command(name)` with dbtool's help: plain usage, sentences that wrap at any
+    width, an Examples section."""
+
+    def decorate(function: Callable[..., Any]) -> Any:
+        return app.command(
+            name, cls=HelpCommand, help=reflow(function.__doc__), epilog=examples(*example_lines)
+        )(function)
+
+    return decorate
+
+
+def finite_seconds(value: float) -> float:
+    """Option callback: a number of seconds, 0 or more, not NaN or infinite."""
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter(f"{value!r} is not a number of seconds (0 or more)")
+    return value
+
+
+def whole_number(low: int, high: int) -> Callable[[int], int]:
+    """Option callback: a whole number from `low` to `high`."""
+
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise typer.BadParameter(f"{value} is not between {low} and {high:,}")
+        return value
+
+    return check
+
+
+def at_least(low: float) -> Callable[[float], float]:
+    """Option callback: a finite number of seconds of at least `low`."""
+
+    def check(value: float) -> float:
+        if finite_seconds(value) < low:
+            raise typer.BadParameter(f"{value!r} is less than {low:g}")
+        return value
+
+    return check
+
+
+# The largest count an option takes (a PostgreSQL integer).
+MAX_COUNT = 2**31 - 1
+
+
+JsonOption = Annotated[bool, flag("--json", help="Print the result as JSON on stdout.")]
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        callback=finite_seconds,
+        help="Keep retrying to connect for up to SECONDS (for CI, right after the server starts).",
+    ),
+]
+YesOption = Annotated[bool, flag("--yes", "-y", help="Do not ask for confirmation.")]

@@ -1,0 +1,190 @@
+"""The layout holds: database differences live behind the backend seam, layers import
+downwards only, and nothing is installed under another project's import name."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dbtool.backends import _BACKENDS, DRIVERS, UnsupportedBackendError, backend_for
+from dbtool.backends.base import Backend
+
+PACKAGE = Path(__file__).parents[1] / "cli" / "dbtool"
+# Words that name a database or its driver: feature code asks the backend instead.
+DIALECT_WORDS = ("postgres", "sqlite", "asyncpg", "aiosqlite", "mysql", "mariadb", "psycopg")
+
+
+def _feature_modules() -> list[Path]:
+    return sorted(
+        path for path in PACKAGE.rglob("*.py") if "backends" not in path.relative_to(PACKAGE).parts
+    )
+
+
+def _prose(tree: ast.AST) -> set[int]:
+    """The ids of the string constants that are prose, which may name databases: docstrings,
+    and help text (`help=`, `epilog=`)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                found.add(id(body[0].value))
+        if isinstance(node, ast.keyword) and node.arg in ("help", "epilog"):
+            found.update(id(part) for part in ast.walk(node.value))
+    return found
+
+
+def dialect_names_in(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every name, import or string in `source` that names a database,
+    prose and comments aside."""
+    tree = ast.parse(source)
+    prose = _prose(tree)
+    hits = []
+    for node in ast.walk(tree):
+        words: list[str] = []
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) not in prose:
+                words.append(node.value)
+        elif isinstance(node, ast.Name):
+            words.append(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.append(node.attr)
+        elif isinstance(node, ast.alias):
+            words.append(node.name)
+        elif isinstance(node, ast.ImportFrom):
+            words.append(node.module or "")
+        for word in words:
+            if any(name in word.lower() for name in DIALECT_WORDS):
+                hits.append((getattr(node, "lineno", 0), word))
+    return hits
+
+
+# Where a module must name a database, and why (kept short on purpose): the built-in
+# default URL, and the examples in the "not a valid URL" error.
+ALLOWED = {
+    ("config.py", "sqlite+aiosqlite:///./dbtool.db"),
+    ("config.py", "expected e.g. postgresql://user:password@host:5432/dbname or sqlite:///"),
+}
+
+
+def test_feature_code_names_no_database() -> None:
+    """A third backend means a new module under backends/, never a branch in a feature."""
+    found = []
+    for path in _feature_modules():
+        for line, word in dialect_names_in(path.read_text()):
+            if not any(path.name == name and text in word for name, text in ALLOWED):
+                found.append(f"{path.relative_to(PACKAGE)}:{line}: {word!r}")
+    assert not found, "feature code names a database:\n" + "\n".join(found)
+
+
+def test_the_check_catches_a_branch_on_the_dialect() -> None:
+    """The scan above can fail: a branch on the dialect name is caught, prose is not."""
+    branch = (
+        'def f(conn):\n    """On PostgreSQL ..."""\n    return conn.dialect.name == "postgresql"\n'
+    )
+    assert dialect_names_in(branch) == [(3, "postgresql")]
+    assert dialect_names_in("from sqlalchemy.dialects.sqlite import insert\n")
+    assert dialect_names_in("import aiosqlite\n")
+    assert not dialect_names_in('"""SQLite and PostgreSQL."""\n# sqlite\nx = 1\n')
+
+
+@pytest.mark.parametrize("name", sorted(_BACKENDS))
+def test_every_backend_implements_the_interface(name: str) -> None:
+    backend = backend_for(name)
+    assert isinstance(backend, Backend) and backend.name == name
+    required = ("engine_options", "create_database", "server_version", "database_size", "insert")
+    for method in required:
+        assert getattr(type(backend), method) is not getattr(Backend, method), (name, method)
+
+
+def test_every_driver_leads_to_a_backend() -> None:
+    for scheme, driver in DRIVERS.items():
+        assert backend_for(driver.partition("+")[0]).name == driver.partition("+")[0], scheme
+
+
+def test_an_unknown_dialect_is_refused_not_taken_for_another() -> None:
+    with pytest.raises(UnsupportedBackendError, match="no dbtool backend for the 'oracle'"):
+        backend_for("oracle")
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {name for name in names if name.startswith("dbtool")}
+
+
+LIBRARY = ("backends", "models", "schema", "users", "transfer", "diagnostics")
+
+
+def test_the_library_never_imports_the_command_line() -> None:
+    """Applications import the library: it needs neither Typer, Rich nor the commands."""
+    for folder in (*LIBRARY, "db.py", "config.py", "errors.py", "formats.py"):
+        for path in (PACKAGE / folder).rglob("*.py") if "." not in folder else [PACKAGE / folder]:
+            imported = _imports(path)
+            source = path.read_text()
+            assert not {n for n in imported if n.startswith(("dbtool.commands", "dbtool.render",
+                        "dbtool.app"))}, path  # fmt: skip
+            assert "import typer" not in source and "from rich" not in source, path
+
+
+def test_backends_import_no_feature() -> None:
+    """The seam sits below the features: a backend builds on models, config and errors."""
+    features = ("dbtool.schema", "dbtool.users", "dbtool.transfer", "dbtool.diagnostics")
+    for path in (PACKAGE / "backends").rglob("*.py"):
+        assert not {n for n in _imports(path) if n.startswith(features)}, path
+
+
+def test_no_import_circles() -> None:
+    """Module-level imports between dbtool's modules form no cycle."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        tree = ast.parse(path.read_text())
+        top = set()
+        for node in tree.body:  # module level only: imports inside functions are lazy
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("dbtool")
+            ):
+                top.add(node.module)
+                top.update(f"{node.module}.{alias.name}" for alias in node.names)
+        modules[name] = top
+    edges = {
+        name: {m for m in deps if m in modules and m != name} for name, deps in modules.items()
+    }
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        assert name not in visiting, " -> ".join([*visiting[visiting.index(name) :], name])
+        visiting.append(name)
+        for dep in edges[name]:
+            visit(dep)
+        visiting.pop()
+        done.add(name)
+
+    for name in sorted(edges):
+        visit(name)
+
+
+def test_installed_under_its_own_name_only() -> None:
+    """`import dbtool` and `python -m dbtool`; no top-level `cli` package of ours."""
+    assert importlib.util.find_spec("dbtool") is not None
+    done = subprocess.run(
+        [sys.executable, "-c", "import cli"], capture_output=True, text=True, cwd="/"
+    )
+    assert done.returncode != 0 and "No module named 'cli'" in done.stderr
