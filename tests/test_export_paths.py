@@ -59,7 +59,7 @@ def exports(
             columns = [*model.public_names, *([model.password.name] if with_hash else [])]
             fast_output, general = io.StringIO(), io.StringIO()
             async with db.session(readonly=True) as session:
-                if db.settings.backend == "sqlite":  # the fast path is taken, or not
+                if db.backend.name == "sqlite":  # the fast path is taken, or not
                     table_columns = [model.table.columns[name] for name in columns]
                     conn = await session.connection()
                     assert await _sqlite_ready(conn, model, table_columns) is fast

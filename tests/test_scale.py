@@ -174,12 +174,12 @@ def test_sqlite_without_json_functions_imports_through_the_staging_table(
 ) -> None:
     """An SQLite built without its JSON functions: batches go through executemany and the
     staging table, with the same result."""
-    from dbtool.transfer import importing as transfer
+    from dbtool.backends.sqlite import SQLite
 
-    async def no_json(conn: object) -> bool:
+    async def no_json(self: object, conn: object) -> bool:
         return False
 
-    monkeypatch.setattr(transfer, "_has_json_functions", no_json)
+    monkeypatch.setattr(SQLite, "rows_as_json", no_json)
     rows = "email,hashed_password\n" + "".join(f'j{n}@example.com,"{HASH}"\n' for n in range(30))
     imported = initialised("users", "import", "-", "--format", "csv", "--batch-size", "7",
                            input=rows)  # fmt: skip
