@@ -12,6 +12,8 @@ import typer
 from typer._click.types import StringParamType
 from typer.core import TyperCommand
 
+from dbtool.errors import UsageError
+
 
 class HelpCommand(TyperCommand):
     """Every dbtool command: its usage line names arguments plainly (`EMAIL`, not Typer's
@@ -114,3 +116,57 @@ WaitOption = Annotated[
     ),
 ]
 YesOption = Annotated[bool, flag("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+# --- users: which users a command selects (users list, users export) ----------------------
+
+ActiveOption = Annotated[bool, flag("--active", help="Only active users.")]
+
+
+InactiveOption = Annotated[bool, flag("--inactive", help="Only inactive users.")]
+
+
+SuperuserFilterOption = Annotated[bool, flag("--superuser", help="Only superusers.")]
+
+
+NoPasswordOption = Annotated[
+    bool,
+    flag(
+        "--no-password",
+        help="Only users without a usable password (imported without one: they cannot log "
+        "in until set-password).",
+    ),
+]
+
+
+def either(yes: bool, no: bool, names: str) -> bool | None:
+    """A pair of opposite flags: True, False, or None for neither; both is a usage error
+    (rather than the last one silently winning)."""
+    if yes and no:
+        raise UsageError(f"choose one of {names}")
+    return True if yes else False if no else None
+
+
+SearchOption = Annotated[
+    str | None,
+    typer.Option(
+        "--search",
+        metavar="TEXT",
+        help="Only users whose email or username contains TEXT (any case).",
+        show_default=False,
+    ),
+]
+
+
+def user_filter(
+    *, active: bool, inactive: bool, superuser: bool, search: str | None, no_password: bool
+) -> Any:
+    """The UserFilter of the selection options, checked (UsageError for opposites)."""
+    from dbtool.users.service import UserFilter
+
+    return UserFilter(
+        active=either(active, inactive, "--active and --inactive"),
+        superuser=superuser or None,
+        search=search,
+        usable_password=False if no_password else None,
+    )

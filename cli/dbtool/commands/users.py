@@ -4,35 +4,36 @@ Passwords never come from a plain option (shell history, process lists): a hidde
 on a terminal, the first line of stdin with --password-stdin, or DBTOOL_USER_PASSWORD.
 """
 
-import io
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dbtool.commands import transfer
 from dbtool.commands.options import (
     MAX_COUNT,
     TEXT,
+    ActiveOption,
+    InactiveOption,
     JsonOption,
+    NoPasswordOption,
+    SearchOption,
+    SuperuserFilterOption,
+    either,
     flag,
     register,
+    user_filter,
     whole_number,
 )
 from dbtool.commands.runtime import Command, confirm_yes
-from dbtool.errors import DbtoolError, FileError, RefusedError, UsageError
-from dbtool.formats import Format, OnConflict, Source
+from dbtool.errors import DbtoolError, RefusedError, UsageError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from dbtool.models.user_model import UserModel
-    from dbtool.transfer.importing import ImportReport
-    from dbtool.transfer.mapping import FieldMap
     from dbtool.users.service import UserRecord
 
 users_app = typer.Typer(
@@ -63,26 +64,6 @@ PasswordStdinOption = Annotated[
     flag("--password-stdin", help="Read the password from the first line of standard input."),
 ]
 
-ActiveOption = Annotated[bool, flag("--active", help="Only active users.")]
-InactiveOption = Annotated[bool, flag("--inactive", help="Only inactive users.")]
-SuperuserFilterOption = Annotated[bool, flag("--superuser", help="Only superusers.")]
-NoPasswordOption = Annotated[
-    bool,
-    flag(
-        "--no-password",
-        help="Only users without a usable password (imported without one: they cannot log "
-        "in until set-password).",
-    ),
-]
-
-
-def either(yes: bool, no: bool, names: str) -> bool | None:
-    """A pair of opposite flags: True, False, or None for neither; both is a usage error
-    (rather than the last one silently winning)."""
-    if yes and no:
-        raise UsageError(f"choose one of {names}")
-    return True if yes else False if no else None
-
 
 SetOption = Annotated[
     list[str] | None,
@@ -91,15 +72,6 @@ SetOption = Annotated[
         metavar="COLUMN=VALUE",
         help="Set another column of the user model (repeatable), e.g. --set full_name='Ada "
         "Lovelace'; the value is converted through the column's type.",
-        show_default=False,
-    ),
-]
-SearchOption = Annotated[
-    str | None,
-    typer.Option(
-        "--search",
-        metavar="TEXT",
-        help="Only users whose email or username contains TEXT (any case).",
         show_default=False,
     ),
 ]
@@ -453,11 +425,12 @@ def users_list(
             raise UsageError("choose one of --json and --csv")
         if after is not None and limit_or_all is None:
             raise UsageError("--after goes with a page (--limit N), not with --all or --limit 0")
-        selection = users.UserFilter(
-            active=either(active, inactive, "--active and --inactive"),
-            superuser=superuser or None,
+        selection = user_filter(
+            active=active,
+            inactive=inactive,
+            superuser=superuser,
             search=search,
-            usable_password=False if no_password else None,
+            no_password=no_password,
         )
         model = cmd.models.user
         columns = model.public_names
@@ -760,588 +733,5 @@ def users_delete(
     output.success(f"Deleted user {_describe(user)}")
 
 
-def _count_lines(path: str) -> int | None:
-    """Rows in a regular file (for the progress bar's total and ETA); None for stdin."""
-    if path == "-":
-        return None
-    with open(path, "rb") as stream:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
-
-
-@users_command(
-    "import",
-    "dbtool users import users.csv",
-    "dbtool users import users.jsonl --on-conflict skip",
-    "dbtool users import - --format csv < users.csv",
-    "dbtool users import big.csv --skip-invalid --rejects rejected.csv --json",
-    "dbtool users import auth_user.csv --from django",
-    "dbtool users import users.json --from firebase --firebase-hash-config hash_config.txt",
-    "dbtool users import people.csv --map mail=email --map pw_hash=hashed_password --ignore-extra",
-)
-def users_import(
-    ctx: typer.Context,
-    file: Annotated[
-        str,
-        typer.Argument(
-            metavar="FILE",
-            click_type=TEXT,
-            help="CSV with a header row, JSON Lines, or a JSON array; - for stdin.",
-        ),
-    ],
-    fmt: Annotated[
-        Format | None,
-        typer.Option(
-            "--format",
-            help="csv, jsonl or json (default: from the file extension; a .json file holding "
-            "JSON Lines is read as such).",
-        ),
-    ] = None,
-    source: Annotated[
-        Source | None,
-        typer.Option(
-            "--from",
-            help="Read another system's export as it comes: django (auth_user as CSV, or "
-            "dumpdata), auth0 (the password-hash export), firebase (auth:export --format=json). "
-            "Their columns are mapped, their hashes kept until the first login.",
-            show_default=False,
-        ),
-    ] = None,
-    maps: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--map",
-            metavar="SOURCE=COLUMN",
-            click_type=TEXT,
-            help="Read COLUMN from the file's SOURCE field (repeatable); a dotted path reaches "
-            "into JSON objects (_id.$oid).",
-            show_default=False,
-        ),
-    ] = None,
-    ignore_extra: Annotated[
-        bool,
-        flag("--ignore-extra", help="Drop columns that are not the user table's (listed)."),
-    ] = False,
-    assume_utc: Annotated[
-        bool,
-        flag("--assume-utc", help="Read timestamps without a time zone as UTC."),
-    ] = False,
-    firebase_hash_config: Annotated[
-        Path | None,
-        typer.Option(
-            "--firebase-hash-config",
-            metavar="FILE",
-            help="With --from firebase: the project's password hash parameters, as the "
-            "console shows them (its hash_config block) or as JSON.",
-            show_default=False,
-        ),
-    ] = None,
-    on_conflict: Annotated[
-        OnConflict,
-        typer.Option(
-            "--on-conflict",
-            help="fail: import nothing if an email or username is taken (or repeated in the "
-            "file); skip: leave existing users as they are; update: overwrite existing users "
-            "(matched by email) with the file's values.",
-        ),
-    ] = OnConflict.FAIL,
-    skip_invalid: Annotated[
-        bool,
-        flag("--skip-invalid", help="Import the valid rows even if some are invalid."),
-    ] = False,
-    rejects: Annotated[
-        Path | None,
-        typer.Option(
-            "--rejects",
-            metavar="FILE",
-            help="Write the invalid rows here, with their line number and reason "
-            "(plain passwords redacted).",
-            show_default=False,
-        ),
-    ] = None,
-    batch_size: Annotated[
-        int,
-        typer.Option(
-            "--batch-size",
-            metavar="N",
-            callback=whole_number(1, 1_000_000),
-            help="Rows read, hashed and sent at a time.",
-        ),
-    ] = 5000,
-    as_json: JsonOption = False,
-) -> None:
-    """Import users from CSV, JSON Lines or a JSON array: all or nothing, in one transaction.
-
-    Columns: the user table's (email required; for the built-in model id, email, username,
-    hashed_password, is_active, is_superuser, created_at, updated_at, as `users export`
-    writes them), plus password for plain-text passwords, hashed here. Each row needs a
-    password or a hash: Argon2, bcrypt, Django's (pbkdf2_sha256, argon2, bcrypt_sha256, ...)
-    or Firebase's; other systems' hashes are replaced by Argon2id at the first successful
-    check. --from, --map and --ignore-extra read files with other columns.
-    """
-    from dbtool.render import console as output
-    from dbtool.transfer import importing as transfer
-
-    with Command(ctx) as cmd:
-        model = cmd.models.user
-        fields = transfer.import_fields(model)
-        field_map = _field_map(
-            model, fields, source, maps or [], ignore_extra, firebase_hash_config
-        )
-        preset = field_map.preset if field_map is not None else None
-        chosen = transfer.detect_format(
-            file, fmt, default=preset.default_format if preset is not None else None
-        )
-        if source is Source.FIREBASE and chosen is Format.CSV:
-            raise UsageError(
-                "Firebase's CSV export has no header line: export JSON instead "
-                "(firebase auth:export users.json --format=json)"
-            )
-        if rejects is not None:
-            others = {"the input file": Path(file)} if file != "-" else {}
-            _refuse_to_overwrite(cmd, rejects, "--rejects", others)
-        for note in field_map.notes if field_map is not None else []:
-            output.note(note)
-        with (
-            _open_input(file) as (source_stream, bytes_read),
-            _rejects_writer(rejects, chosen, fields) as on_reject,
-            _import_progress(file, chosen, bytes_read) as on_progress,
-        ):
-            db = cmd.database(write=True)
-            name = "standard input" if file == "-" else file
-            try:
-                report = cmd.run(
-                    transfer.import_users(
-                        db,
-                        transfer.read_records(
-                            source_stream,
-                            chosen,
-                            fields,
-                            required=(model.email.name,),
-                            name=name,
-                            fields=field_map,
-                        ),
-                        on_conflict=on_conflict,
-                        skip_invalid=skip_invalid,
-                        batch_size=batch_size,
-                        on_reject=on_reject,
-                        on_progress=on_progress,
-                        assume_utc=assume_utc or (preset is not None and preset.assume_utc),
-                    )
-                )
-            except (transfer.ImportRejectedError, transfer.ImportConflictError) as exc:
-                _report_import_problems(exc.report)
-                raise
-    _report_import_problems(report)
-    ignored = sorted(field_map.ignored) if field_map is not None else []
-    if as_json:
-        output.print_json({**report.summary(), **({"ignored": ignored} if field_map else {})})
-        return
-    if ignored:
-        output.note(f"Ignored columns not in {model.name}: {', '.join(ignored)}")
-    output.success(
-        f"Imported {report.rows:,} rows in {report.seconds:.1f}s: {report.inserted:,} "
-        f"inserted, {report.updated:,} updated, {report.skipped:,} skipped, "
-        f"{report.rejected:,} rejected"
-    )
-
-
-def _field_map(
-    model: "UserModel",
-    fields: tuple[str, ...],
-    source: Source | None,
-    maps: list[str],
-    ignore_extra: bool,
-    firebase_hash_config: Path | None,
-) -> "FieldMap | None":
-    """How the file's columns become the import columns (None: they already are)."""
-    if source is None and not maps and not ignore_extra:
-        if firebase_hash_config is not None:
-            raise UsageError("--firebase-hash-config goes with --from firebase")
-        return None
-    from dbtool.transfer.mapping import PRESETS, FieldMap, parse_maps
-    from dbtool.users.legacy_hashes import parse_firebase_config
-
-    preset = PRESETS[source] if source is not None else None
-    firebase = None
-    if firebase_hash_config is not None:
-        if preset is None or preset.source is not Source.FIREBASE:
-            raise UsageError("--firebase-hash-config goes with --from firebase")
-        try:
-            text = firebase_hash_config.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-            raise FileError(f"cannot read {firebase_hash_config}: {reason}") from None
-        firebase = parse_firebase_config(text, str(firebase_hash_config))
-    return FieldMap(
-        model,
-        fields,
-        preset=preset,
-        maps=parse_maps(maps),
-        ignore_extra=ignore_extra,
-        firebase=firebase,
-    )
-
-
-@contextmanager
-def _open_input(path: str) -> Iterator[tuple[IO[str], Callable[[], int]]]:
-    """The import's input for the csv and json modules, and how many bytes were read so far.
-    A BOM at the start is skipped, and invalid UTF-8 is kept (as surrogates) for the reader
-    to report by line."""
-    if path == "-":
-        binary = getattr(sys.stdin, "buffer", None)
-        if binary is None:  # a text-only stdin (some embedders): read as it is
-            yield sys.stdin, lambda: 0
-            return
-    else:
-        try:
-            binary = open(path, "rb")  # noqa: SIM115 (closed below)
-        except OSError as exc:
-            raise FileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    counted = _Counted(binary)
-    text = io.TextIOWrapper(
-        io.BufferedReader(counted), encoding="utf-8-sig", errors="surrogateescape", newline=""
-    )
-    try:
-        yield text, lambda: counted.count
-    finally:
-        text.close()
-        if path != "-":
-            binary.close()
-
-
-class GuardedStream:
-    """A text stream whose write failures (disk full, ...) are a FileError naming the file
-    (exit 1), not an OSError that could pass for a lost connection."""
-
-    def __init__(self, stream: IO[str], name: str) -> None:
-        self.stream, self.name = stream, name
-
-    @contextmanager
-    def _guarded(self) -> Iterator[None]:
-        try:
-            yield
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise FileError(f"cannot write {self.name}: {exc.strerror or exc}") from None
-
-    def write(self, text: str) -> int:
-        with self._guarded():
-            return self.stream.write(text)
-
-    def write_bytes(self, data: bytes) -> None:
-        """UTF-8 text already encoded (COPY's output), written past the text layer where the
-        stream has a binary one: decoding it only to encode it again would cost more than
-        the rest of an export."""
-        binary = getattr(self.stream, "buffer", None)
-        if binary is None:
-            self.write(data.decode("utf-8"))
-            return
-        self.flush()  # what was written as text goes first
-        with self._guarded():
-            binary.write(data)
-
-    def flush(self) -> None:
-        with self._guarded():
-            self.stream.flush()
-
-
-def _private_file(path: Path) -> IO[str]:
-    """`path` opened for writing, readable by its owner only (0600): rejects and exports
-    can hold password hashes."""
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(descriptor, 0o600)  # an existing file keeps its mode otherwise
-    except OSError as exc:
-        raise FileError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return os.fdopen(descriptor, "w", encoding="utf-8", newline="")
-
-
-def _refuse_to_overwrite(cmd: Command, path: Path, option: str, others: dict[str, Path]) -> None:
-    """Exit 2, before anything is touched, when `path` is a file that must not be
-    overwritten: the import's input, or the SQLite database in use (or its -wal, -shm,
-    -journal files): the backend says which files hold it."""
-    from dbtool.backends import backend_for
-
-    url = cmd.settings.url
-    protected = {**others, **backend_for(url).database_files(url)}
-    target = path.resolve()
-    for what, other in protected.items():
-        same = target == other.resolve() or (
-            target.exists() and other.exists() and os.path.samefile(target, other)
-        )
-        if same:
-            raise UsageError(f"{option} {path} is {what}: choose another file")
-
-
-def _report_import_problems(report: "ImportReport") -> None:
-    """The first invalid rows and conflicts, one per line on stderr."""
-    from dbtool.render import console as output
-
-    for rejection in report.rejections:
-        output.note(f"line {rejection.line}: {rejection.reason}")
-    if report.rejected > len(report.rejections):
-        output.note(f"... and {report.rejected - len(report.rejections):,} more invalid rows")
-    for conflict in report.conflicts:
-        output.note(f"conflict: {conflict}")
-
-
-@contextmanager
-def _rejects_writer(
-    path: Path | None, fmt: Format, fields: tuple[str, ...]
-) -> Iterator[Callable[[Any], None] | None]:
-    """Write rejected rows (line, reason, then the row, plain passwords redacted)."""
-    if path is None:
-        yield None
-        return
-    import csv
-    import json
-
-    plain = fields[-1]  # import_fields ends with the plain-password column
-    with _private_file(path) as opened:
-        stream = GuardedStream(opened, str(path))
-        writer = csv.writer(stream, lineterminator="\n") if fmt is Format.CSV else None
-        if writer is not None:
-            writer.writerow(["line", "reason", *fields])
-
-        def write(rejection: Any) -> None:
-            row = {
-                key: ("(redacted)" if key == plain and value else value)
-                for key, value in rejection.record.items()
-                if key in fields
-            }
-            if writer is not None:
-                values = [row.get(name) or "" for name in fields]
-                writer.writerow([rejection.line, rejection.reason, *values])
-            else:
-                record = {"line": rejection.line, "reason": rejection.reason, **row}
-                stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-        yield write
-
-
-@contextmanager
-def _import_progress(
-    path: str, fmt: Format, bytes_read: Callable[[], int]
-) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar on stderr when it is a terminal; nothing otherwise. From a file: rows
-    of the total, with a bar and ETA; from stdin, whose size nobody knows: rows and bytes."""
-    from dbtool.render import console as output
-
-    if not output.stderr_is_terminal():
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    # A JSON document's lines are not its records: it shows bytes read, as stdin does.
-    lines = None if fmt is Format.JSON else _count_lines(path)
-    total = None if lines is None else max(lines - (1 if fmt is Format.CSV else 0), 0)
-    columns: list[Any] = [TextColumn("importing")]
-    if total is not None:
-        columns += [BarColumn(), TextColumn("{task.percentage:>3.0f}%")]
-    columns += [
-        TextColumn("{task.fields[done]} · {task.fields[rate]} rows/s · elapsed"),
-        TimeElapsedColumn(),
-    ]
-    if total is not None:
-        from rich.progress import TimeRemainingColumn
-
-        columns += [TextColumn("· ETA"), TimeRemainingColumn()]
-
-    def done(rows: int) -> str:
-        if total is not None:
-            return f"{rows:,} of {total:,} rows"
-        return f"{rows:,} rows · {bytes_read() / 1e6:,.1f} MB read"
-
-    with Progress(*columns, console=output.err_console(), transient=True) as progress:
-        # The total shows from the start: the first batch can take a while (plain passwords
-        # are hashed at about ten a second per core).
-        task = progress.add_task("import", total=total, done=done(0), rate="-")
-        started = time.perf_counter()
-
-        def update(rows: int) -> None:
-            rate = rows / max(time.perf_counter() - started, 1e-9)
-            progress.update(task, completed=rows, done=done(rows), rate=f"{rate:,.0f}")
-
-        yield update
-
-
-class _Counted(io.RawIOBase):
-    """A binary stream that counts the bytes read through it (for the progress of stdin);
-    closing it leaves the stream it reads from open.
-
-    From a pipe or a terminal it returns what has arrived instead of waiting for a full
-    buffer, and it waits for input in short slices: the import reads on the event loop's
-    thread, where Ctrl-C only cancels the command's task, which a blocked read would never
-    notice."""
-
-    def __init__(self, raw: IO[bytes]) -> None:
-        self.raw, self.count = raw, 0
-        self.fd = _stream_fd(raw)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self.fd is not None:
-            _wait_for_input(self.fd)
-        read = getattr(self.raw, "read1", self.raw.read)
-        data = read(len(buffer))
-        buffer[: len(data)] = data
-        self.count += len(data)
-        return len(data)
-
-
-def _stream_fd(raw: IO[bytes]) -> int | None:
-    """The file descriptor of a pipe, terminal or socket; None for a regular file (always
-    readable) or a stream without one."""
-    import stat
-
-    try:
-        fd = raw.fileno()
-        return None if stat.S_ISREG(os.fstat(fd).st_mode) else fd
-    except (AttributeError, OSError, ValueError):
-        return None
-
-
-def _wait_for_input(fd: int) -> None:
-    """Until `fd` has input or its end; CancelledError once the command is interrupted."""
-    import asyncio
-    import select
-
-    while not select.select([fd], [], [], 0.2)[0]:
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:  # no event loop: nothing can cancel the read
-            continue
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError
-
-
-@users_command(
-    "export",
-    "dbtool users export -o users.csv",
-    "dbtool users export --include-hashes --format jsonl > all.jsonl",
-    "dbtool users export --inactive --search @example.com -o inactive.csv",
-)
-def users_export(
-    ctx: typer.Context,
-    output_path: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="FILE",
-            help="Write here instead of stdout (replaced only once the export is complete).",
-            show_default=False,
-        ),
-    ] = None,
-    fmt: Annotated[
-        Format | None,
-        typer.Option(
-            "--format",
-            help="csv, jsonl or json (one array) (default: from -o's extension, else csv).",
-        ),
-    ] = None,
-    include_hashes: Annotated[
-        bool,
-        flag(
-            "--include-hashes",
-            help="Include hashed_password (needed to import the users elsewhere).",
-        ),
-    ] = False,
-    active: ActiveOption = False,
-    inactive: InactiveOption = False,
-    superuser: SuperuserFilterOption = False,
-    search: SearchOption = None,
-    no_password: NoPasswordOption = False,
-) -> None:
-    """Export users as CSV, JSON Lines or one JSON array, streaming (the same filters as
-    `users list`)."""
-    from dbtool.render import console as output
-    from dbtool.transfer import exporting
-    from dbtool.transfer.readers import detect_format
-    from dbtool.users.service import UserFilter
-
-    with Command(ctx) as cmd:
-        selection = UserFilter(
-            active=either(active, inactive, "--active and --inactive"),
-            superuser=superuser or None,
-            search=search,
-            usable_password=False if no_password else None,
-        )
-        chosen = detect_format(output_path, fmt, default=Format.CSV)
-        model = cmd.models.user
-        columns = exporting.export_columns(model, include_hashes)
-
-        async def export(stream: Any) -> int:
-            async with cmd.db.session(readonly=True) as session:
-                return await exporting.export_users(
-                    session, selection, model=model, columns=columns, fmt=chosen, stream=stream
-                )
-
-        if output_path not in (None, "-"):
-            _refuse_to_overwrite(cmd, Path(output_path), "-o", {})
-        cmd.note_standby()
-        if output_path in (None, "-"):
-            stdout = GuardedStream(sys.stdout, "standard output")
-            count = cmd.run(export(stdout))
-            stdout.flush()
-        else:
-            with _replace_when_done(Path(output_path)) as stream:
-                count = cmd.run(export(stream))
-    where = "stdout" if output_path in (None, "-") else output_path
-    output.note(f"Exported {count:,} {'user' if count == 1 else 'users'} to {where}")
-
-
-@contextmanager
-def _written(opened: IO[str], name: str) -> Iterator[GuardedStream]:
-    """Write through a GuardedStream and close the file; a failure to write, flush or close
-    is one FileError (the close after a failed write is not allowed to hide it)."""
-    stream = GuardedStream(opened, name)
-    try:
-        yield stream
-        stream.flush()
-    except BaseException:
-        with suppress(OSError):
-            opened.close()
-        raise
-    try:
-        opened.close()
-    except OSError as exc:
-        raise FileError(f"cannot write {name}: {exc.strerror or exc}") from None
-
-
-@contextmanager
-def _replace_when_done(path: Path) -> Iterator[Any]:
-    """Write to a temporary file beside `path`, renamed over it only on success: an
-    interrupted export never leaves a half-written file."""
-    import tempfile
-
-    if path.is_dir():
-        raise FileError(f"cannot write {path}: it is a directory")
-    if path.exists() and not path.is_file():
-        # A device or a pipe (/dev/stdout, a FIFO): written in place; renaming a file over
-        # it would replace the device node itself.
-        try:
-            opened = open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        except OSError as exc:
-            raise FileError(f"cannot write {path}: {exc.strerror or exc}") from None
-        with _written(opened, str(path)) as stream:
-            yield stream
-        return
-    try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
-    except OSError as exc:
-        raise FileError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with _written(os.fdopen(handle, "w", encoding="utf-8", newline=""), str(path)) as stream:
-            yield stream
-        try:
-            os.replace(temporary, path)
-        except OSError as exc:
-            raise FileError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+# import and export are the group's too (dbtool.commands.transfer).
+users_app.registered_commands.extend(transfer.app.registered_commands)

@@ -15,16 +15,14 @@ import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from dbtool.formats import csv_value, json_default
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
-
-    from dbtool.diagnostics.pools import PoolReport
 
 
 @cache
@@ -248,7 +246,7 @@ def _print_blocks(columns: Sequence[str], rows: list[list[Any]]) -> None:
         console.print(grid)
 
 
-def _tsv_field(value: Any) -> str:
+def tsv_field(value: Any) -> str:
     return cell(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
 
 
@@ -256,7 +254,7 @@ def _print_tsv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     write = sys.stdout.write
     write("\t".join(columns) + "\n")
     for row in rows:
-        write("\t".join(_tsv_field(value) for value in row) + "\n")
+        write("\t".join(tsv_field(value) for value in row) + "\n")
     sys.stdout.flush()
 
 
@@ -266,7 +264,7 @@ def print_pairs(rows: Iterable[tuple[str, Any]]) -> None:
     rows = list(rows)
     if not stdout_is_terminal():
         for name, value in rows:
-            sys.stdout.write(f"{name}\t{_tsv_field(value)}\n")
+            sys.stdout.write(f"{name}\t{tsv_field(value)}\n")
         sys.stdout.flush()
         return
     from rich.table import Table
@@ -289,227 +287,3 @@ def print_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
 
 
 # --- reports ---------------------------------------------------------------------------------
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:g}s" if value >= 0 else "off"
-
-
-class _Section(NamedTuple):
-    """One part of a report: name/value rows, then (optionally) a caption and a table."""
-
-    title: str
-    pairs: list[tuple[str, str]]
-    caption: str = ""
-    columns: tuple[str, ...] = ()
-    rows: tuple[tuple[str, ...], ...] = ()
-
-
-def _pool_report_sections(report: PoolReport) -> list[_Section]:
-    """What `pool-status` shows, part by part (rendered in panels on a terminal, as plain
-    indented lines when piped)."""
-    sections = []
-    client = report.client
-    pairs = [("class", client.pool_class)]
-    if client.pool_size is not None:
-        pairs.append(
-            (
-                "configured",
-                f"size {client.pool_size}, max overflow {client.max_overflow}, timeout "
-                f"{_seconds(client.pool_timeout)}, recycle {_seconds(client.pool_recycle)}, "
-                f"pre-ping {'on' if client.pool_pre_ping else 'off'}",
-            )
-        )
-        pairs.append(("per process", f"up to {client.capacity} connections"))
-    if client.counters:
-        pairs.append(
-            (
-                "this process",
-                f"{client.checked_in} idle in pool, {client.checked_out} checked out, "
-                f"{client.overflow} overflow",
-            )
-        )
-    if client.note:
-        pairs.append(("note", client.note))
-    sections.append(_Section("Client pool", pairs))
-
-    server = report.server
-    if server is not None:
-        pairs = [("server", f"{server.product} {server.version}")]
-        if server.role is not None:
-            pairs.append(("role", _role_text(server.role)))
-        pairs.append(
-            (
-                "connections",
-                f"{server.in_use} in use of {server.max_connections} "
-                f"({server.usage_percent:g}%), {server.reserved_connections} reserved, "
-                f"{server.available} free",
-            )
-        )
-        pairs.append(
-            (
-                "headroom",
-                f"{server.headroom_processes} more processes with this pool "
-                f"({client.capacity} connections each)",
-            )
-        )
-        for label, backend in (
-            ("oldest transaction", server.oldest_transaction),
-            ("idle in transaction", server.longest_idle_in_transaction),
-        ):
-            if backend is not None:
-                pairs.append(
-                    (
-                        label,
-                        f"{backend.age_seconds:g}s, pid {backend.pid} "
-                        f"({backend.application_name or 'no application name'}, "
-                        f"{backend.state})",
-                    )
-                )
-        rows = tuple(
-            (row["application_name"] or "(none)", row["state"], str(row["count"]))
-            for row in server.by_application
-        )
-        sections.append(
-            _Section(
-                "Server",
-                pairs,
-                caption=f"In database {server.database_name}:",
-                columns=("application", "state", "connections"),
-                rows=rows,
-            )
-        )
-    bouncer = report.pgbouncer
-    if bouncer is not None:
-        pairs = [
-            ("pgbouncer", f"{bouncer.version} at {bouncer.admin}"),
-            ("pool mode", bouncer.pool_mode),
-            (
-                "clients",
-                f"{bouncer.clients_active} active, {bouncer.clients_waiting} waiting "
-                f"(longest {bouncer.max_wait_seconds:g}s) for {bouncer.database}; "
-                f"{bouncer.clients_total} of max_client_conn {bouncer.max_client_conn} in all",
-            ),
-            (
-                "servers",
-                f"{bouncer.servers_active} active, {bouncer.servers_idle} idle, "
-                f"{bouncer.servers_other} other, of default_pool_size "
-                f"{bouncer.default_pool_size}",
-            ),
-            (
-                "headroom",
-                f"{bouncer.client_headroom} more clients, {bouncer.server_headroom} more "
-                f"server connections; {bouncer.headroom_processes} more processes with this "
-                "pool",
-            ),
-        ]
-        sections.append(_Section("PgBouncer", pairs))
-    probe = report.probe
-    if probe is not None:
-        pairs = [
-            ("connections", f"{probe.connections} at once, each held {probe.hold_seconds:g}s"),
-            (
-                "outcome",
-                f"{probe.succeeded} ok, {probe.timed_out} timed out, {probe.failed} failed, "
-                f"{probe.needed_overflow} needed overflow",
-            ),
-            (
-                "checkout wait",
-                f"p50 {probe.wait_p50_ms} ms, p95 {probe.wait_p95_ms} ms, "
-                f"max {probe.wait_max_ms} ms",
-            ),
-        ]
-        if probe.first_query_p50_ms is not None:
-            pairs.append(
-                (
-                    "first answer",
-                    f"p50 {probe.first_query_p50_ms} ms, p95 {probe.first_query_p95_ms} ms, "
-                    f"max {probe.first_query_max_ms} ms (checkout plus the first query)",
-                )
-            )
-        returned = (
-            "all connections returned"
-            if probe.checked_out_after == 0
-            else f"{probe.checked_out_after} still checked out"
-        )
-        pairs.append(("afterwards", returned if probe.checked_out_after is not None else "-"))
-        sections.append(_Section("Probe", pairs))
-    return sections
-
-
-def print_pool_report(report: PoolReport) -> None:
-    """`dbtool pool-status` for people: panels on a terminal; piped, the same lines without
-    the boxes (and without loading Rich)."""
-    if stdout_is_terminal():
-        out_console().print(pool_report_renderable(report))
-        return
-    lines = [f"Database {report.database}"]
-    for section in _pool_report_sections(report):
-        lines += ["", section.title, *_aligned(section.pairs, "  ")]
-        if section.caption:
-            lines += [f"  {section.caption}", *_aligned([section.columns, *section.rows], "    ")]
-    lines += [f"note: {note}" for note in report.notes]
-    lines += [f"warning: {warning}" for warning in report.warnings]
-    sys.stdout.write("".join(printable(line) + "\n" for line in lines))
-    sys.stdout.flush()
-
-
-def _aligned(rows: Sequence[Sequence[str]], indent: str) -> list[str]:
-    """Rows of cells as lines, each column as wide as its widest cell, two spaces apart."""
-    cells = [[_tsv_field(value) for value in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))] if cells else []
-    lines = []
-    for row in cells:
-        padded = (value.ljust(width) for value, width in zip(row, widths, strict=True))
-        lines.append(indent + "  ".join(padded).rstrip())
-    return lines
-
-
-def pool_report_renderable(
-    report: PoolReport, *, refreshed: datetime | None = None, interval: float | None = None
-) -> RenderableType:
-    """`dbtool pool-status` in panels, for a terminal. Under --watch (`refreshed` given):
-    when it was taken, how to stop, and panels as wide as the terminal, so they do not jump
-    as their contents change."""
-    from rich.console import Group
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Text
-
-    parts: list[RenderableType] = []
-    if refreshed is not None:
-        every = f", every {interval:g}s" if interval is not None else ""
-        parts.append(
-            Text(f"updated {refreshed.strftime('%H:%M:%S')}{every} · Ctrl-C to quit", style="dim")
-        )
-    parts.append(Text.assemble(("Database ", "bold"), report.database))
-    for section in _pool_report_sections(report):
-        grid = Table.grid(padding=(0, 2))
-        for name, value in section.pairs:
-            grid.add_row(name, Text(value))
-        body: RenderableType = grid
-        if section.caption:
-            table = Table(*section.columns, header_style="bold")
-            for row in section.rows:
-                table.add_row(*(Text(value) for value in row))
-            body = Group(grid, Text(f"\n{section.caption}"), table)
-        parts.append(
-            Panel(body, title=section.title, title_align="left", expand=refreshed is not None)
-        )
-    parts.extend(Text.assemble(("note: ", "dim"), note) for note in report.notes)
-    parts.extend(Text.assemble(("warning: ", "bold yellow"), w) for w in report.warnings)
-    return Group(*parts)
-
-
-def _role_text(role: dict[str, Any]) -> str:
-    where = f" at {role['host']}" if role.get("host") else ""
-    if role["role"] != "standby":
-        return f"primary{where}"
-    lag = []
-    if role.get("replay_lag_bytes") is not None:
-        lag.append(f"{role['replay_lag_bytes']:,} bytes of WAL to replay")
-    if role.get("last_replay_seconds") is not None:
-        lag.append(f"last transaction replayed {role['last_replay_seconds']:g}s ago")
-    return f"read-only standby{where}" + (f" ({', '.join(lag)})" if lag else "")

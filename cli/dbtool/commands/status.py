@@ -1,0 +1,329 @@
+"""`dbtool ping`, `pool-status`, `info`, `check` and `config`: what the database, its
+connections and dbtool's settings are. Typer wiring only."""
+
+from functools import partial
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from dbtool.commands.options import (
+    JsonOption,
+    WaitOption,
+    at_least,
+    finite_seconds,
+    flag,
+    register,
+    whole_number,
+)
+from dbtool.commands.runtime import Command
+from dbtool.errors import DbtoolError
+from dbtool.render.live import watch as refresh_until_stopped
+
+if TYPE_CHECKING:
+    from dbtool.diagnostics.pools import PoolReport
+
+app = typer.Typer()
+command = partial(register, app)
+
+
+class CheckFailed(DbtoolError):
+    """`dbtool check` found differences (exit 1)."""
+
+
+@command(
+    "ping",
+    "dbtool ping",
+    "dbtool ping --wait 30 --json",
+)
+def ping(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = False) -> None:
+    """Check that the database answers; print the server version and round-trip latency.
+
+    Exits 0 when it answers, 3 when it cannot be reached.
+    """
+    from dbtool.diagnostics import server as diagnostics
+    from dbtool.render import console as output
+
+    with Command(ctx) as cmd:
+        db = cmd.database(wait=wait)
+        result = cmd.run(diagnostics.ping(db))
+
+    if as_json:
+        output.print_json({"ok": True, **result.as_dict()})
+    else:
+        role = f"; {result.role.describe()}" if result.role is not None else ""
+        output.success(
+            f"{result.server} {result.version} at {result.database}: "
+            f"{result.latency_ms:.2f} ms round trip{role}"
+        )
+
+
+@command(
+    "pool-status",
+    "dbtool pool-status",
+    "dbtool pool-status --probe 20 --json",
+    "dbtool pool-status --watch --interval 5",
+)
+def pool_status(
+    ctx: typer.Context,
+    probe: Annotated[
+        int,
+        typer.Option(
+            "--probe",
+            metavar="N",
+            callback=whole_number(0, 10_000),
+            help="Check out N connections at once through the pool, each running a short "
+            "query, and report checkout waits, overflow, timeouts and that all came back.",
+        ),
+    ] = 0,
+    probe_hold: Annotated[
+        float,
+        typer.Option(
+            "--probe-hold",
+            metavar="SECONDS",
+            callback=finite_seconds,
+            help="How long each probe keeps its connection.",
+        ),
+    ] = 0.05,
+    idle_warning: Annotated[
+        float,
+        typer.Option(
+            "--idle-warning",
+            metavar="SECONDS",
+            callback=finite_seconds,
+            help="Warn about sessions idle in a transaction for longer than this.",
+        ),
+    ] = 60.0,
+    watch: Annotated[
+        bool,
+        flag("--watch", help="Refresh the report until Ctrl-C."),
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval",
+            metavar="SECONDS",
+            callback=at_least(0.1),
+            help="Refresh interval for --watch (at least 0.1).",
+        ),
+    ] = 2.0,
+    pgbouncer: Annotated[
+        str | None,
+        typer.Option(
+            "--pgbouncer",
+            metavar="URL",
+            help="PgBouncer's admin console (postgresql://user@host:6432/pgbouncer), to show "
+            "its pools and limits beside the server's (default: DBTOOL_PGBOUNCER_ADMIN_URL).",
+            show_default=False,
+        ),
+    ] = None,
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the pool each process gets, who holds connections on the server, and the room left.
+
+    The client side: the pool this configuration gives each process. The server side
+    (PostgreSQL): connections by application and state, the oldest and idle-in-transaction
+    sessions, free connections, and how many more processes with this pool fit.
+    """
+    from dbtool.backends import backend_for
+    from dbtool.diagnostics import pools
+    from dbtool.render import console as output
+    from dbtool.render import reports
+
+    def render(report: "PoolReport") -> None:
+        if as_json and watch:
+            output.print_json_line(report.as_dict())  # a stream: one object per refresh
+        elif as_json:
+            output.print_json(report.as_dict())
+        else:
+            reports.print_pool_report(report)
+
+    with Command(ctx) as cmd:
+        admin = pgbouncer or cmd.settings.pgbouncer_admin_url
+
+        def collect(probe_connections: int) -> "PoolReport":
+            # PgBouncer's admin console first: dbtool's own connection may queue in it.
+            backend = backend_for(cmd.settings.url)
+            bouncer = cmd.run(backend.pooler_report(cmd.settings, admin)) if admin else None
+            db = cmd.database(wait=wait)
+            return cmd.run(
+                pools.pool_report(
+                    db,
+                    probe_connections=probe_connections,
+                    probe_hold=probe_hold,
+                    idle_in_transaction_warning=idle_warning,
+                    bouncer=bouncer,
+                )
+            )
+
+        if not watch:
+            render(collect(probe))
+        else:
+            refresh_until_stopped(lambda: collect(0), render, interval, live=not as_json)
+
+
+@command(
+    "info",
+    "dbtool info",
+    "dbtool info --json",
+    "dbtool info --exact",
+)
+def info(
+    ctx: typer.Context,
+    exact: Annotated[
+        bool,
+        flag("--exact", help="Count the rows of large tables too, instead of estimating."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the server, the database size, the models' tables and whether the schema is
+    complete.
+
+    Each table comes with its row count: on PostgreSQL, a table of 100,000 rows or more
+    shows the planner's estimate, marked as such, unless --exact (counting reads the whole
+    table). Missing tables are named, and so are tables that exist with other columns than
+    the models have.
+    """
+    from dbtool.diagnostics import server as diagnostics
+    from dbtool.render import console as output
+    from dbtool.schema.migrations import config_path
+
+    with Command(ctx) as cmd:
+        db = cmd.database()
+        report = cmd.run(diagnostics.info(db, exact=exact))
+        project = config_path(cmd.settings)
+        if project is not None:
+            from dataclasses import replace
+
+            from dbtool.schema import migrations
+
+            alembic = cmd.run(migrations.state(db, project))
+            report = replace(report, alembic=alembic.as_dict())
+    if as_json:
+        output.print_json(report.as_dict())
+        return
+    problems = [f"missing {', '.join(report.missing_tables)} (run `dbtool init`)"] * bool(
+        report.missing_tables
+    )
+    for table in report.mismatched_tables:
+        lacks = f"lacks {', '.join(table['missing_columns'])}" if table["missing_columns"] else ""
+        extra = f"has extra {', '.join(table['extra_columns'])}" if table["extra_columns"] else ""
+        problems.append(f"{table['name']} exists but {'; '.join(p for p in (lacks, extra) if p)}")
+    rows = [
+        ("database", report.database),
+        ("server", f"{report.server} {report.version}"),
+        ("name", report.database_name),
+        ("size", f"{report.size_bytes:,} bytes"),
+        *([("role", report.role.describe())] if report.role is not None else []),
+        ("models", report.models),
+        *((f"table {t['name']}", _rows(t)) for t in report.tables),
+        ("schema", "complete" if report.schema_complete else "incomplete: " + "; ".join(problems)),
+    ]
+    if project is not None:
+        rows.append(("alembic", alembic.describe()))
+    output.print_pairs(rows)
+
+
+def _rows(table: dict[str, Any]) -> str:
+    if table.get("rows_estimated"):
+        return f"about {table['rows']:,} rows (estimated; --exact counts them)"
+    return f"{table['rows']:,} rows"
+
+
+@command(
+    "check",
+    "dbtool check",
+    "dbtool init --wait 60 --create-database && dbtool check",
+    "dbtool check --json | jq '.differences[].detail'",
+)
+def check(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = False) -> None:
+    """Compare the database with the models: every missing or extra table, column, index,
+    unique constraint or foreign key, and every column whose type, nullability or server
+    default differs. On an Alembic project, also whether the database is at head.
+
+    Exits 0 when they agree, 1 when they do not (a CI gate, like Django's `makemigrations
+    --check`).
+    """
+    from dbtool.render import console as output
+    from dbtool.schema import drift
+    from dbtool.schema.migrations import config_path
+
+    with Command(ctx) as cmd:
+        db = cmd.database(wait=wait)
+        found = cmd.run(drift.differences(db))
+        project = config_path(cmd.settings)
+        alembic = None
+        if project is not None:
+            from dbtool.schema import migrations
+
+            alembic = cmd.run(migrations.state(db, project))
+        agree = not found and (alembic is None or alembic.at_head)
+        if as_json:
+            output.print_json(
+                {
+                    "database": cmd.settings.masked_url,
+                    "models": db.models.source,
+                    "ok": agree,
+                    "differences": [difference.as_dict() for difference in found],
+                    "alembic": None if alembic is None else alembic.as_dict(),
+                }
+            )
+        else:
+            for difference in found:
+                output.note(f"✗ {difference.detail}")
+            if alembic is not None:
+                output.note(f"{'✓' if alembic.at_head else '✗'} Alembic: {alembic.describe()}")
+        if agree:
+            if not as_json:
+                output.success(f"The database matches the models ({db.models.source})")
+            return
+        behind = alembic is not None and not alembic.at_head
+        raise CheckFailed(
+            f"the database does not match the models: {len(found)} difference(s)"
+            + ("; migrations are pending" if behind else "")
+            + " (create a migration, or run `dbtool init`)"
+        )
+
+
+@command(
+    "config",
+    "dbtool config",
+    "dbtool --env-file ci.env config --json",
+)
+def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Show the effective settings and where each one comes from (passwords masked)."""
+    import os
+
+    from dbtool.config import describe_settings
+    from dbtool.render import console as output
+
+    with Command(ctx) as cmd:
+        settings = cmd.settings
+        rows = describe_settings(settings)
+    # The users commands' password: whether it is set, never its value.
+    password = "DBTOOL_USER_PASSWORD"
+    if os.environ.get(password):
+        rows.append((password, "(set, hidden)", "environment"))
+    elif password in settings.dotenv_names:
+        rows.append((password, "(not set)", "in .env, which is not read for it"))
+    else:
+        rows.append((password, "(not set)", "default"))
+    if as_json:
+        output.print_json(
+            {name: {"value": value, "source": source} for name, value, source in rows}
+        )
+    else:
+        output.print_table(
+            ("Setting", "Value", "Source"),
+            ((name, _setting_text(value), source) for name, value, source in rows),
+            keep=("Setting",),
+        )
+
+
+def _setting_text(value: Any) -> str:
+    """As the setting would be written: true/false, 30 rather than 30.0, empty for unset."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "" if value is None else str(value)

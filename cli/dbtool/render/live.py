@@ -1,0 +1,96 @@
+"""Views that change while a command runs: the import's progress bar, pool-status
+--watch. Plain lines where the output is not a terminal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from dbtool.formats import Format
+from dbtool.transfer.files import count_lines
+
+if TYPE_CHECKING:
+    from dbtool.diagnostics.pools import PoolReport
+
+
+@contextmanager
+def import_progress(
+    path: str, fmt: Format, bytes_read: Callable[[], int]
+) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal; nothing otherwise. From a file: rows
+    of the total, with a bar and ETA; from stdin, whose size nobody knows: rows and bytes."""
+    from dbtool.render import console as output
+
+    if not output.stderr_is_terminal():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    # A JSON document's lines are not its records: it shows bytes read, as stdin does.
+    lines = None if fmt is Format.JSON else count_lines(path)
+    total = None if lines is None else max(lines - (1 if fmt is Format.CSV else 0), 0)
+    columns: list[Any] = [TextColumn("importing")]
+    if total is not None:
+        columns += [BarColumn(), TextColumn("{task.percentage:>3.0f}%")]
+    columns += [
+        TextColumn("{task.fields[done]} · {task.fields[rate]} rows/s · elapsed"),
+        TimeElapsedColumn(),
+    ]
+    if total is not None:
+        from rich.progress import TimeRemainingColumn
+
+        columns += [TextColumn("· ETA"), TimeRemainingColumn()]
+
+    def done(rows: int) -> str:
+        if total is not None:
+            return f"{rows:,} of {total:,} rows"
+        return f"{rows:,} rows · {bytes_read() / 1e6:,.1f} MB read"
+
+    with Progress(*columns, console=output.err_console(), transient=True) as progress:
+        # The total shows from the start: the first batch can take a while (plain passwords
+        # are hashed at about ten a second per core).
+        task = progress.add_task("import", total=total, done=done(0), rate="-")
+        started = time.perf_counter()
+
+        def update(rows: int) -> None:
+            rate = rows / max(time.perf_counter() - started, 1e-9)
+            progress.update(task, completed=rows, done=done(rows), rate=f"{rate:,.0f}")
+
+        yield update
+
+
+def watch(
+    collect: Callable[[], PoolReport],
+    render: Callable[[PoolReport], None],
+    interval: float,
+    *,
+    live: bool,
+) -> None:
+    """Refresh until Ctrl-C (which ends the command normally, exit 0)."""
+    import time
+
+    from dbtool.render import console as output
+    from dbtool.render import reports
+
+    try:
+        if live and output.out_console().is_terminal:
+            from datetime import datetime
+
+            from rich.live import Live
+
+            with Live(console=output.out_console(), auto_refresh=False) as screen:
+                while True:
+                    report = collect()
+                    view = reports.pool_report_renderable(
+                        report, refreshed=datetime.now(), interval=interval
+                    )
+                    screen.update(view, refresh=True)
+                    time.sleep(interval)
+        else:  # a pipe or --json: one report (or JSON line) after another
+            while True:
+                render(collect())
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        output.note("stopped")
