@@ -260,8 +260,8 @@ def create_engine(settings: Settings, **engine_options: Any) -> AsyncEngine:
     connect_args = dict(options.pop("connect_args", {}))
     if "server_settings" in given and "server_settings" in connect_args:
         given["server_settings"] = {**connect_args["server_settings"], **given["server_settings"]}
-    if "poolclass" in extra:
-        for key in ("pool_size", "max_overflow", "pool_timeout", "pool_recycle"):
+    if "poolclass" in extra:  # the caller's own pool: dbtool's pool settings do not apply
+        for key in ("poolclass", "pool_size", "max_overflow", "pool_timeout", "pool_recycle"):
             options.pop(key, None)
     engine = create_async_engine(
         url,

@@ -103,8 +103,13 @@ class SQLite(Backend):
 
     def engine_options(self, settings: Settings) -> tuple[URL, dict[str, Any]]:
         options: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT}}
-        if _pooled(settings.url):
+        if not _in_memory(settings.url):
+            # A file's connections are pooled with the pool settings, as SQLAlchemy does
+            # from 2.0.38 on; named here so that older releases (NullPool) behave the same.
+            from sqlalchemy.pool import AsyncAdaptedQueuePool
+
             options.update(
+                poolclass=AsyncAdaptedQueuePool,
                 pool_size=settings.pool_size,
                 max_overflow=settings.max_overflow,
                 pool_timeout=settings.pool_timeout,
@@ -331,17 +336,6 @@ class SQLite(Backend):
 
 def _in_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-
-
-def _pooled(url: URL) -> bool:
-    """Whether SQLAlchemy pools this URL's connections (a QueuePool takes the pool
-    settings): file databases from SQLAlchemy 2.0.38 on; in-memory ones never."""
-    from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
-    from sqlalchemy.pool import QueuePool
-
-    if _in_memory(url):
-        return False
-    return issubclass(SQLiteDialect_aiosqlite.get_pool_class(url), QueuePool)
 
 
 def sqlite_error(statement: str, exc: Exception) -> Exception:
