@@ -117,6 +117,24 @@ def test_transaction_pooling_without_the_setting_says_what_to_set(
     assert_clean_error(failed[0], 2, "PgBouncer in transaction mode", "DBTOOL_PGBOUNCER=true")
 
 
+def test_create_database_through_transaction_pooling_on_every_run(
+    transaction_pooler: PgBouncer, primary: Cluster
+) -> None:
+    """The maintenance connection of --create-database is built like every other: through
+    PgBouncer in transaction mode its prepared statements never meet another run's
+    (before, every run after the first failed: "__asyncpg_stmt_1__" already exists)."""
+    name = f"created_{uuid.uuid4().hex[:10]}"
+    dbtool = Dbtool(transaction_pooler.url(name), env={"DBTOOL_PGBOUNCER": "true"})
+    try:
+        # Separate processes, as in CI: asyncpg numbers its statements per process.
+        results = [dbtool.run("init", "--create-database") for _ in range(4)]
+        assert [result.exit_code for result in results] == [0] * 4, results[-1].stderr
+        assert "Created database" in results[0].stderr or "created" in results[0].stderr.lower()
+        assert sql(primary, f"SELECT count(*) FROM pg_database WHERE datname = '{name}'")[0][0] == 1
+    finally:
+        sql(primary, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.mark.parametrize("how", ["setting", "url"])
 def test_every_command_through_transaction_pooling(
     transaction_pooler: PgBouncer, database: str, tmp_path: Path, how: str
