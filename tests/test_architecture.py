@@ -188,3 +188,20 @@ def test_installed_under_its_own_name_only() -> None:
         [sys.executable, "-c", "import cli"], capture_output=True, text=True, cwd="/"
     )
     assert done.returncode != 0 and "No module named 'cli'" in done.stderr
+
+
+def test_the_command_registry_and_the_modules_agree() -> None:
+    """Every command a module declares is in the registry under that module, and every
+    registered name leads to a command: none is lost or listed twice."""
+    from dbtool.commands import COMMANDS, GROUPS
+
+    declared: dict[str, str] = {}
+    for module_name in set(COMMANDS.values()):
+        module = importlib.import_module(f"dbtool.commands.{module_name}")
+        registry = getattr(module, "app", None)
+        for info in getattr(registry, "registered_commands", []):
+            declared[str(info.name)] = module_name
+    assert declared == {name: module for name, module in COMMANDS.items() if name not in GROUPS}
+    for group, attribute in GROUPS.items():
+        module = importlib.import_module(f"dbtool.commands.{COMMANDS[group]}")
+        assert getattr(module, attribute).info.name == group

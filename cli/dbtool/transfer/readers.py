@@ -119,8 +119,9 @@ def check_header(
         )
 
 
-class FieldMap(Protocol):
-    """What the readers need of dbtool.transfer.mapping.FieldMap (--map, --ignore-extra, --from)."""
+class RecordNames(Protocol):
+    """What the readers need of dbtool.transfer.mapping.FieldMap (--map, --ignore-extra,
+    --from): how a file's names become the import's columns."""
 
     def check_names(self, names: list[str], *, where: str, is_header: bool) -> None: ...
     def has_email(self, header: list[str]) -> bool: ...
@@ -129,7 +130,7 @@ class FieldMap(Protocol):
 
 
 class _Names:
-    """The file's names must be the import columns themselves (no FieldMap)."""
+    """The file's names must be the import columns themselves (no --map)."""
 
     def __init__(self, allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
         self.allowed, self.names, self.required = allowed, set(allowed), required
@@ -149,7 +150,7 @@ def read_records(
     *,
     required: Iterable[str] = ("email",),
     name: str = "the input",
-    fields: FieldMap | None = None,
+    fields: RecordNames | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for every row, streaming. A header (CSV) or object (JSON)
     with unknown columns is a UsageError; a row that cannot be read at all becomes a record
@@ -157,7 +158,7 @@ def read_records(
     columns (dbtool.transfer.mapping). Open files with errors="surrogateescape": invalid
     UTF-8 is then a row error, not the end of the import."""
     allowed = tuple(allowed)
-    names: FieldMap | _Names = fields if fields is not None else _Names(allowed, tuple(required))
+    names: RecordNames | _Names = fields if fields is not None else _Names(allowed, tuple(required))
     if fmt is Format.CSV:
         yield from _read_csv(_bounded_lines(stream, name), names, tuple(required))
     elif fmt is Format.JSONL:
@@ -167,7 +168,7 @@ def read_records(
 
 
 def _mapped(
-    names: FieldMap | _Names, record: dict[str, Any], where: str, is_header: bool
+    names: RecordNames | _Names, record: dict[str, Any], where: str, is_header: bool
 ) -> dict[str, Any]:
     if isinstance(names, _Names):
         names.check_names(list(record), where=where, is_header=is_header)
@@ -178,7 +179,7 @@ def _mapped(
 
 
 def _read_csv(
-    lines: Iterator[str], names: FieldMap | _Names, required: tuple[str, ...]
+    lines: Iterator[str], names: RecordNames | _Names, required: tuple[str, ...]
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     previous_limit = csv.field_size_limit(MAX_FIELD_CHARS)
     mapped = not isinstance(names, _Names)
@@ -261,7 +262,7 @@ def _parse_object(text: str) -> dict[str, Any] | str:
 
 
 def _read_jsonl(
-    lines: Iterator[str], names: FieldMap | _Names
+    lines: Iterator[str], names: RecordNames | _Names
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     for number, line in enumerate(lines, start=1):
         if number == 1 and line.startswith(BOM):
@@ -364,7 +365,7 @@ class _Document:
 
 
 def _read_json(
-    stream: IO[str], name: str, names: FieldMap | _Names
+    stream: IO[str], name: str, names: RecordNames | _Names
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     document = _Document(stream, name)
     document.more()
