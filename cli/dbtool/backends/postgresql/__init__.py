@@ -351,7 +351,7 @@ class PostgreSQL(Backend):
         # Transaction-scoped, so released at COMMIT/ROLLBACK (and fine behind PgBouncer);
         # then a lock timeout: behind a long transaction the DDL gives up after
         # DBTOOL_LOCK_TIMEOUT instead of waiting with every query on the table queued.
-        await conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
+        await _advisory_lock(conn, SCHEMA_LOCK_ID)
         milliseconds = max(int(settings.lock_timeout * 1000), 1)
         await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
 
@@ -373,7 +373,7 @@ class PostgreSQL(Backend):
     @contextlib.asynccontextmanager
     async def schema_lock(self, db: Database) -> AsyncIterator[None]:
         async with db.engine.connect() as conn, conn.begin():
-            await conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK_ID)))
+            await _advisory_lock(conn, SCHEMA_LOCK_ID)
             yield
 
     def drop_cascade(self, quoted_table: str) -> str | None:
@@ -382,8 +382,7 @@ class PostgreSQL(Backend):
     async def lock_for_import(self, conn: AsyncConnection, table: Table) -> None:
         # Two overlapping imports would otherwise deadlock on each other's rows, or both
         # try to insert what `--on-conflict update` should have updated.
-        key = func.hashtext(f"dbtool import {table.fullname}")
-        await conn.execute(select(func.pg_advisory_xact_lock(key)))
+        await _advisory_lock(conn, func.hashtext(f"dbtool import {table.fullname}"))
 
     # --- statements that differ ----------------------------------------------------------
 
@@ -540,6 +539,12 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 def _unique_statement_name() -> str:
     return f"__dbtool_{uuid.uuid4().hex}__"
+
+
+async def _advisory_lock(conn: AsyncConnection, key: Any) -> None:
+    """dbtool's one kind of lock: transaction-scoped, so released at COMMIT or ROLLBACK
+    (and safe behind PgBouncer in transaction mode), waiting for whoever holds it."""
+    await conn.execute(select(func.pg_advisory_xact_lock(key)))
 
 
 def _sqlstate(exc: BaseException) -> str | None:
