@@ -19,7 +19,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
 from dbtool.users import passwords
-from dbtool.users.legacy_hashes import LegacyHasher
+from dbtool.users.passwords import LegacyHasher
 from tests.helpers import (
     REQUIRE_POSTGRES,
     TEST_DB_PREFIX,

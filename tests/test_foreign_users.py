@@ -142,7 +142,7 @@ from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
-from dbtool.users.legacy_hashes import LegacyHasher
+from dbtool.users.passwords import LegacyHasher
 from tests.apps.fastapi_users_app import User
 
 class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):

@@ -34,6 +34,7 @@ from typing import Any
 
 from dbtool.errors import UsageError
 from dbtool.formats import UNUSABLE
+from dbtool.users.bounds import bcrypt_problem, outside
 
 PBKDF2_ITERATIONS = (1, 10_000_000)  # Django 5.2's default is 1,000,000: 0.2 s here
 SCRYPT_MEMORY_BYTES = 256 << 20  # 128 x n x r, per lane
@@ -49,10 +50,6 @@ _UNUSABLE = re.compile(r"![A-Za-z0-9]{0,64}")
 def is_unusable(value: str) -> bool:
     """True for a stored value that marks an account without a usable password."""
     return value.startswith(UNUSABLE)
-
-
-def _outside(value: int, bounds: tuple[int, int]) -> bool:
-    return not bounds[0] <= value <= bounds[1]
 
 
 def _b64decode(text: str) -> bytes | None:
@@ -112,15 +109,13 @@ def _libpass(handler: str) -> Callable[[str, str, re.Match[str]], bool]:
 
 def _pbkdf2_problem(match: re.Match[str]) -> str | None:
     iterations = int(match["iterations"])
-    if _outside(iterations, PBKDF2_ITERATIONS):
+    if outside(iterations, PBKDF2_ITERATIONS):
         low, high = PBKDF2_ITERATIONS
         return f"has {iterations:,} PBKDF2 iterations, outside {low:,}-{high:,}"
     return None
 
 
 def _bcrypt_sha256_problem(match: re.Match[str]) -> str | None:
-    from dbtool.users.passwords import bcrypt_problem
-
     return bcrypt_problem(match["bcrypt"])
 
 
@@ -128,7 +123,7 @@ def _scrypt_problem(match: re.Match[str]) -> str | None:
     n, r, p = int(match["n"]), int(match["r"]), int(match["p"])
     if n < 2 or n & (n - 1):
         return f"has scrypt work factor n={n}, which is not a power of two"
-    if _outside(p, SCRYPT_LANES):
+    if outside(p, SCRYPT_LANES):
         return f"has scrypt parallelism p={p}, outside {SCRYPT_LANES[0]}-{SCRYPT_LANES[1]}"
     if r < 1 or 128 * n * r > SCRYPT_MEMORY_BYTES:
         return f"needs more than {SCRYPT_MEMORY_BYTES >> 20} MiB to check (scrypt n={n}, r={r})"
@@ -163,10 +158,10 @@ def _verify_django_scrypt(password: str, stored: str, match: re.Match[str]) -> b
 
 def _firebase_problem(match: re.Match[str]) -> str | None:
     rounds, mem_cost = int(match["r"]), int(match["m"])
-    if _outside(rounds, FIREBASE_ROUNDS):
+    if outside(rounds, FIREBASE_ROUNDS):
         low, high = FIREBASE_ROUNDS
         return f"has Firebase scrypt rounds {rounds}, outside {low}-{high}"
-    if _outside(mem_cost, FIREBASE_MEM_COST) or (128 * rounds) << mem_cost > SCRYPT_MEMORY_BYTES:
+    if outside(mem_cost, FIREBASE_MEM_COST) or (128 * rounds) << mem_cost > SCRYPT_MEMORY_BYTES:
         return (
             f"needs more than {SCRYPT_MEMORY_BYTES >> 20} MiB to check "
             f"(Firebase scrypt rounds {rounds}, mem_cost {mem_cost})"
@@ -324,40 +319,6 @@ def verify(password: str, value: str) -> bool:
     return scheme.verify(password, value, match)
 
 
-class LegacyHasher:
-    """A pwdlib hasher for the foreign hashes above, so that an application's own login
-    code (fastapi-users' PasswordHelper, a plain pwdlib PasswordHash) verifies imported
-    users and replaces their hashes:
-
-        PasswordHash((Argon2Hasher(), BcryptHasher(), LegacyHasher()))
-
-    It never makes hashes, and answers False (never raises) for a hash out of bounds or an
-    unusable password, as a login path should.
-    """
-
-    @classmethod
-    def identify(cls, hash: str | bytes) -> bool:
-        text = _text(hash)
-        normal = normalize(text)
-        return is_unusable(text) or normal != text or identify(normal) is not None
-
-    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
-        raise TypeError("LegacyHasher only verifies; list another hasher first")
-
-    def verify(self, password: str | bytes, hash: str | bytes) -> bool:
-        from dbtool.users import passwords
-
-        text = normalize(_text(hash))
-        if is_unusable(text) or passwords.hash_problem(text) is not None:
-            return False
-        if identify(text) is None:  # a standard hash behind Django's prefix
-            return passwords.password_hasher().verify(password, text)
-        return verify(_text(password), text)
-
-    def check_needs_rehash(self, hash: str | bytes) -> bool:
-        return True
-
-
 # --- Firebase's project parameters ------------------------------------------------------------
 
 
@@ -452,7 +413,7 @@ def parse_firebase_config(text: str, name: str) -> FirebaseHashConfig:
         raise UsageError(f"{name}: base64_salt_separator is not base64")
     numbers: dict[str, int] = {}
     for key, bounds in (("rounds", FIREBASE_ROUNDS), ("mem_cost", FIREBASE_MEM_COST)):
-        if not values[key].isdigit() or _outside(int(values[key]), bounds):
+        if not values[key].isdigit() or outside(int(values[key]), bounds):
             raise UsageError(
                 f"{name}: {key} must be a whole number from {bounds[0]} to {bounds[1]}"
             )

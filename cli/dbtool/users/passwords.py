@@ -16,6 +16,11 @@ from typing import TYPE_CHECKING
 
 from dbtool.errors import DbtoolError, InvalidInputError
 from dbtool.users import legacy_hashes
+from dbtool.users.bounds import (
+    BCRYPT,
+    bcrypt_match_problem,
+    outside,
+)
 
 if TYPE_CHECKING:
     from pwdlib import PasswordHash
@@ -37,7 +42,7 @@ def password_hasher(scheme: str = DEFAULT_SCHEME) -> PasswordHash:
         from pwdlib.hashers.argon2 import Argon2Hasher
         from pwdlib.hashers.bcrypt import BcryptHasher
 
-        argon2, bcrypt, legacy = Argon2Hasher(), BcryptHasher(), legacy_hashes.LegacyHasher()
+        argon2, bcrypt, legacy = Argon2Hasher(), BcryptHasher(), LegacyHasher()
         _hashers.update(
             argon2=PasswordHash((argon2, bcrypt, legacy)),
             bcrypt=PasswordHash((bcrypt, argon2, legacy)),
@@ -77,9 +82,6 @@ def verify_password(
 
 # --- what a stored hash may look like -------------------------------------------------------
 
-# The bounds, documented in the README ("Password hashes"): wide enough for every common
-# default, narrow enough that one check costs at most a few seconds and 256 MiB.
-BCRYPT_COST = (4, 16)
 ARGON2_MEMORY_KIB = (8, 262_144)  # and at least 8 KiB per lane (Argon2's own minimum)
 ARGON2_TIME = (1, 16)
 ARGON2_LANES = (1, 16)
@@ -94,11 +96,6 @@ _ARGON2 = re.compile(
     r"\$(?P<salt>[A-Za-z0-9+/]+)\$(?P<digest>[A-Za-z0-9+/]+)"
 )
 _ARGON2_PARAMETERS = re.compile(r"(argon2(?:id|i|d))\$v=(\d+)\$m=(\d+),t=(\d+),p=(\d+)")
-_BCRYPT = re.compile(r"\$(?P<prefix>2[abxy])\$(?P<cost>\d{2})\$[A-Za-z0-9./]{53}")
-
-
-def _outside(value: int, bounds: tuple[int, int]) -> bool:
-    return not bounds[0] <= value <= bounds[1]
 
 
 def _argon2_problem(match: re.Match[str]) -> str | None:
@@ -121,7 +118,7 @@ def _base64_lengths(bounds: tuple[int, int]) -> frozenset[int]:
     return frozenset(
         length
         for length in range(4 * bounds[1] // 3 + 4)
-        if length % 4 != 1 and not _outside(length * 3 // 4, bounds)
+        if length % 4 != 1 and not outside(length * 3 // 4, bounds)
     )
 
 
@@ -140,32 +137,17 @@ def _argon2_parameters_problem(parameters: str) -> str | None:
     if version not in ("16", "19"):
         return f"has an unknown Argon2 version (v={version})"
     memory, time, lanes = int(m), int(t), int(p)
-    if _outside(lanes, ARGON2_LANES):
+    if outside(lanes, ARGON2_LANES):
         return f"has Argon2 parallelism p={lanes}, outside {ARGON2_LANES[0]}-{ARGON2_LANES[1]}"
-    if _outside(time, ARGON2_TIME):
+    if outside(time, ARGON2_TIME):
         return f"has Argon2 time cost t={time}, outside {ARGON2_TIME[0]}-{ARGON2_TIME[1]}"
-    if _outside(memory, ARGON2_MEMORY_KIB) or memory < 8 * lanes:
+    if outside(memory, ARGON2_MEMORY_KIB) or memory < 8 * lanes:
         return f"has Argon2 memory m={memory} KiB, outside {8 * lanes}-{ARGON2_MEMORY_KIB[1]} KiB"
     if memory * time > ARGON2_WORK_KIB:
         return (
             f"costs too much to check (Argon2 m x t = {memory * time} KiB, more than "
             f"{ARGON2_WORK_KIB})"
         )
-    return None
-
-
-def bcrypt_problem(value: str) -> str | None:
-    """Why a complete bcrypt hash cannot be verified, or None."""
-    match = _BCRYPT.fullmatch(value)
-    return "is not a complete bcrypt hash" if match is None else _bcrypt_problem(match)
-
-
-def _bcrypt_problem(match: re.Match[str]) -> str | None:
-    if match["prefix"] == "2x":
-        return "is a $2x$ bcrypt hash (from a buggy implementation), which cannot be verified"
-    cost = int(match["cost"])
-    if _outside(cost, BCRYPT_COST):
-        return f"has bcrypt cost {cost}, outside {BCRYPT_COST[0]}-{BCRYPT_COST[1]}"
     return None
 
 
@@ -181,8 +163,8 @@ def normalized_hash_problem(value: str) -> str | None:
     """hash_problem of a hash already through normalize_hash (an import's every row)."""
     if (match := _ARGON2.fullmatch(value)) is not None:
         return _argon2_problem(match)
-    if (match := _BCRYPT.fullmatch(value)) is not None:
-        return _bcrypt_problem(match)
+    if (match := BCRYPT.fullmatch(value)) is not None:
+        return bcrypt_match_problem(match)
     if value.startswith("$2") or value.startswith("$argon2"):
         return "is not a complete Argon2 or bcrypt hash"
     return legacy_hashes.problem(value)
@@ -205,7 +187,7 @@ def describe_hash(value: str | None) -> str:
     assert value is not None
     if (match := _ARGON2.fullmatch(value)) is not None:
         return match["variant"].capitalize()
-    if _BCRYPT.fullmatch(value):
+    if BCRYPT.fullmatch(value):
         return "bcrypt"
     name = legacy_hashes.describe(value)
     return f"{name} (replaced at the next successful check)" if name else "unknown"
@@ -261,3 +243,43 @@ def check_policy(
     )
     if problem is not None:
         raise InvalidInputError(problem)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class LegacyHasher:
+    """A pwdlib hasher for the foreign hashes above, so that an application's own login
+    code (fastapi-users' PasswordHelper, a plain pwdlib PasswordHash) verifies imported
+    users (the schemes of `legacy_hashes`) and replaces their hashes:
+
+        PasswordHash((Argon2Hasher(), BcryptHasher(), LegacyHasher()))
+
+    It never makes hashes, and answers False (never raises) for a hash out of bounds or an
+    unusable password, as a login path should.
+    """
+
+    @classmethod
+    def identify(cls, hash: str | bytes) -> bool:
+        text = _text(hash)
+        normal = legacy_hashes.normalize(text)
+        return (
+            legacy_hashes.is_unusable(text)
+            or normal != text
+            or legacy_hashes.identify(normal) is not None
+        )
+
+    def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+        raise TypeError("LegacyHasher only verifies; list another hasher first")
+
+    def verify(self, password: str | bytes, hash: str | bytes) -> bool:
+        text = legacy_hashes.normalize(_text(hash))
+        if legacy_hashes.is_unusable(text) or hash_problem(text) is not None:
+            return False
+        if legacy_hashes.identify(text) is None:  # a standard hash behind Django's prefix
+            return password_hasher().verify(password, text)
+        return legacy_hashes.verify(_text(password), text)
+
+    def check_needs_rehash(self, hash: str | bytes) -> bool:
+        return True

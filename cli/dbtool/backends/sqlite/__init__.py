@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dbtool.backends.base import READONLY, Backend, ExportJob, driver_sql
+from dbtool.backends.sqlite.files import database_file, in_memory, sqlite_error
 from dbtool.errors import DatabaseUnavailableError
 from dbtool.models.user_model import python_type
 
@@ -61,10 +62,7 @@ class SQLite(Backend):
         return [url.database or ":memory:"]
 
     def database_file(self, url: URL) -> Path | None:
-        """The file behind the URL, or None for in-memory and URI-style databases."""
-        if _in_memory(url) or "uri" in url.query:
-            return None
-        return Path(url.database or "")
+        return database_file(url)
 
     def database_files(self, url: URL) -> dict[str, Path]:
         database = self.database_file(url)
@@ -103,7 +101,7 @@ class SQLite(Backend):
 
     def engine_options(self, settings: Settings) -> tuple[URL, dict[str, Any]]:
         options: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT}}
-        if not _in_memory(settings.url):
+        if not in_memory(settings.url):
             # A file's connections are pooled with the pool settings, as SQLAlchemy does
             # from 2.0.38 on; named here so that older releases (NullPool) behave the same.
             from sqlalchemy.pool import AsyncAdaptedQueuePool
@@ -332,14 +330,3 @@ class SQLite(Backend):
 
     def is_missing_column(self, cause: BaseException) -> bool:
         return str(cause).startswith("no such column")
-
-
-def _in_memory(url: URL) -> bool:
-    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-
-
-def sqlite_error(statement: str, exc: Exception) -> Exception:
-    """An error of Python's sqlite3 module, raised where SQLAlchemy is bypassed, as the
-    SQLAlchemy error it would have raised (IntegrityError, OperationalError, ...), so that
-    it is reported as any other; parameters hidden."""
-    return DBAPIError.instance(statement, None, exc, sqlite3.Error, hide_parameters=True)

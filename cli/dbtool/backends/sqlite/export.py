@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dbtool.backends.base import READONLY, ExportJob, driver_sql
 from dbtool.backends.rendering import ArrayWriter, cat, json_line
-from dbtool.backends.sqlite import SQLite, sqlite_error
+from dbtool.backends.sqlite.files import database_file, sqlite_error
 from dbtool.formats import Format
 from dbtool.models.user_model import UserModel, keeps_time_zone, python_type
 
@@ -40,7 +40,7 @@ _MAX_PRINTF_ARGUMENTS = 100  # SQLite's limit: 127
 
 
 def _file(conn: AsyncConnection) -> Any:
-    return SQLite().database_file(conn.engine.url)
+    return database_file(conn.engine.url)
 
 
 async def export(job: ExportJob) -> int | None:
