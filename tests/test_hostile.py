@@ -210,6 +210,65 @@ def test_rejects_file_cannot_be_the_input_or_the_database(
     assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(0,)]
 
 
+# Every spelling of one SQLite file: (URL of the file at PATH, relative to the current
+# directory where it says so).
+SQLITE_URL_FORMS = {
+    "path": "sqlite+aiosqlite:///{path}",
+    "relative path": "sqlite+aiosqlite:///{relative}",
+    "file: URI": "sqlite+aiosqlite:///file:{path}?uri=true",
+    "file:/// URI": "sqlite+aiosqlite:///file://{path}?uri=true",
+    "URI with a mode": "sqlite+aiosqlite:///file:{relative}?mode=rwc&uri=true",
+    "symlink": "sqlite+aiosqlite:///{link}",
+}
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("form", sorted(SQLITE_URL_FORMS))
+def test_the_sqlite_database_is_never_an_output_whatever_the_url_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """One rule for "is this path the database?", from the file any SQLite URL resolves
+    to: an export or a rejects file onto it is refused (exit 2) and it stays as it was."""
+    monkeypatch.chdir(tmp_path)
+    database = tmp_path / "t.db"
+    (tmp_path / "link.db").symlink_to(database)
+    url = SQLITE_URL_FORMS[form].format(path=database, relative="t.db", link=tmp_path / "link.db")
+    dbtool = Dbtool(url)
+    assert dbtool("init").exit_code == 0
+    assert (
+        dbtool("users", "add", "ada@example.com", env={"DBTOOL_USER_PASSWORD": PASSWORD}).exit_code
+        == 0
+    )
+    before = database.read_bytes()
+    source = tmp_path / "in.csv"
+    source.write_text("email,password\nbad,short\n")
+    for target in (database, Path(f"{database}-wal"), tmp_path / "link.db", Path("t.db")):
+        export = dbtool("users", "export", "-o", str(target))
+        assert_clean_error(export, 2, "-o", "SQLite database")
+        rejects = dbtool("users", "import", str(source), "--skip-invalid", "--rejects", str(target))
+        assert_clean_error(rejects, 2, "--rejects", "SQLite database")
+    assert database.read_bytes() == before
+    assert run_sql(f"sqlite+aiosqlite:///{database}", "SELECT email FROM users") == [
+        ("ada@example.com",)
+    ]
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("form", sorted(SQLITE_URL_FORMS))
+def test_only_init_creates_the_sqlite_file_whatever_the_url_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    database = tmp_path / "t.db"
+    (tmp_path / "link.db").symlink_to(database)
+    url = SQLITE_URL_FORMS[form].format(path=database, relative="t.db", link=tmp_path / "link.db")
+    for command in (["info"], ["ping"], ["users", "list"], ["check"]):
+        result = Dbtool(url)(*command)
+        assert_clean_error(result, 3, "does not exist", "dbtool init")
+        assert not database.exists(), command
+    assert Dbtool(url)("init").exit_code == 0 and database.is_file()
+
+
 @pytest.mark.parametrize("blank", ["", "   "])
 def test_a_blank_url_option_is_an_error_not_another_database(tmp_path: Path, blank: str) -> None:
     from tests.test_config import run

@@ -68,9 +68,12 @@ class SQLite(Backend):
         database = self.database_file(url)
         if database is None:
             return {}
+        # SQLite follows a symlink to the file and keeps its -wal, -shm and -journal files
+        # beside the real one.
+        real = database.resolve()
         files = {"the SQLite database in use": database}
         for suffix in ("-wal", "-shm", "-journal"):
-            files[f"the SQLite database's {suffix} file"] = Path(f"{database}{suffix}")
+            files[f"the SQLite database's {suffix} file"] = Path(f"{real}{suffix}")
         return files
 
     def database_label(self, url: URL) -> str:

@@ -5,20 +5,52 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from urllib.parse import unquote
 
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 
+def _is_uri(url: URL) -> bool:
+    """Whether SQLite reads the database part as a `file:` URI (SQLAlchemy's `?uri=true`)."""
+    return str(url.query.get("uri", "")).strip().lower() in ("true", "1", "yes", "on")
+
+
+def _uri_path(database: str) -> str | None:
+    """The path of a `file:` URI as SQLite resolves it (`file:t.db`, `file:/abs/t.db`,
+    `file:///abs/t.db`, `file://localhost/abs/t.db`, percent escapes decoded); None for a
+    URI naming no file (`file::memory:`) or another host's."""
+    if not database.startswith("file:"):
+        return database
+    rest = database[len("file:") :].split("?", 1)[0].split("#", 1)[0]
+    if rest.startswith("//"):
+        authority, _, rest = rest[2:].partition("/")
+        if authority not in ("", "localhost"):
+            return None
+        rest = "/" + rest
+    path = unquote(rest)
+    return None if path in ("", ":memory:") else path
+
+
 def in_memory(url: URL) -> bool:
-    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+    """A database that lives in this process only (no file)."""
+    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+        return True
+    if url.query.get("vfs") == "memdb":
+        return True
+    return _is_uri(url) and _uri_path(url.database or "") is None
 
 
 def database_file(url: URL) -> Path | None:
-    """The file behind the URL, or None for in-memory and URI-style databases."""
-    if in_memory(url) or "uri" in url.query:
+    """The file behind the URL, whatever its form (a path, relative or not, or a `file:`
+    URI with `?uri=true`), or None for an in-memory database. The one rule for "is this
+    path the database?": every file dbtool writes is compared with this one (resolved,
+    so a symlink or a relative spelling of it is still it)."""
+    if in_memory(url):
         return None
-    return Path(url.database or "")
+    database = url.database or ""
+    path = _uri_path(database) if _is_uri(url) else database
+    return None if path is None else Path(path)
 
 
 def sqlite_error(statement: str, exc: Exception) -> Exception:
