@@ -758,3 +758,25 @@ def test_the_readme_tally_counts_these_cases() -> None:
     )
     reliability = (Path(__file__).parents[1] / "docs" / "reliability.md").read_text()
     assert f"**Bad inputs covered by tests: {total}**" in reliability
+
+
+@pytest.mark.sqlite
+def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """It holds password hashes: mode 0600 whatever the umask, and SQLite gives its -wal and
+    -shm files the same mode."""
+    import sqlite3
+
+    database = tmp_path / "private.db"
+    previous = os.umask(0o022)
+    try:
+        assert Dbtool(f"sqlite:///{database}")("init").exit_code == 0
+    finally:
+        os.umask(previous)
+    with sqlite3.connect(database) as conn:  # a writer in WAL mode: -wal and -shm exist
+        conn.execute("DELETE FROM users")
+        modes = {
+            path.name: stat.S_IMODE(path.stat().st_mode)
+            for path in tmp_path.iterdir()
+            if path.name.startswith("private.db")
+        }
+    assert modes == {"private.db": 0o600, "private.db-wal": 0o600, "private.db-shm": 0o600}

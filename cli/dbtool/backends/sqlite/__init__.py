@@ -25,7 +25,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from dbtool.backends.base import READONLY, Backend, ExportJob, driver_sql
-from dbtool.backends.sqlite.files import database_file, in_memory, sqlite_error
+from dbtool.backends.sqlite.files import (
+    create_private_file,
+    database_file,
+    in_memory,
+    sqlite_error,
+)
 from dbtool.errors import DatabaseUnavailableError
 from dbtool.models.user_model import python_type
 
@@ -137,6 +142,15 @@ class SQLite(Backend):
         def _begin(conn: Any) -> None:
             readonly = conn.get_execution_options().get(READONLY, False)
             conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+        database = database_file(engine.url)
+
+        @event.listens_for(engine.sync_engine, "do_connect")
+        def _private(*_: Any) -> None:
+            # A new database file holds password hashes: readable by its owner only. SQLite
+            # gives its -wal, -shm and -journal files the database file's mode.
+            if database is not None and not database.exists():
+                create_private_file(database)
 
     async def create_database(
         self,

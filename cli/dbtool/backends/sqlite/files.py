@@ -3,6 +3,8 @@ backend and its export."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 from urllib.parse import unquote
@@ -51,6 +53,12 @@ def database_file(url: URL) -> Path | None:
     database = url.database or ""
     path = _uri_path(database) if _is_uri(url) else database
     return None if path is None else Path(path)
+
+
+def create_private_file(path: Path) -> None:
+    """An empty database file (a valid SQLite database) with mode 0600, unless it exists."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def sqlite_error(statement: str, exc: Exception) -> Exception:
