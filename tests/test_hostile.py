@@ -780,3 +780,43 @@ def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> 
             if path.name.startswith("private.db")
         }
     assert modes == {"private.db": 0o600, "private.db-wal": 0o600, "private.db-shm": 0o600}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("DBTOOL_LOCK_TIMEOUT", "1e12", "at most 2147483"),
+        ("DBTOOL_LOCK_TIMEOUT", "0", "above 0"),
+        ("DATABASE_URL", "sqlite:///a.db\nsqlite:///b.db", "line break"),
+        ("DATABASE_URL", "sqlite:///a\tb.db", "line break or a tab"),
+    ],
+)
+def test_a_bad_setting_is_refused_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, fragment: str
+) -> None:
+    """A setting's error is exit 2 when the settings are read (config included), in one
+    line, before anything connects or runs."""
+    monkeypatch.chdir(tmp_path)
+    from tests.test_config import run
+
+    for command in (["config"], ["init"]):
+        result = run(*command, env={name: value})
+        assert_clean_error(result, 2, name, fragment)
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_error_is_one_line_of_bounded_length_and_whole_with_debug(
+    initialised: Dbtool, tmp_path: Path
+) -> None:
+    """10,000 unknown columns: one line of about 300 characters saying what was left out;
+    --debug shows every name."""
+    names = [f"extra{number}" for number in range(10_000)]
+    source = tmp_path / "wide.csv"
+    source.write_text(
+        "email," + ",".join(names) + "\nada@example.com," + ",".join("1" * 10_000) + "\n"
+    )
+    line = assert_clean_error(initialised("users", "import", str(source)), 2, "unknown column")
+    assert len(line) < 400 and "more characters; --debug shows them" in line
+    whole = initialised("--debug", "users", "import", str(source))
+    assert whole.exit_code == 2 and all(name in whole.stderr for name in names[:100])
+    assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(0,)]

@@ -145,7 +145,14 @@ SETTING_SPECS: tuple[_Spec, ...] = (
         "between 1 and 4096",
     ),
     _Spec("password_hash", "DBTOOL_PASSWORD_HASH", _parse_scheme),
-    _Spec("lock_timeout", "DBTOOL_LOCK_TIMEOUT", parse_seconds, lambda v: v > 0, "above 0"),
+    # PostgreSQL's lock_timeout holds milliseconds in an int: at most 2,147,483 s (24 days).
+    _Spec(
+        "lock_timeout",
+        "DBTOOL_LOCK_TIMEOUT",
+        parse_seconds,
+        lambda v: 0 < v <= 2_147_483,
+        "above 0 and at most 2147483 (24 days)",
+    ),
     _Spec("pgbouncer", "DBTOOL_PGBOUNCER", _parse_bool),
     _Spec("pgbouncer_admin_url", "DBTOOL_PGBOUNCER_ADMIN_URL", _parse_text),
     _Spec("alembic_config", "DBTOOL_ALEMBIC_CONFIG", _parse_text),
@@ -265,6 +272,10 @@ def _text(name: str, value: str, source: str) -> str:
         raise ConfigError(f"{name} (from {source}) is not valid UTF-8") from None
     if "\x00" in value:
         raise ConfigError(f"{name} (from {source}) contains a NUL character")
+    # Surrounding white space is trimmed where a setting is read; inside, a line break or
+    # a tab is a copy-and-paste accident, never part of a URL or a name.
+    if any(character in value.strip() for character in "\n\r\t\x0b\x0c"):
+        raise ConfigError(f"{name} (from {source}) contains a line break or a tab")
     return value
 
 

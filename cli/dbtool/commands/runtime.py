@@ -200,12 +200,26 @@ class Command:
             import traceback
 
             traceback.print_exception(exc, file=sys.stderr)
-        code = report_error(exc, self._settings)
+        code = report_error(exc, self._settings, whole=self.state.debug)
         raise typer.Exit(code) from None
 
 
-def report_error(exc: BaseException, settings: Settings | None) -> int:
-    """Print `exc` as one line on stderr; return the exit code."""
+# An error is one line of at most about this many characters; --debug shows all of it.
+ERROR_LENGTH = 300
+
+
+def one_line(message: str, *, whole: bool = False) -> str:
+    """`message` as one line (line breaks from data or the driver folded), cut to about
+    ERROR_LENGTH characters unless `whole`, saying how much was left out."""
+    line = " ".join(message.split())
+    if whole or len(line) <= ERROR_LENGTH:
+        return line
+    cut = line[:ERROR_LENGTH].rsplit(" ", 1)[0]
+    return f"{cut} … ({len(line) - len(cut):,} more characters; --debug shows them)"
+
+
+def report_error(exc: BaseException, settings: Settings | None, *, whole: bool = False) -> int:
+    """Print `exc` as one line on stderr (all of it with `whole`); return the exit code."""
     import asyncio
 
     from dbtool.render import console as output
@@ -223,9 +237,11 @@ def report_error(exc: BaseException, settings: Settings | None) -> int:
 
         exc = translate_error(exc, settings) or exc
     if isinstance(exc, DbtoolError):
-        output.error(exc.message)
+        output.error(one_line(exc.message, whole=whole))
         return int(exc.exit_code)
-    output.error(f"{describe_unexpected(exc)} (run with --debug for details)")
+    output.error(
+        one_line(f"{describe_unexpected(exc)} (run with --debug for details)", whole=whole)
+    )
     return int(ExitCode.FAILED)
 
 
