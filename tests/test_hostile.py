@@ -820,3 +820,23 @@ def test_an_error_is_one_line_of_bounded_length_and_whole_with_debug(
     whole = initialised("--debug", "users", "import", str(source))
     assert whole.exit_code == 2 and all(name in whole.stderr for name in names[:100])
     assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(0,)]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "DATABASE_URL=postgresql://app:Hunter2Secret@db/app\nOTHER=1\n",  # a .env given by mistake
+        "[alembic]\nscript_location = Hunter2Secret\n[x\n",  # unparsable past its first line
+        "[alembic]\nscript_location = %(Hunter2Secret)s\n",  # a broken interpolation
+    ],
+)
+def test_errors_quote_no_file_content(
+    dbtool: Dbtool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str
+) -> None:
+    """A file that is not the Alembic project it is named as: the error names the file
+    (and the line), never what it holds."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "prod.env").write_text(content)
+    result = dbtool("init", env={"DBTOOL_ALEMBIC_CONFIG": "prod.env"})
+    line = assert_clean_error(result, 2, "prod.env", "cannot be read")
+    assert "Hunter2Secret" not in result.output and "DATABASE_URL=" not in line

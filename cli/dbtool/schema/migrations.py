@@ -87,7 +87,27 @@ def _script(path: Path, settings: Settings) -> Any:
     try:
         return ScriptDirectory.from_config(alembic_config(path, settings))
     except Exception as exc:  # a broken project: missing script_location, bad revision file
-        raise ConfigError(f"the Alembic project {path} cannot be read: {exc}") from None
+        raise ConfigError(
+            f"the Alembic project {path} cannot be read: {_without_content(exc)}"
+        ) from None
+
+
+def _without_content(exc: Exception) -> str:
+    """Why an Alembic project cannot be read, naming lines but quoting none of the file:
+    the file may be anything (a .env with passwords, given by mistake)."""
+    import configparser
+
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"not an ini file (line {exc.lineno} comes before any [section] header)"
+    if isinstance(exc, configparser.ParsingError):
+        lines = ", ".join(str(number) for number, _ in exc.errors[:5])
+        return f"not an ini file (line {lines} cannot be parsed)"
+    if isinstance(exc, configparser.Error):
+        section = getattr(exc, "section", None)
+        where = f" in section [{section}]" if section else ""
+        return f"{type(exc).__name__}{where} of the ini file"
+    message = str(exc).strip().splitlines()
+    return message[0] if message else type(exc).__name__
 
 
 async def state(db: Database, path: Path) -> AlembicState:
