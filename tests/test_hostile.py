@@ -840,3 +840,28 @@ def test_errors_quote_no_file_content(
     result = dbtool("init", env={"DBTOOL_ALEMBIC_CONFIG": "prod.env"})
     line = assert_clean_error(result, 2, "prod.env", "cannot be read")
     assert "Hunter2Secret" not in result.output and "DATABASE_URL=" not in line
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ("password=email", "email and password roles of User are both column email"),
+        ("superuser=is_active", "active and superuser roles"),
+        ("email=email,email=username", "the email role is given more than once"),
+        ("username=email", "email and username roles"),
+    ],
+)
+def test_a_field_map_gives_each_role_its_own_column(
+    initialised: Dbtool, fields: str, fragment: str
+) -> None:
+    """Validated as a whole, before anything is read or written: two roles on one column
+    would show hashes as emails, or store a superuser flag in is_active."""
+    initialised("users", "add", "ada@example.com", env={"DBTOOL_USER_PASSWORD": PASSWORD})
+    for command in (["users", "list"], ["users", "add", "bob@example.com", "--superuser"]):
+        result = initialised(*command, env={"DBTOOL_USER_FIELDS": fields,
+                                            "DBTOOL_USER_PASSWORD": PASSWORD})  # fmt: skip
+        line = assert_clean_error(result, 2, "DBTOOL_USER_FIELDS", fragment)
+        assert "$argon2" not in result.output and "$argon2" not in line
+    assert run_sql(initialised.url, "SELECT email, is_superuser FROM users") == [
+        ("ada@example.com", False)
+    ]

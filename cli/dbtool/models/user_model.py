@@ -390,6 +390,7 @@ class UserModel:
                     f"the user model {label} has no {role} column (looked for {names}); "
                     f"name it with {USER_FIELDS_ENV}, e.g. {role}=my_column"
                 )
+        _refuse_shared_columns(label, roles)
         id_column = primary[0]
         filled = {column for column in roles.values() if column is not None}
         generate_id = _generated_here(id_column)
@@ -409,6 +410,21 @@ class UserModel:
             generate_id=generate_id,
             **roles,  # type: ignore[arg-type]
         )
+
+
+def _refuse_shared_columns(label: str, roles: dict[str, Column[Any] | None]) -> None:
+    """Each role its own column: `password=email` would show every hash as an email, and
+    `superuser=is_active` make an active user of every superuser."""
+    by_column: dict[str, list[str]] = {}
+    for role, column in roles.items():
+        if column is not None:
+            by_column.setdefault(column.key, []).append(role)
+    for column_name, shared in by_column.items():
+        if len(shared) > 1:
+            raise ConfigError(
+                f"{USER_FIELDS_ENV}: the {' and '.join(shared)} roles of {label} are both "
+                f"column {column_name}; each role needs a column of its own"
+            )
 
 
 def _resolve_column(
@@ -467,6 +483,8 @@ def parse_fields(raw: str | None) -> dict[str, str | None]:
             )
         if role in REQUIRED_ROLES and not column.strip():
             raise ConfigError(f"{USER_FIELDS_ENV}: the {role} column cannot be left out")
+        if role in overrides:
+            raise ConfigError(f"{USER_FIELDS_ENV}: the {role} role is given more than once")
         overrides[role] = column.strip() or None
     return overrides
 
