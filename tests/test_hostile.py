@@ -865,3 +865,29 @@ def test_a_field_map_gives_each_role_its_own_column(
     assert run_sql(initialised.url, "SELECT email, is_superuser FROM users") == [
         ("ada@example.com", False)
     ]
+
+
+# A window-title change (OSC), clear-screen (CSI) and a colour, as an application's data.
+HOSTILE_NAME = "ada\x1b]0;pwned\x07\x1b[2J\x1b[31mred\x9b"
+
+
+@pytest.mark.parametrize("command", [["users", "list"], ["users", "show", "ada@example.com"]])
+def test_control_characters_in_data_are_shown_not_obeyed_on_a_terminal(
+    initialised: Dbtool, command: list[str]
+) -> None:
+    """On a terminal every control character of a value is escaped (markup already is
+    shown as typed); piped, the bytes are written as they are, for scripts."""
+    from tests.helpers import Terminal
+
+    assert initialised("users", "add", "ada@example.com",
+                       env={"DBTOOL_USER_PASSWORD": PASSWORD}).exit_code == 0  # fmt: skip
+    run_sql(initialised.url, "UPDATE users SET username = :name", {"name": HOSTILE_NAME})
+    terminal = Terminal("--url", initialised.url, *command)
+    assert terminal.wait() == 0, terminal.transcript
+    for raw in ("\x1b]0;", "\x1b[2J", "\x1b[31m", "\x07", "\x9b"):
+        assert raw not in terminal.transcript, (raw, terminal.transcript)
+    assert "ada\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mred\\x9b" in terminal.transcript.replace(
+        "\r\n", "\n"
+    )
+    piped = initialised(*command)
+    assert HOSTILE_NAME in piped.stdout

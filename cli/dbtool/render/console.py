@@ -79,6 +79,22 @@ def printable(message: str) -> str:
 # Control characters Rich's Text leaves out (BEL, BS, VT, FF, CR).
 _RICH_STRIPS = dict.fromkeys((7, 8, 11, 12, 13))
 
+# C0 and C1 control characters and DEL, as a terminal is shown them: escaped, so that data
+# (a user's name holding a window-title or clear-screen sequence) is seen, never obeyed.
+_ESCAPES = {
+    code: {9: "\\t", 10: "\\n", 13: "\\r"}.get(code, f"\\x{code:02x}")
+    for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))
+}
+
+
+_ESCAPES_BUT_LINES = {code: escape for code, escape in _ESCAPES.items() if code != 10}
+
+
+def visible(text: str, *, lines: bool = False) -> str:
+    """`text` for a terminal: every control character escaped (line breaks kept with
+    `lines`). Piped output is written as it is."""
+    return text.translate(_ESCAPES_BUT_LINES if lines else _ESCAPES)
+
 
 def _message(prefix: str, style: str, message: str) -> None:
     if not stderr_is_terminal():  # what Rich prints there: the plain line
@@ -88,7 +104,7 @@ def _message(prefix: str, style: str, message: str) -> None:
         return
     from rich.text import Text
 
-    err_console().print(Text.assemble((prefix, style), printable(message)))
+    err_console().print(Text.assemble((prefix, style), visible(printable(message), lines=True)))
 
 
 def _fits_unwrapped(message: str) -> bool:
@@ -162,6 +178,11 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def terminal_cell(value: Any) -> str:
+    """A cell as a terminal shows it: control characters in the data escaped."""
+    return visible(cell(value))
+
+
 def print_table(
     columns: Sequence[str],
     rows: Iterable[Sequence[Any]],
@@ -186,7 +207,7 @@ def print_table(
     # The narrowest the table can be: the kept columns whole, the others folded to 8.
     folded = [
         [
-            value if name in keep else cell(value)[:8]
+            value if name in keep else terminal_cell(value)[:8]
             for name, value in zip(columns, row, strict=True)
         ]
         for row in table_rows
@@ -216,7 +237,7 @@ def _table(
     for name in shown:
         table.add_column(name, no_wrap=name in keep, overflow="fold")
     for row in rows:
-        table.add_row(*(Text(cell(row[position])) for position in positions))
+        table.add_row(*(Text(terminal_cell(row[position])) for position in positions))
     return table
 
 
@@ -228,7 +249,7 @@ def _print_blocks(columns: Sequence[str], rows: list[list[Any]]) -> None:
 
     console = out_console()
     name_width = max(map(len, columns), default=0)
-    value_width = max((len(cell(value)) for row in rows for value in row), default=0)
+    value_width = max((len(terminal_cell(value)) for row in rows for value in row), default=0)
     stacked = name_width + 2 + value_width > console.width
     for number, row in enumerate(rows):
         if number:
@@ -236,13 +257,13 @@ def _print_blocks(columns: Sequence[str], rows: list[list[Any]]) -> None:
         if stacked:
             for name, value in zip(columns, row, strict=True):
                 console.print(Text(name, style="bold"))
-                console.print(Text("  " + cell(value), overflow="fold"))
+                console.print(Text("  " + terminal_cell(value), overflow="fold"))
             continue
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column(overflow="fold")
         for name, value in zip(columns, row, strict=True):
-            grid.add_row(name, Text(cell(value)))
+            grid.add_row(name, Text(terminal_cell(value)))
         console.print(grid)
 
 
@@ -275,7 +296,7 @@ def print_pairs(rows: Iterable[tuple[str, Any]]) -> None:
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column(overflow="fold")
     for name, value in rows:
-        grid.add_row(name, Text(cell(value)))
+        grid.add_row(name, Text(terminal_cell(value)))
     console.print(grid)
 
 
