@@ -891,3 +891,36 @@ def test_control_characters_in_data_are_shown_not_obeyed_on_a_terminal(
     )
     piped = initialised(*command)
     assert HOSTILE_NAME in piped.stdout
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_pipe_is_read_once_even_with_a_progress_bar(
+    initialised: Dbtool, tmp_path: Path, fmt: str
+) -> None:
+    """On a terminal the progress bar counts a regular file's lines first; a FIFO (as a
+    pipe or a process substitution) can be read only once, so it is not counted: every
+    row is imported, and a writer that has finished does not leave the import waiting."""
+    import threading
+
+    from tests.helpers import Terminal
+
+    rows = [f"pipe{number}@example.com" for number in range(3)]
+    if fmt == "csv":
+        content = "email,hashed_password\n" + "".join(f'{email},"{GOOD}"\n' for email in rows)
+    else:
+        content = "".join(json.dumps({"email": e, "hashed_password": GOOD}) + "\n" for e in rows)
+    fifo = tmp_path / "users.pipe"
+    os.mkfifo(fifo)
+
+    def write() -> None:
+        with fifo.open("w") as stream:  # blocks until the import opens it
+            stream.write(content)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    terminal = Terminal("--url", initialised.url, "users", "import", str(fifo), "--format", fmt)
+    assert terminal.wait(timeout=60) == 0, terminal.transcript
+    writer.join(timeout=10)
+    assert "Imported 3" in terminal.transcript
+    found = run_sql(initialised.url, "SELECT email FROM users ORDER BY email")
+    assert [email for (email,) in found] == rows

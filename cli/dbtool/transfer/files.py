@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -17,11 +18,18 @@ from dbtool.formats import Format
 
 
 def count_lines(path: str) -> int | None:
-    """Rows in a regular file (for the progress bar's total and ETA); None for stdin."""
+    """Rows in a regular file (for the progress bar's total and ETA); None for anything
+    that can be read only once (stdin, a pipe, a FIFO, `/dev/stdin`, a process
+    substitution): counting would consume what the import is to read."""
     if path == "-":
         return None
-    with open(path, "rb") as stream:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as stream:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: stream.read(1 << 20), b""))
+    except OSError:
+        return None  # the import itself says why it cannot read it
 
 
 @contextmanager
