@@ -924,3 +924,40 @@ def test_a_pipe_is_read_once_even_with_a_progress_bar(
     assert "Imported 3" in terminal.transcript
     found = run_sql(initialised.url, "SELECT email FROM users ORDER BY email")
     assert [email for (email,) in found] == rows
+
+
+def test_rejects_is_opened_only_for_the_first_rejected_row(
+    initialised: Dbtool, tmp_path: Path
+) -> None:
+    """An import that stops at the header (an unknown column) leaves an existing rejects
+    file as it was; one with a rejected row replaces it, readable by its owner only."""
+    rejects = tmp_path / "rejects.csv"
+    rejects.write_text("yesterday's rejects\n")
+    source = tmp_path / "in.csv"
+    source.write_text(f'email,hashed_password,nickname\nada@example.com,"{GOOD}",ada\n')
+    stopped = initialised("users", "import", str(source), "--rejects", str(rejects))
+    assert_clean_error(stopped, 2, "unknown column")
+    assert rejects.read_text() == "yesterday's rejects\n"
+    source.write_text(f'email,hashed_password\nada@example.com,"{GOOD}"\nnot-an-email,"{GOOD}"\n')
+    written = initialised(
+        "users", "import", str(source), "--skip-invalid", "--rejects", str(rejects)
+    )
+    assert written.exit_code == 0, written.output
+    header, rejected = rejects.read_text().splitlines()
+    assert header.startswith("line,reason,") and rejected.startswith("3,")
+    assert stat.S_IMODE(rejects.stat().st_mode) == 0o600
+
+
+def test_an_unfinished_export_is_a_visible_partial_file(tmp_path: Path) -> None:
+    """The export writes beside its target under a name `ls` shows, mode 0600, and renames
+    it only when complete: what a SIGKILL leaves behind is seen, never hidden."""
+    from dbtool.transfer.files import replace_when_done
+
+    target = tmp_path / "users.csv"
+    with replace_when_done(target) as stream:
+        stream.write("email\n")
+        (partial,) = tmp_path.iterdir()
+        assert partial.name.startswith("users.csv.partial-") and not target.exists()
+        assert stat.S_IMODE(partial.stat().st_mode) == 0o600
+    assert [path.name for path in tmp_path.iterdir()] == ["users.csv"]
+    assert target.read_text() == "email\n"

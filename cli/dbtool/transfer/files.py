@@ -9,7 +9,7 @@ import os
 import stat
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -111,7 +111,9 @@ def private_file(path: Path) -> IO[str]:
 def rejects_writer(
     path: Path | None, fmt: Format, fields: tuple[str, ...]
 ) -> Iterator[Callable[[Any], None] | None]:
-    """Write rejected rows (line, reason, then the row, plain passwords redacted)."""
+    """Write rejected rows (line, reason, then the row, plain passwords redacted). The file
+    is opened (and an existing one replaced) only when the first rejected row comes: an
+    import that stops before any, at the header say, leaves it as it was."""
     if path is None:
         yield None
         return
@@ -119,13 +121,20 @@ def rejects_writer(
     import json
 
     plain = fields[-1]  # import_fields ends with the plain-password column
-    with private_file(path) as opened:
-        stream = GuardedStream(opened, str(path))
-        writer = csv.writer(stream, lineterminator="\n") if fmt is Format.CSV else None
-        if writer is not None:
-            writer.writerow(["line", "reason", *fields])
+    with ExitStack() as stack:
+        opened: list[tuple[GuardedStream, Any]] = []
+
+        def target() -> tuple[GuardedStream, Any]:
+            if not opened:
+                stream = stack.enter_context(written(private_file(path), str(path)))
+                writer = csv.writer(stream, lineterminator="\n") if fmt is Format.CSV else None
+                if writer is not None:
+                    writer.writerow(["line", "reason", *fields])
+                opened.append((stream, writer))
+            return opened[0]
 
         def write(rejection: Any) -> None:
+            stream, writer = target()
             row = {
                 key: ("(redacted)" if key == plain and value else value)
                 for key, value in rejection.record.items()
@@ -214,7 +223,9 @@ def written(opened: IO[str], name: str) -> Iterator[GuardedStream]:
 @contextmanager
 def replace_when_done(path: Path) -> Iterator[Any]:
     """Write to a temporary file beside `path`, renamed over it only on success: an
-    interrupted export never leaves a half-written file."""
+    interrupted export never leaves a half-written file in its place. The temporary file
+    (mode 0600: it can hold hashes) is named `NAME.partial-XXXX`, visible to `ls`, so that
+    one a SIGKILL left behind is seen and can be removed."""
     import tempfile
 
     if path.is_dir():
@@ -230,7 +241,7 @@ def replace_when_done(path: Path) -> Iterator[Any]:
             yield stream
         return
     try:
-        handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
+        handle, temporary = tempfile.mkstemp(dir=path.parent or ".", prefix=f"{path.name}.partial-")
     except OSError as exc:
         raise FileError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
