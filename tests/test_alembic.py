@@ -374,3 +374,69 @@ def test_a_lock_timeout_names_the_session_in_the_way(initialised: Dbtool) -> Non
     assert "within 1s" in line and f"pid {pid} (billing-api" in line, line
     assert "nothing was changed" in line
     assert "users" in table_names(initialised.url)
+
+
+async def _held(database: str, statements: list[str], command: list[str]) -> tuple[int, str, float]:
+    """Run `dbtool COMMAND` (DBTOOL_LOCK_TIMEOUT=1) while another session holds what
+    `statements` take, in an open transaction."""
+    import asyncio
+
+    import asyncpg
+
+    from tests.helpers import postgres_dsn
+
+    holder = await asyncpg.connect(postgres_dsn(database))
+    try:
+        await holder.execute("BEGIN")
+        for statement in statements:
+            await holder.execute(statement)
+        started = time.monotonic()
+        process = await asyncio.create_subprocess_exec(
+            dbtool_executable(), "--url", postgres_dsn(database).replace(
+                "postgresql://", "postgresql+asyncpg://"), *command,
+            env={**os.environ, "DBTOOL_LOCK_TIMEOUT": "1"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+        except TimeoutError:
+            process.kill()  # it waited without limit: no process outlives the test
+            await process.wait()
+            return -1, "error: still waiting after 60s", time.monotonic() - started
+        return process.returncode or 0, stderr.decode(), time.monotonic() - started
+    finally:
+        await holder.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+@pytest.mark.parametrize(
+    ("command", "held"),
+    [
+        # The row counts shown before the drop wait behind an exclusive lock: bounded too.
+        (["drop", "--yes"], ["LOCK TABLE users IN ACCESS EXCLUSIVE MODE"]),
+        (["reset", "--yes"], ["LOCK TABLE users IN ACCESS EXCLUSIVE MODE"]),
+        (["drop", "--sql"], ["LOCK TABLE users IN ACCESS EXCLUSIVE MODE"]),
+        # Another run holding dbtool's schema lock (a hung init, say).
+        (["init"], ["SELECT pg_advisory_xact_lock(110374023032684)"]),
+        (["reset", "--yes"], ["SELECT pg_advisory_xact_lock(110374023032684)"]),
+    ],
+)
+def test_every_wait_of_init_drop_reset_is_bounded(
+    initialised: Dbtool, command: list[str], held: list[str]
+) -> None:
+    """Every statement of init, drop and reset, the previews and dbtool's schema lock
+    included, gives up after DBTOOL_LOCK_TIMEOUT (exit 1) and changes nothing."""
+    import asyncio
+
+    from dbtool.backends.postgresql import SCHEMA_LOCK_ID
+
+    assert SCHEMA_LOCK_ID == 110374023032684  # the key the statements above take
+    initialised("users", "add", "ada@example.com", env={"DBTOOL_USER_PASSWORD": "long enough pw"})
+    database = initialised.url.rsplit("/", 1)[1]
+    code, stderr, seconds = asyncio.run(_held(database, held, command))
+    assert code == 1, stderr
+    assert seconds < 15, seconds
+    line = next(line for line in stderr.splitlines() if line.startswith("error:"))
+    assert "within 1s" in line and "nothing was changed" in line, line
+    assert run_sql(initialised.url, "SELECT email FROM users") == [("ada@example.com",)]

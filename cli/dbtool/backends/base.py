@@ -208,9 +208,13 @@ class Backend:
 
     # --- locks and schema changes ------------------------------------------------------
 
+    async def bound_lock_waits(self, conn: AsyncConnection, settings: Settings) -> None:
+        """In this transaction, no statement waits for a lock longer than
+        DBTOOL_LOCK_TIMEOUT (then `is_lock_timeout`); SQLite's busy timeout bounds its own."""
+
     async def begin_schema_change(self, conn: AsyncConnection, settings: Settings) -> None:
-        """Inside the transaction that changes the schema, before anything else: dbtool's
-        schema lock (concurrent runs wait their turn) and the lock timeout."""
+        """Inside the transaction that changes the schema, before anything else: the lock
+        timeout, then dbtool's schema lock (concurrent runs wait their turn, within it)."""
 
     def is_lock_timeout(self, exc: BaseException) -> bool:
         """Whether `exc` is a lock that was not granted within the lock timeout."""
@@ -223,7 +227,7 @@ class Backend:
     @contextlib.asynccontextmanager
     async def schema_lock(self, db: Database) -> AsyncIterator[None]:
         """dbtool's schema lock held apart from the work (Alembic migrates on a connection
-        of its own); waits for a concurrent run to finish."""
+        of its own); waits for a concurrent run to finish, within the lock timeout."""
         yield
 
     async def after_schema_created(self, db: Database) -> None:

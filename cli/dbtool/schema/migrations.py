@@ -20,6 +20,7 @@ from typing import Any
 from dbtool.config import Settings
 from dbtool.db import Database
 from dbtool.errors import ConfigError, DbtoolError
+from dbtool.schema.tables import bounded_waits
 
 DEFAULT_CONFIG = "alembic.ini"
 CONFIG_ENV = "DBTOOL_ALEMBIC_CONFIG"
@@ -147,7 +148,7 @@ async def _alembic(path: Path, settings: Settings, command: str, *args: Any) -> 
 
 async def upgrade(db: Database, path: Path) -> tuple[AlembicState, list[str]]:
     """Bring the database to head under dbtool's lock; (state after, revisions applied)."""
-    async with db.backend.schema_lock(db):
+    async with bounded_waits(db), db.backend.schema_lock(db):
         before = await state(db, path)
         if not before.at_head:
             await _alembic(path, db.settings, "upgrade", "head")
@@ -157,7 +158,7 @@ async def upgrade(db: Database, path: Path) -> tuple[AlembicState, list[str]]:
 
 async def stamp_head(db: Database, path: Path) -> AlembicState:
     """Record head as applied (after creating the tables from the models)."""
-    async with db.backend.schema_lock(db):
+    async with bounded_waits(db), db.backend.schema_lock(db):
         await _alembic(path, db.settings, "stamp", "head")
         return await state(db, path)
 

@@ -122,21 +122,36 @@ def model_tables(models: Models) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def _schema_change(db: Database) -> AsyncIterator[AsyncConnection]:
-    """A transaction for DDL: dbtool's schema lock first (concurrent runs wait their turn),
-    then a lock timeout where the backend has one: behind a long transaction the DDL gives
-    up after DBTOOL_LOCK_TIMEOUT instead of waiting forever with every query on the table
-    queued behind it. The error names the session in the way."""
+    """A transaction for DDL: the lock timeout, then dbtool's schema lock (concurrent runs
+    wait their turn): behind a long transaction the DDL gives up after DBTOOL_LOCK_TIMEOUT
+    instead of waiting forever with every query on the table queued behind it."""
+    async with bounded_waits(db), db.transaction() as conn:
+        await db.backend.begin_schema_change(conn, db.settings)
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def _reading(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A read-only transaction for what init, drop and reset look at first (the previews,
+    the row counts shown before a drop): no wait in it outlasts DBTOOL_LOCK_TIMEOUT."""
+    async with bounded_waits(db), db.transaction(readonly=True) as conn:
+        await db.backend.bound_lock_waits(conn, db.settings)
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def bounded_waits(db: Database) -> AsyncIterator[None]:
+    """A lock not granted within DBTOOL_LOCK_TIMEOUT, inside the block, as LockTimeoutError
+    (exit 1) naming the session in the way; the block's transaction is rolled back."""
     backend = db.backend
     try:
-        async with db.transaction() as conn:
-            await backend.begin_schema_change(conn, db.settings)
-            yield conn
+        yield
     except DBAPIError as exc:
         if not backend.is_lock_timeout(exc):
             raise
         tables = [table.fullname for table in db.models.tables] + [VERSION_TABLE]
         raise LockTimeoutError(
-            f"a table lock was not granted within {db.settings.lock_timeout:g}s "
+            f"a lock was not granted within {db.settings.lock_timeout:g}s "
             f"(DBTOOL_LOCK_TIMEOUT){await backend.lock_holders(db, tables)}; nothing was changed"
         ) from None
 
@@ -314,7 +329,7 @@ async def _create_missing_indexes(
 
 async def present_tables(db: Database, *, with_version_table: bool = False) -> list[str]:
     """The models' tables that exist (and alembic_version, if asked and there)."""
-    async with db.transaction(readonly=True) as conn:
+    async with _reading(db) as conn:
         state = await inspect_schema(conn, db.models)
         version = with_version_table and await conn.run_sync(
             lambda sync: inspect(sync).has_table(VERSION_TABLE)
@@ -327,7 +342,7 @@ async def describe_tables(
 ) -> SchemaState:
     """The models' tables as they exist, with their row counts (estimated for large
     PostgreSQL tables, if `estimate`)."""
-    async with db.transaction(readonly=True) as conn:
+    async with _reading(db) as conn:
         return await inspect_schema(
             conn, db.models, counts=True, dependents=dependents, estimate=estimate
         )
@@ -432,7 +447,7 @@ async def create_sql(db: Database, *, assume_empty: bool = False) -> list[str]:
     tables = models.tables
     indexes: list[Index] = []
     if not assume_empty:
-        async with db.transaction(readonly=True) as conn:
+        async with _reading(db) as conn:
             state = await inspect_schema(conn, models)
             _refuse_mismatched(state)
             indexes = await conn.run_sync(lambda sync: _missing_indexes(sync, models, state))
@@ -450,7 +465,7 @@ async def create_sql(db: Database, *, assume_empty: bool = False) -> list[str]:
 async def drop_sql(db: Database, *, force: bool = False) -> tuple[DropPlan, list[str]]:
     """What `drop` would do here, and its statements."""
     models = db.models
-    async with db.transaction(readonly=True) as conn:
+    async with _reading(db) as conn:
         state = await inspect_schema(conn, models, counts=True, dependents=True)
         has_version = await conn.run_sync(lambda sync: inspect(sync).has_table(VERSION_TABLE))
     plan = plan_drop(state, models, force=force)

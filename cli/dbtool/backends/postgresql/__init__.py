@@ -347,13 +347,18 @@ class PostgreSQL(Backend):
 
     # --- locks and schema changes ------------------------------------------------------
 
-    async def begin_schema_change(self, conn: AsyncConnection, settings: Settings) -> None:
-        # Transaction-scoped, so released at COMMIT/ROLLBACK (and fine behind PgBouncer);
-        # then a lock timeout: behind a long transaction the DDL gives up after
-        # DBTOOL_LOCK_TIMEOUT instead of waiting with every query on the table queued.
-        await _advisory_lock(conn, SCHEMA_LOCK_ID)
+    async def bound_lock_waits(self, conn: AsyncConnection, settings: Settings) -> None:
+        # lock_timeout covers every lock, advisory ones included; SET LOCAL ends with the
+        # transaction (and is fine behind PgBouncer in transaction mode).
         milliseconds = max(int(settings.lock_timeout * 1000), 1)
         await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+
+    async def begin_schema_change(self, conn: AsyncConnection, settings: Settings) -> None:
+        # The timeout first: behind a long transaction (or a concurrent run that hangs) the
+        # DDL gives up after DBTOOL_LOCK_TIMEOUT instead of waiting with every query on the
+        # table queued behind it.
+        await self.bound_lock_waits(conn, settings)
+        await _advisory_lock(conn, SCHEMA_LOCK_ID)
 
     def is_lock_timeout(self, exc: BaseException) -> bool:
         return _sqlstate(exc) == _LOCK_NOT_AVAILABLE
@@ -373,6 +378,7 @@ class PostgreSQL(Backend):
     @contextlib.asynccontextmanager
     async def schema_lock(self, db: Database) -> AsyncIterator[None]:
         async with db.engine.connect() as conn, conn.begin():
+            await self.bound_lock_waits(conn, db.settings)
             await _advisory_lock(conn, SCHEMA_LOCK_ID)
             yield
 
