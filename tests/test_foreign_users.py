@@ -574,3 +574,27 @@ def test_the_real_cli_imports_a_django_export(django_export: Path, tmp_path: Pat
     assert stored(Dbtool(url), "pbkdf2_sha256@example.com").startswith(
         "$argon2id$v=19$m=65536,t=3,p=4$"
     )
+
+
+def test_a_preset_keeps_the_models_own_password_column_and_says_what_it_replaced(
+    initialised: Dbtool, tmp_path: Path
+) -> None:
+    """`--from django` on a file with the model's own hashed_password column (a dbtool
+    export): the hashes are imported, not replaced by "!" without a word; a row with no
+    password at all is stored unusable, and the summary says how many."""
+    assert initialised("users", "add", "ada@example.com", "--password-stdin",
+                       input="long enough pw").exit_code == 0  # fmt: skip
+    exported = tmp_path / "users.csv"
+    assert initialised("users", "export", "--include-hashes", "-o", str(exported)).exit_code == 0
+    initialised("users", "delete", "ada@example.com", "--yes")
+    imported = initialised("users", "import", str(exported), "--from", "django")
+    assert imported.exit_code == 0, imported.output
+    checked = initialised("users", "check-password", "ada@example.com", "--password-stdin",
+                          input="long enough pw")  # fmt: skip
+    assert checked.exit_code == 0, checked.output
+    assert "hashed_password" in exported.read_text().splitlines()[0]
+    email_only = tmp_path / "no_password.csv"
+    email_only.write_text("email,username\nbob@example.com,bob\n")
+    summary = initialised("users", "import", str(email_only), "--from", "django")
+    assert summary.exit_code == 0, summary.output
+    assert "1 row has no password in the file: stored as unusable (!)" in summary.stderr

@@ -214,6 +214,13 @@ def users_import(
         return
     if ignored:
         output.note(f"Ignored columns not in {model.name}: {', '.join(ignored)}")
+    if field_map is not None and field_map.without_password:
+        count = field_map.without_password
+        output.note(
+            f"{count:,} {'row has' if count == 1 else 'rows have'} no password in the file: "
+            "stored as unusable (!), an account that cannot log in until `dbtool users "
+            "set-password`"
+        )
     output.success(
         f"Imported {report.rows:,} rows in {report.seconds:.1f}s: {report.inserted:,} "
         f"inserted, {report.updated:,} updated, {report.skipped:,} skipped, "

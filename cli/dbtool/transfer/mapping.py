@@ -188,6 +188,8 @@ class FieldMap:
     firebase: FirebaseHashConfig | None = None
     ignored: set[str] = field(default_factory=set)  # extra names seen (up to IGNORED_SHOWN)
     notes: list[str] = field(default_factory=list)  # what the user should know before
+    # Rows the preset gave an unusable password, having none in the file (reported after).
+    without_password: int = 0
 
     def __post_init__(self) -> None:
         targets = [target for _, target in self.maps]
@@ -283,10 +285,20 @@ class FieldMap:
                     if _present(value):
                         found[role] = value
                         break
+                else:
+                    # The system's own field is absent, the model's column is there (a
+                    # dbtool export read with --from django, say): the file's value is
+                    # taken, never dropped for the preset's default.
+                    own = self.role_columns.get(role)
+                    if own is not None and _present(record.get(own)):
+                        found[role] = record[own]
+            given_password = _present(found.get("password"))
             try:
                 preset.adjust(found, preset, self.firebase)
             except ValueError as exc:
                 return {ERROR_KEY: str(exc)}
+            if not given_password and found.get("password") == UNUSABLE:
+                self.without_password += 1
             for role, value in found.items():
                 column = self.role_columns.get(role)
                 if column is not None:
