@@ -961,3 +961,28 @@ def test_an_unfinished_export_is_a_visible_partial_file(tmp_path: Path) -> None:
         assert stat.S_IMODE(partial.stat().st_mode) == 0o600
     assert [path.name for path in tmp_path.iterdir()] == ["users.csv"]
     assert target.read_text() == "email\n"
+
+
+def test_an_empty_string_round_trips_through_export_and_import(
+    database_url: str, tmp_path: Path
+) -> None:
+    """What `users add --set full_name=` stores ("" in a NOT NULL column), `users export`
+    writes and `users import` takes back: an empty field of a required text column is the
+    empty string, not a missing value."""
+    app = Dbtool(database_url, env={"DBTOOL_MODELS": "tests.apps.intid_app:Base"})
+    assert app("init").exit_code == 0
+    added = app("users", "add", "ada@example.com", "--set", "full_name=",
+                env={"DBTOOL_USER_PASSWORD": PASSWORD})  # fmt: skip
+    assert added.exit_code == 0, added.output
+    exported = tmp_path / "accounts.csv"
+    assert app("users", "export", "--include-hashes", "-o", str(exported)).exit_code == 0
+    assert app("users", "delete", "ada@example.com", "--yes").exit_code == 0
+    imported = app("users", "import", str(exported))
+    assert imported.exit_code == 0, imported.output
+    assert run_sql(database_url, "SELECT email, full_name FROM accounts") == [
+        ("ada@example.com", "")
+    ]
+    missing = tmp_path / "missing.csv"
+    missing.write_text(f'email,password_hash\nbob@example.com,"{GOOD}"\n')
+    refused = app("users", "import", str(missing))
+    assert refused.exit_code != 0 and "full_name is missing" in refused.stderr

@@ -56,6 +56,7 @@ from dbtool.models.user_model import (
     UserModel,
     check_length,
     converter,
+    python_type,
 )
 from dbtool.transfer.readers import ERROR_KEY, detect_format, read_records
 from dbtool.users import passwords
@@ -147,7 +148,11 @@ class RowPlan:
         ]
         if model.generate_id and not server_ids:
             self.fillers.append((self.index[model.id.name], lambda _ctx: uuid.uuid4()))
-        self.required = [(c.name, self.index[c.name]) for c in model.required]
+        # (name, position, whether an empty field is the empty string): a required text
+        # column takes "" (what `users add --set name=` stores and export writes back).
+        self.required = [
+            (c.name, self.index[c.name], issubclass(python_type(c), str)) for c in model.required
+        ]
         # Keys and positions looked up once, not for every row.
         self.email_key, self.email_at = model.email.name, self.index[model.email.name]
         self.password_key = model.password.name
@@ -236,8 +241,11 @@ class RowPlan:
         for position, make in self.fillers:  # after the timestamps: ids, other defaults
             if values[position] is None:
                 values[position] = make(None)
-        for key, position in self.required:
+        for key, position, takes_empty in self.required:
             if values[position] is None:
+                if takes_empty and record.get(key) == "":
+                    values[position] = ""
+                    continue
                 raise RowError(f"{key} is missing (the user model requires it)")
         return values, plain
 
