@@ -693,9 +693,10 @@ def test_a_password_in_the_url_option_draws_a_warning(tmp_path: Path) -> None:
 # --- the README example under real HTTP keep-alive --------------------------------------------
 
 
-def test_the_readme_application_under_keep_alive(tmp_path: Path) -> None:
+def test_the_readme_application_under_keep_alive(database_url: str, tmp_path: Path) -> None:
     """The README's FastAPI example behind uvicorn: 100 requests on one kept-alive
-    connection, conflicts and invalid input mixed in, every one answered."""
+    connection, conflicts and invalid input mixed in, every one answered; identifiers no
+    user can have (a NUL character) are "not found" or a failed login, never a 500."""
     import re
     import socket
 
@@ -705,12 +706,11 @@ def test_the_readme_application_under_keep_alive(tmp_path: Path) -> None:
     code = re.search(r"```python\n(.+?)\n```", section, re.DOTALL)
     assert code
     (tmp_path / "readme_app.py").write_text(code.group(1))
-    database = tmp_path / "app.db"
-    assert Dbtool(f"sqlite:///{database}")("init").exit_code == 0
+    assert Dbtool(database_url)("init").exit_code == 0
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(tmp_path)}
     server = subprocess.Popen(
         [os.path.join(os.path.dirname(dbtool_executable()), "python"), "-m", "uvicorn",
          "readme_app:app", "--port", str(port), "--log-level", "warning"],
@@ -736,12 +736,16 @@ def test_the_readme_application_under_keep_alive(tmp_path: Path) -> None:
             logins = [
                 client.post("/login", json={"email": "user1@example.com", "password": PASSWORD}),
                 client.post("/login", json={"email": "user1@example.com", "password": "nope"}),
+                client.post("/login", json={"email": "a\u0000@x", "password": PASSWORD}),
+                client.post("/login", json={"email": "user1\u0000", "password": PASSWORD}),
             ]
+            lookups = [client.get(path).status_code for path in ("/users/a%00x", "/users/%00")]
     finally:
         server.terminate()
         _, errors = server.communicate(timeout=30)
     assert statuses == [201, 409, 422, 404] * 25
-    assert [response.status_code for response in logins] == [200, 401]
+    assert [response.status_code for response in logins] == [200, 401, 401, 401]
+    assert lookups == [404, 404]
     assert "Traceback" not in errors
 
 

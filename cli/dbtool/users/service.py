@@ -164,6 +164,18 @@ def _best_match(model: UserModel, ident: str, rows: list[Any]) -> Any | None:
     return rows[0] if rows else None
 
 
+def _storable(text: str) -> bool:
+    """Whether `text` is something a database can hold and compare (PostgreSQL refuses a
+    NUL character in text; invalid UTF-8, kept by Python as surrogates, cannot be sent)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def find_user(
     session: AsyncSession,
     ident: str,
@@ -171,8 +183,12 @@ async def find_user(
     model: UserModel | None = None,
     with_hash: bool = False,
 ) -> UserRecord | None:
-    """The user whose id, email or username is `ident` (an id match wins, then the email)."""
+    """The user whose id, email or username is `ident` (an id match wins, then the email);
+    None for an `ident` no user can have (a NUL character, text that is not valid UTF-8),
+    which is never sent to the database: its driver would raise instead of not finding."""
     model, _ = _resolve(session, model)
+    if not _storable(ident):
+        return None
     columns = _columns(model, with_hash=with_hash)
     rows = list(await session.execute(select(*columns).where(ident_condition(model, ident))))
     if not rows and "@" in ident:
