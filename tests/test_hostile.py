@@ -990,3 +990,35 @@ def test_an_empty_string_round_trips_through_export_and_import(
     missing.write_text(f'email,password_hash\nbob@example.com,"{GOOD}"\n')
     refused = app("users", "import", str(missing))
     assert refused.exit_code != 0 and "full_name is missing" in refused.stderr
+
+
+def test_numbers_out_of_range_are_row_errors(
+    database_url: str, backend: str, tmp_path: Path
+) -> None:
+    """An id the column cannot hold (above PostgreSQL's integer, above 64 bits anywhere),
+    a JSON number too long to read: a row error with its line, skippable; ids of 0 or
+    below import, and the id sequence is left alone for them."""
+    app = Dbtool(database_url, env={"DBTOOL_MODELS": "tests.apps.intid_app:Base"})
+    assert app("init").exit_code == 0
+    too_big = 2**63 if backend == "sqlite" else 2**31
+    lines = [
+        {"id": too_big, "email": "big@example.com"},
+        {"id": 2**63 + 1, "email": "bigger@example.com"},
+        {"id": 0, "email": "zero@example.com"},
+        {"id": -5, "email": "negative@example.com"},
+    ]
+    rows = [json.dumps({**line, "password_hash": GOOD, "full_name": "N"}) for line in lines]
+    rows.append('{"id": ' + "9" * 5000 + ', "email": "long@example.com"}')
+    source = tmp_path / "ids.jsonl"
+    source.write_text("\n".join(rows) + "\n")
+    strict = app("users", "import", str(source))
+    assert strict.exit_code == 1 and "line 1: id is out of the column's range" in strict.stderr
+    assert "line 2: id is out of the column's range" in strict.stderr
+    assert "line 5: not valid JSON here (a number too long)" in strict.stderr
+    assert "Traceback" not in strict.output and "unexpected" not in strict.output
+    skipped = app("users", "import", str(source), "--skip-invalid")
+    assert skipped.exit_code == 0, skipped.output
+    assert sorted(run_sql(database_url, "SELECT id FROM accounts")) == [(-5,), (0,)]
+    added = app("users", "add", "new@example.com", "--set", "full_name=New",
+                env={"DBTOOL_USER_PASSWORD": PASSWORD})  # fmt: skip
+    assert added.exit_code == 0, added.output

@@ -263,6 +263,10 @@ class Backend:
         """The statement that empties a (temporary) table fastest."""
         return table.delete()
 
+    def integer_range(self, column: Column[Any]) -> tuple[int, int]:
+        """The whole numbers an integer `column` holds here (64-bit by default)."""
+        return -(2**63), 2**63 - 1
+
     def bind_processor(self, column: Column[Any], dialect: Any) -> Callable[[Any], Any] | None:
         """The column type's bind processor, as fast as this backend can have it."""
         return column.type._cached_bind_processor(dialect)

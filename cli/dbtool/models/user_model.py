@@ -121,9 +121,15 @@ def _utc(value: datetime, *, assume_utc: bool, naive_column: bool) -> datetime:
     return utc.replace(tzinfo=None) if naive_column else utc
 
 
-def converter(column: Column[Any], *, assume_utc: bool = False) -> Callable[[Any], Any]:
+def converter(
+    column: Column[Any],
+    *,
+    assume_utc: bool = False,
+    integers: tuple[int, int] = (-(2**63), 2**63 - 1),
+) -> Callable[[Any], Any]:
     """A function turning a text (or JSON) value into what `column` stores, raising
-    ValueError with a short reason (the caller names the column)."""
+    ValueError with a short reason (the caller names the column). `integers`: the whole
+    numbers the column holds on its database (the backend's `integer_range`)."""
     kind = python_type(column)
     length = getattr(column.type, "length", None)
 
@@ -141,16 +147,21 @@ def converter(column: Column[Any], *, assume_utc: bool = False) -> Callable[[Any
 
         return to_bool
     if issubclass(kind, int):
+        low, high = integers
 
         def to_int(value: Any) -> int:
             if isinstance(value, bool):
                 raise ValueError("expected a whole number")
             if isinstance(value, int):
-                return value
-            text = str(value).strip()
-            if not text.lstrip("+-").isdigit() or len(text) > 30:
-                raise ValueError("expected a whole number")
-            return int(text)
+                number = value
+            else:
+                text = str(value).strip()
+                if not text.lstrip("+-").isdigit() or len(text) > 30:
+                    raise ValueError("expected a whole number")
+                number = int(text)
+            if not low <= number <= high:
+                raise ValueError(f"is out of the column's range ({low:,} to {high:,})")
+            return number
 
         return to_int
     if issubclass(kind, float | Decimal):

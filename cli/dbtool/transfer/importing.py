@@ -113,10 +113,12 @@ class RowPlan:
         scheme: str,
         assume_utc: bool = False,
         server_id: Any = None,
+        integer_range: Callable[[Column[Any]], tuple[int, int]] | None = None,
     ) -> None:
         """`server_id`: the database's expression for a random (v4) id (the backend's
         `random_uuid`), which makes the ids the file does not give, in the move, not here:
-        a second per million rows."""
+        a second per million rows. `integer_range`: the backend's, so that a number the
+        column cannot hold is a row error, not the driver's."""
         self.model = model
         self.server_id = server_id
         server_ids = self.server_ids = server_id is not None
@@ -130,11 +132,13 @@ class RowPlan:
         self.index = {name: position for position, name in enumerate(self.columns)}
         special = {model.email, model.password, model.username}
         # (key, staged position, converter) for the columns taken from the file as they are.
+        integers = integer_range or _int64
         self.plain_columns = [
-            (c.name, self.index[c.name], _import_converter(c, assume_utc=assume_utc))
+            (c.name, self.index[c.name], _import_converter(c, assume_utc=assume_utc,
+                                                           integers=integers(c)))
             for c in table_columns
             if c not in special
-        ]
+        ]  # fmt: skip
         self.hash_length = getattr(model.password.type, "length", None)
         # Python-side callable defaults (uuid4, ...) run per row here: INSERT ... SELECT
         # cannot call them. Scalar and server defaults are applied by the move.
@@ -255,12 +259,18 @@ _CANONICAL_UUID = re.compile(
 )
 
 
-def _import_converter(column: Column[Any], *, assume_utc: bool) -> Callable[[Any], Any]:
+def _int64(_: Column[Any]) -> tuple[int, int]:
+    return -(2**63), 2**63 - 1
+
+
+def _import_converter(
+    column: Column[Any], *, assume_utc: bool, integers: tuple[int, int]
+) -> Callable[[Any], Any]:
     """`converter`, except that a UUID in its canonical text form is kept as that text: both
     drivers take it as it is (asyncpg's COPY parses it; on SQLite `_bind_processor` turns it
     into the stored hex), and parsing a million of them into UUID objects is a second of
     an import's time."""
-    convert = converter(column, assume_utc=assume_utc)
+    convert = converter(column, assume_utc=assume_utc, integers=integers)
     if not isinstance(column.type, Uuid):  # custom types may expect UUID objects
         return convert
     canonical = _CANONICAL_UUID.fullmatch
@@ -397,6 +407,7 @@ async def import_users(
         scheme=settings.password_hash,
         assume_utc=assume_utc,
         server_id=_server_id(backend, db.engine.dialect, model),
+        integer_range=backend.integer_range,
     )
     report = ImportReport()
     rows = iter(records)

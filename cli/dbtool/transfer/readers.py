@@ -258,6 +258,8 @@ def _parse_object(text: str) -> dict[str, Any] | str:
         return f"not valid JSON ({exc.msg})"
     except RecursionError:
         return "not valid JSON (nested too deeply)"
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        return "not valid JSON here (a number too long)"
     return record if isinstance(record, dict) else "not a JSON object"
 
 
@@ -356,6 +358,10 @@ class _Document:
             except RecursionError:
                 raise UsageError(
                     f"{self.name}: a record on line {self.line} is nested too deeply"
+                ) from None
+            except ValueError:  # an integer of more digits than Python converts (4,300)
+                raise UsageError(
+                    f"{self.name}: a record on line {self.line} holds a number too long to read"
                 ) from None
             if end == len(self.text) and self.more():
                 continue  # a number may go on in the next chunk

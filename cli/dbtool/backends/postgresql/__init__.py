@@ -410,7 +410,17 @@ class PostgreSQL(Backend):
     def advance_ids(self, table: Table, column: Column[Any]) -> Any | None:
         sequence = func.pg_get_serial_sequence(table.fullname, column.name)
         highest = select(func.max(column)).scalar_subquery()
-        return select(func.setval(sequence, highest)).where(highest.is_not(None))
+        # Only past positive ids: a sequence starts at 1, and setval refuses 0 or less.
+        return select(func.setval(sequence, highest)).where(highest >= 1)
+
+    def integer_range(self, column: Column[Any]) -> tuple[int, int]:
+        """smallint, integer and bigint: 16, 32 and 64 bits."""
+        from sqlalchemy import BigInteger, SmallInteger
+
+        column_type = getattr(column.type, "impl", column.type)
+        bits = 16 if isinstance(column_type, SmallInteger) else 64 if isinstance(
+            column_type, BigInteger) else 32  # fmt: skip
+        return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
     def empty_table(self, table: Table) -> Any:
         # TRUNCATE, not DELETE: a temporary table is never vacuumed, and deleted rows
