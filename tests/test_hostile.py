@@ -1022,3 +1022,12 @@ def test_numbers_out_of_range_are_row_errors(
     added = app("users", "add", "new@example.com", "--set", "full_name=New",
                 env={"DBTOOL_USER_PASSWORD": PASSWORD})  # fmt: skip
     assert added.exit_code == 0, added.output
+
+
+@pytest.mark.sqlite
+@pytest.mark.parametrize("command", [["reset", "--yes"], ["reset", "--sql"], ["drop", "--yes"]])
+def test_reset_and_drop_never_create_the_sqlite_file(tmp_path: Path, command: list[str]) -> None:
+    database = tmp_path / "missing.db"
+    result = Dbtool(f"sqlite:///{database}")(*command)
+    assert_clean_error(result, 3, "does not exist", "dbtool init")
+    assert not database.exists()

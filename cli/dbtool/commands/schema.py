@@ -323,7 +323,7 @@ def reset(
     with Command(ctx) as cmd:
         _refuse_if_protected(cmd, allow_protected, "reset")
         project = config_path(cmd.settings)
-        db = cmd.database(must_exist=False, write=not sql)
+        db = cmd.database(write=not sql)  # only init creates a database file
         if sql:
             statements = cmd.run(schema.drop_sql(db, force=force))[1]
             if project is not None:
