@@ -6,13 +6,16 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer._click.types import StringParamType
 from typer.core import TyperCommand
 
 from dbtool.errors import UsageError
+
+if TYPE_CHECKING:
+    from dbtool.users.service import UserFilter
 
 
 class HelpCommand(TyperCommand):
@@ -160,7 +163,7 @@ SearchOption = Annotated[
 
 def user_filter(
     *, active: bool, inactive: bool, superuser: bool, search: str | None, no_password: bool
-) -> Any:
+) -> UserFilter:
     """The UserFilter of the selection options, checked (UsageError for opposites)."""
     from dbtool.users.service import UserFilter
 

@@ -13,22 +13,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-_SERVICE = (
-    "UserFilter",
-    "UserRecord",
-    "add_user",
-    "authenticate",
-    "check_password",
-    "count_users",
-    "delete_user",
-    "find_user",
-    "get_user",
-    "list_users",
-    "set_password",
-    "stream_users",
-    "update_user",
-)
-
 __all__ = [
     "UserFilter",
     "UserRecord",
@@ -64,6 +48,6 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _SERVICE:
+    if name not in __all__:
         raise AttributeError(f"module 'dbtool.users' has no attribute {name!r}")
     return getattr(importlib.import_module("dbtool.users.service"), name)
