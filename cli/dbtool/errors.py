@@ -94,7 +94,15 @@ class SchemaMissingError(DbtoolError):
 
 
 class InvalidInputError(DbtoolError):
-    """A value given on the command line (email, username, password) breaks the rules."""
+    """A value given on the command line (email, username, password) breaks the rules.
+
+    `without_value` is the same message with the value left out: what an import's row
+    error says, since a file's columns can be in the wrong order and put a password
+    under any header."""
 
     exit_code = ExitCode.USAGE
     http_status = 422
+
+    def __init__(self, message: str, *, without_value: str | None = None) -> None:
+        super().__init__(message)
+        self.without_value = message if without_value is None else without_value

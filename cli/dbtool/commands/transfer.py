@@ -179,7 +179,9 @@ def users_import(
             output.note(note)
         with (
             open_input(file) as (source_stream, bytes_read),
-            rejects_writer(rejects, chosen, fields) as on_reject,
+            rejects_writer(
+                rejects, chosen, fields, transfer.plain_password_key(model)
+            ) as on_reject,
             import_progress(file, chosen, bytes_read) as on_progress,
         ):
             db = cmd.database(write=True)

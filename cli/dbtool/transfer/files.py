@@ -109,18 +109,19 @@ def private_file(path: Path) -> IO[str]:
 
 @contextmanager
 def rejects_writer(
-    path: Path | None, fmt: Format, fields: tuple[str, ...]
+    path: Path | None, fmt: Format, fields: tuple[str, ...], plain: str
 ) -> Iterator[Callable[[Any], None] | None]:
-    """Write rejected rows (line, reason, then the row, plain passwords redacted). The file
-    is opened (and an existing one replaced) only when the first rejected row comes: an
-    import that stops before any, at the header say, leaves it as it was."""
+    """Write rejected rows: line, reason, then the row with the plain password (the field
+    named `plain`, whatever its place) and the value that failed redacted; a file with its
+    columns in the wrong order puts a password under another header, where it fails. The
+    file is opened (and an existing one replaced) only when the first rejected row comes:
+    an import that stops before any, at the header say, leaves it as it was."""
     if path is None:
         yield None
         return
     import csv
     import json
 
-    plain = fields[-1]  # import_fields ends with the plain-password column
     with ExitStack() as stack:
         opened: list[tuple[GuardedStream, Any]] = []
 
@@ -135,8 +136,9 @@ def rejects_writer(
 
         def write(rejection: Any) -> None:
             stream, writer = target()
+            hidden = {plain, rejection.field}
             row = {
-                key: ("(redacted)" if key == plain and value else value)
+                key: ("(redacted)" if key in hidden and value else value)
                 for key, value in rejection.record.items()
                 if key in fields
             }

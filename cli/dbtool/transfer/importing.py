@@ -48,7 +48,7 @@ from sqlalchemy.sql.elements import BindParameter
 from dbtool.backends.base import Backend
 from dbtool.db import Database
 from dbtool.errors import ConflictError, DbtoolError, InvalidInputError
-from dbtool.formats import OnConflict, excerpt
+from dbtool.formats import OnConflict
 from dbtool.models.user_model import (
     FLAG_DEFAULTS,
     FLAG_ROLES,
@@ -70,6 +70,7 @@ __all__ = [
     "detect_format",
     "import_fields",
     "import_users",
+    "plain_password_key",
     "read_records",
 ]
 
@@ -93,7 +94,12 @@ def import_fields(model: UserModel) -> tuple[str, ...]:
 
 
 class RowError(Exception):
-    """Why one input row cannot be imported."""
+    """Why one input row cannot be imported; `field`, the key whose value failed (the
+    rejects file leaves that value out: a misplaced password fails as an email)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class RowPlan:
@@ -182,9 +188,13 @@ class RowPlan:
         try:
             email = normalize_email(raw_email)
             check_length(model.email, email)
-            values[self.email_at] = email
-            if self.username_key is not None:
-                given = _text(record, self.username_key)
+        except InvalidInputError as exc:
+            raise RowError(exc.without_value, self.email_key) from None
+        values[self.email_at] = email
+        derived = None
+        if self.username_key is not None:
+            given = _text(record, self.username_key)
+            try:
                 if given is not None:
                     derived = normalize_username(given)
                     values[self.username_at] = derived  # type: ignore[index]
@@ -192,10 +202,8 @@ class RowPlan:
                     derived = username_from_email(email)
                     values[self.derived_at] = derived  # type: ignore[index]
                 check_length(model.username, derived)  # type: ignore[arg-type]
-            else:
-                derived = None
-        except InvalidInputError as exc:
-            raise RowError(str(exc)) from None
+            except InvalidInputError as exc:
+                raise RowError(exc.without_value, self.username_key) from None
         plain = _text(record, self.plain)
         hashed = _text(record, self.password_key)
         if plain is not None:
@@ -216,7 +224,7 @@ class RowPlan:
             hashed = passwords.normalize_hash(hashed)
             problem = passwords.normalized_hash_problem(hashed)
             if problem is not None:
-                raise RowError(f"{self.password_key} {problem}")
+                raise RowError(f"{self.password_key} {problem}", self.password_key)
             if self.hash_length is not None and len(hashed) > self.hash_length:
                 raise RowError(
                     f"{self.password_key} is longer than the column allows "
@@ -229,11 +237,12 @@ class RowPlan:
                 continue
             try:
                 values[position] = convert(raw)
+            # The value itself is never quoted: with the columns in the wrong order, a
+            # password can sit under any header.
             except NaiveTimeError as exc:
-                hint = "; --assume-utc reads such times as UTC"
-                raise RowError(f"{key} {exc}: {excerpt(raw)}{hint}") from None
+                raise RowError(f"{key} {exc}; --assume-utc reads such times as UTC", key) from None
             except ValueError as exc:
-                raise RowError(f"{key} {exc}: {excerpt(raw)}") from None
+                raise RowError(f"{key} {exc}", key) from None
         created_at, updated_at = self.created_at, self.updated_at
         if created_at is not None:
             if values[created_at] is None:
@@ -288,7 +297,7 @@ def _text(record: dict[str, Any], key: str) -> str | None:
     value = record.get(key)
     if value is None or value.__class__ is str:  # every CSV field, and most JSON ones
         return value or None
-    raise RowError(f"{key} must be text")
+    raise RowError(f"{key} must be text", key)
 
 
 # --- the import -------------------------------------------------------------------------------
@@ -299,6 +308,7 @@ class Rejection:
     line: int
     reason: str
     record: dict[str, Any]
+    field: str | None = None  # whose value failed
 
 
 @dataclass
@@ -539,7 +549,7 @@ def _validate_batch(
             append(validate(line, record, now))
         except RowError as exc:
             report.rejected += 1
-            rejection = Rejection(line, str(exc), record)
+            rejection = Rejection(line, str(exc), record, exc.field)
             if len(report.rejections) < REPORT_LIMIT:
                 report.rejections.append(rejection)
             if on_reject is not None:

@@ -107,7 +107,7 @@ def _adjust_firebase(
     if _present(created):  # milliseconds since the epoch, as text or a number
         text = str(created).strip()
         if not text.isdigit() or len(text) > 15:
-            raise ValueError(f"createdAt is not a time in milliseconds: {text[:20]!r}")
+            raise ValueError("createdAt is not a time in milliseconds")
         found["created"] = datetime.fromtimestamp(int(text) / 1000, UTC).isoformat()
 
 

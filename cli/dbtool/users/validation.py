@@ -54,7 +54,10 @@ def normalize_email_strictly(raw: str) -> str:
     try:
         validated = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
-        raise InvalidInputError(f"invalid email address {excerpt(raw.strip())}: {exc}") from None
+        raise InvalidInputError(
+            f"invalid email address {excerpt(raw.strip())}: {exc}",
+            without_value=f"invalid email address: {exc}",
+        ) from None
     return validated.normalized.lower()
 
 
@@ -69,7 +72,10 @@ def normalize_username(raw: str) -> str:
     if not username.isascii():  # NFC changes nothing in ASCII
         username = unicodedata.normalize("NFC", username)
     if _USERNAME.fullmatch(username) is None:
-        raise InvalidInputError(f"invalid username {excerpt(raw)}: use {USERNAME_RULE}")
+        raise InvalidInputError(
+            f"invalid username {excerpt(raw)}: use {USERNAME_RULE}",
+            without_value=f"invalid username: use {USERNAME_RULE}",
+        )
     return username
 
 
@@ -82,6 +88,7 @@ def username_from_email(email: str) -> str:
     if not _USERNAME.fullmatch(candidate):
         raise InvalidInputError(
             f"cannot derive a username from {excerpt(email)} ({USERNAME_RULE}); give one "
-            "with --username"
+            "with --username",
+            without_value=f"cannot derive a username from the email ({USERNAME_RULE})",
         )
     return candidate
