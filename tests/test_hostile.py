@@ -182,6 +182,35 @@ def test_rejected_plain_passwords_are_redacted_and_the_file_private(
     assert stat.S_IMODE(rejects.stat().st_mode) == 0o600
 
 
+MISPLACED_SECRET = "Hunter2Secret!"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        # The file's header names its columns in the wrong order: the password lands
+        # under another header, where that column's rule fails.
+        "password,email\nbob@example.com,Hunter2Secret!\n",
+        "email,password,username\nbob@example.com,long enough pw,Hunter2Secret!\n",
+        "email,password,is_active\nbob@example.com,long enough pw,Hunter2Secret!\n",
+        "id,email,password\nHunter2Secret!,bob@example.com,long enough pw\n",
+    ],
+    ids=["email", "username", "is_active", "id"],
+)
+def test_a_password_under_the_wrong_header_is_never_echoed(
+    initialised: Dbtool, tmp_path: Path, content: str
+) -> None:
+    path, rejects = tmp_path / "in.csv", tmp_path / "rejects.csv"
+    path.write_text(content)
+    result = initialised("users", "import", str(path), "--skip-invalid", "--rejects",
+                         str(rejects))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "line 2" in result.output, result.output
+    assert MISPLACED_SECRET not in result.output
+    written = rejects.read_text()
+    assert MISPLACED_SECRET not in written and "(redacted)" in written, written
+
+
 # --- 3. path mix-ups ----------------------------------------------------------------------
 
 
@@ -442,6 +471,45 @@ def test_a_byte_order_mark_works_from_stdin_too(initialised: Dbtool) -> None:
     result = initialised("users", "import", "-", "--format", "csv", input=data)
     assert result.exit_code == 0, result.output
     assert run_sql(initialised.url, "SELECT email FROM users") == [("bom@example.com",)]
+
+
+QUOTED_FIELDS = "email=Email,password=PasswordHash,active=IsActive"
+
+
+def test_names_that_need_quoting_work_in_every_command(
+    database_url: str, backend: str, tmp_path: Path
+) -> None:
+    """A mixed-case user table with mixed-case columns, in a schema with a space on
+    PostgreSQL: every statement quotes them (the id sequence and COPY included)."""
+    env = {"DBTOOL_MODELS": "tests.apps.quoted_app:Base", "DBTOOL_USER_FIELDS": QUOTED_FIELDS,
+           "PYTHONPATH": str(Path(__file__).parents[1])}  # fmt: skip
+    if backend == "postgres":
+        env["QUOTED_APP_SCHEMA"] = "Auth Schema"
+        run_sql(database_url, 'CREATE SCHEMA "Auth Schema"')
+    dbtool = Dbtool(database_url, env=env)
+    assert dbtool("init").exit_code == 0
+    added = dbtool("users", "add", "a@example.com", "--password-stdin", input=PASSWORD)
+    assert added.exit_code == 0, added.output
+    without_ids, with_ids = tmp_path / "new.csv", tmp_path / "ids.csv"
+    without_ids.write_text(f"Email,password\nb@example.com,{PASSWORD}\n")
+    with_ids.write_text(f"ID,Email,password\n50,c@example.com,{PASSWORD}\n")
+    for path, *options in [(without_ids,), (with_ids,), (with_ids, "--on-conflict", "skip"),
+                           (with_ids, "--on-conflict", "update")]:  # fmt: skip
+        imported = dbtool("users", "import", str(path), *options)
+        assert imported.exit_code == 0, imported.output
+    next_one = dbtool("users", "add", "d@example.com", "--password-stdin", "--json",
+                      input=PASSWORD)  # fmt: skip
+    assert json.loads(next_one.stdout)["ID"] == 51  # the sequence moved past the file's ids
+    listed = dbtool("users", "list", "--json")
+    assert [user["Email"] for user in json.loads(listed.stdout)] == [
+        "a@example.com", "b@example.com", "c@example.com", "d@example.com"]  # fmt: skip
+    exported = dbtool("users", "export", "-o", str(tmp_path / "out.csv"))
+    assert exported.exit_code == 0 and "c@example.com" in (tmp_path / "out.csv").read_text()
+    checked = dbtool("check")
+    assert checked.exit_code == 0, checked.output
+    assert dbtool("users", "delete", "50", "--yes").exit_code == 0
+    assert dbtool("reset", "--yes").exit_code == 0
+    assert dbtool("drop", "--yes").exit_code == 0
 
 
 # --- 6. concurrency and faults --------------------------------------------------------------

@@ -131,11 +131,17 @@ async def differences(db: Database) -> list[Difference]:
     from alembic.migration import MigrationContext
 
     metadata = db.models.metadata
+    # The schemas the models use (None: the default one), and only those: without
+    # include_schemas a table of another schema would always look missing.
+    schemas = {table.schema for table in metadata.tables.values()} | {None}
+
+    def in_models_schemas(name: str | None, kind: str, _parents: Any) -> bool:
+        return kind != "schema" or name in schemas
 
     def compare(sync: Any) -> list[Difference]:
-        context = MigrationContext.configure(
-            sync, opts={"compare_type": True, "compare_server_default": True}
-        )
+        opts = {"compare_type": True, "compare_server_default": True, "include_schemas": True,
+                "include_name": in_models_schemas}  # fmt: skip
+        context = MigrationContext.configure(sync, opts=opts)
         found: list[Difference] = []
         for diff in compare_metadata(context, metadata):
             # Column changes come as a list of tuples, the rest one tuple each.

@@ -399,7 +399,7 @@ class PostgreSQL(Backend):
 
     def next_id(self, column: Column[Any]) -> Any | None:
         # SERIAL and IDENTITY columns both have a sequence.
-        return func.nextval(func.pg_get_serial_sequence(column.table.fullname, column.name))
+        return func.nextval(_serial_sequence(column))
 
     def random_uuid(self, conn_dialect: Any) -> Any | None:
         # gen_random_uuid() is built in from PostgreSQL 13.
@@ -408,7 +408,7 @@ class PostgreSQL(Backend):
         return func.gen_random_uuid()
 
     def advance_ids(self, table: Table, column: Column[Any]) -> Any | None:
-        sequence = func.pg_get_serial_sequence(table.fullname, column.name)
+        sequence = _serial_sequence(column)
         highest = select(func.max(column)).scalar_subquery()
         # Only past positive ids: a sequence starts at 1, and setval refuses 0 or less.
         return select(func.setval(sequence, highest)).where(highest >= 1)
@@ -425,7 +425,7 @@ class PostgreSQL(Backend):
     def empty_table(self, table: Table) -> Any:
         # TRUNCATE, not DELETE: a temporary table is never vacuumed, and deleted rows
         # would pile up for every later batch to scan.
-        return text(f"TRUNCATE {table.name}")
+        return text(f"TRUNCATE {_quoted(table)}")
 
     # --- bulk paths ----------------------------------------------------------------------
 
@@ -602,3 +602,17 @@ def _single(value: str | tuple[str, ...], key: str, where: str) -> str:
     if isinstance(value, tuple):
         raise ConfigError(f"{where}: parameter {key} is given more than once")
     return value
+
+
+def _quoted(table: Table) -> str:
+    """The table's name as SQL, schema included, quoted where it needs to be."""
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    return str(PGDialect_asyncpg().identifier_preparer.format_table(table))  # type: ignore[no-untyped-call]
+
+
+def _serial_sequence(column: Column[Any]) -> Any:
+    """The sequence behind a serial or identity column. pg_get_serial_sequence parses its
+    first argument as SQL (unquoted names fold to lower case); the column name it takes
+    as it is."""
+    return func.pg_get_serial_sequence(_quoted(column.table), column.name)
