@@ -105,6 +105,7 @@ class Dbtool:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            preexec_fn=_default_sigint,
             **kwargs,
         )
 
@@ -158,12 +159,22 @@ def table_names(url: str) -> set[str]:
     return {row[0] for row in run_sql(url, sql)}
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C (SIGINT) handled as in an interactive shell. A shell's background
+    job (`pytest ... &`, some CI runners) starts with SIGINT ignored, and Python then keeps
+    ignoring it: the Ctrl-C tests would hang or fail there only."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _become_terminal_session() -> None:
     """In the child: a new session whose controlling terminal is the pty on stdin, so that
     Ctrl-C typed into it arrives as SIGINT, as in a real shell."""
     import fcntl
     import termios
 
+    _default_sigint()
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 

@@ -1099,3 +1099,58 @@ def test_reset_and_drop_never_create_the_sqlite_file(tmp_path: Path, command: li
     result = Dbtool(f"sqlite:///{database}")(*command)
     assert_clean_error(result, 3, "does not exist", "dbtool init")
     assert not database.exists()
+
+
+# An application's models module that takes its time to import (a slow network mount, an
+# import-time query): it says when it has started, then blocks.
+SLOW_MODELS = """
+import pathlib, time
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+pathlib.Path("import-started").touch()
+time.sleep(60)
+class Base(DeclarativeBase):
+    pass
+class User(Base):
+    __tablename__ = "slow_user"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str]
+    hashed_password: Mapped[str]
+"""
+
+
+@pytest.mark.parametrize(
+    ("command", "stop"),
+    [
+        (["init"], signal.SIGINT),
+        (["init"], signal.SIGTERM),
+        (["users", "list"], signal.SIGINT),
+        (["reset", "--yes"], signal.SIGTERM),
+        (["check"], signal.SIGINT),
+    ],
+    ids=["init-INT", "init-TERM", "list-INT", "reset-TERM", "check-INT"],
+)
+def test_the_first_signal_stops_a_command_while_the_models_import(
+    dbtool: Dbtool, database_url: str, tmp_path: Path, command: list[str], stop: signal.Signals
+) -> None:
+    """The import blocks for a minute: the signal must end the command there and then, with
+    exit 130 and nothing created (no SQLite file, no table), not once the import is over."""
+    (tmp_path / "slow_models.py").write_text(SLOW_MODELS)
+    process = dbtool.spawn(*command, env={"DBTOOL_MODELS": "slow_models:Base"})
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "import-started").exists() and time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(stop)
+    try:
+        _, stderr = process.communicate(timeout=20)  # the import alone would take 60 s
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError(f"{stop.name} was not honoured during the import") from None
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "cancelled" in stderr
+    if database_url.startswith("sqlite"):
+        assert not (tmp_path / "test.db").exists()
+    else:
+        assert run_sql(database_url, "SELECT tablename FROM pg_tables "
+                                     "WHERE schemaname = 'public'") == []  # fmt: skip

@@ -134,16 +134,29 @@ class Command:
             resume_gc()
 
     def database(
-        self, *, must_exist: bool = True, wait: float = 0.0, write: bool = False
+        self,
+        *,
+        must_exist: bool = True,
+        wait: float = 0.0,
+        write: bool = False,
+        models: bool = True,
     ) -> Database:
         """Connect (retrying for up to `wait` seconds); disposed when the command ends.
         `write`: the command changes the database, so a read-only standby is refused here,
-        before anything is done or shown (or, with `wait`, waited on until promoted)."""
+        before anything is done or shown (or, with `wait`, waited on until promoted).
+        `models`: the command works on the models, so they are imported first (False for
+        commands that only look at the server)."""
         from dbtool.db import Database
 
         if self._db is not None:
             return self._db
         settings = self.settings
+        if models:
+            # Before connecting and outside the event loop: the application's modules may
+            # take a while to import, and in there the first Ctrl-C or SIGTERM must stop
+            # the command at once (inside the loop, asyncio only cancels the running step,
+            # which happens when the import is over), with no database file created yet.
+            self.models  # noqa: B018 (imported and cached for the Database)
         self._db = Database(settings, must_exist=must_exist)
         with waiting(settings.masked_url, wait) as on_retry:
             self.run(self._db.connect(wait=wait, on_retry=on_retry))

@@ -44,7 +44,7 @@ def ping(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = False
     from dbtool.render import console as output
 
     with Command(ctx) as cmd:
-        db = cmd.database(wait=wait)
+        db = cmd.database(wait=wait, models=False)
         result = cmd.run(diagnostics.ping(db))
 
     if as_json:
@@ -145,7 +145,7 @@ def pool_status(
             # PgBouncer's admin console first: dbtool's own connection may queue in it.
             backend = backend_for(cmd.settings.url)
             bouncer = cmd.run(backend.pooler_report(cmd.settings, admin)) if admin else None
-            db = cmd.database(wait=wait)
+            db = cmd.database(wait=wait, models=False)
             return cmd.run(
                 pools.pool_report(
                     db,
