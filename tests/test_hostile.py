@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import stat
@@ -24,7 +25,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from dbtool.users import bounds, passwords
-from tests.helpers import Dbtool, assert_clean_error, dbtool_executable, run_sql
+from tests.helpers import Dbtool, Result, assert_clean_error, dbtool_executable, run_sql
 
 PASSWORD = "long enough pw"
 GOOD = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
@@ -370,6 +371,11 @@ URL_CASES = [
     ("postgresql://u@localhost:99999/db", "port 99999"),
     ("postgresql://u@localhost/da%00ta", "NUL"),
     ("postgresql://u@localhost:0/db", "port 0"),
+    # Readable files that are not what they are named for: a setting error naming the
+    # file, at load, not "SSL error: None" at the first connection.
+    ("postgresql://u@localhost/db?sslcert=/etc/passwd", "sslcert=/etc/passwd is not a PEM"),
+    ("postgresql://u@localhost/db?sslrootcert=/etc/passwd", "no usable PEM certificate"),
+    ("postgresql://u@localhost/db?sslkey=/etc/passwd", "sslkey needs sslcert"),
 ]
 
 
@@ -378,7 +384,25 @@ def test_malformed_urls_are_exit_2(url: str, fragment: str) -> None:
     from tests.test_config import run
 
     result = run("ping", env={"DATABASE_URL": url})
-    assert_clean_error(result, 2, fragment)
+    assert "None" not in assert_clean_error(result, 2, fragment)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_a_real_certificate_and_key_pass_the_load_check(tmp_path: Path) -> None:
+    """The load-time check of sslcert/sslkey accepts what asyncpg would use."""
+    from tests.test_config import run
+
+    cert, key = tmp_path / "client.crt", tmp_path / "client.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=dbtool", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    url = f"postgresql://u@localhost/db?sslcert={cert}&sslkey={key}&sslrootcert={cert}"
+    result = run("config", env={"DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    alone = run("config", env={"DATABASE_URL": f"postgresql://u@localhost/db?sslcert={cert}"})
+    assert_clean_error(alone, 2, f"sslcert={cert} is not a PEM certificate and its unencrypted")
 
 
 def test_invalid_utf8_anywhere_is_exit_2_with_one_line(initialised: Dbtool, tmp_path: Path) -> None:
@@ -407,6 +431,59 @@ def test_a_sqlite_path_that_is_a_directory(tmp_path: Path) -> None:
     result = Dbtool(f"sqlite:///{tmp_path / 'dir.db'}").run("users", "list")
     assert_clean_error(result, 3, "is a directory")
     assert "Traceback" not in result.output
+
+
+def _as_a_plain_user() -> list[str]:
+    """A prefix that runs a command without root's power to ignore file permissions (as
+    root: setpriv drops CAP_DAC_OVERRIDE; otherwise the permissions apply anyway)."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv to drop CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+
+
+@pytest.mark.sqlite
+def test_a_database_the_user_cannot_write_is_one_clear_line(tmp_path: Path) -> None:
+    """A WAL database in a folder this user cannot write to cannot even be read (its -shm
+    file cannot be made): exit 3 saying so. A read-only file in a writable folder can be
+    read, and a write is refused (exit 5, as on a standby); nothing changes."""
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    database = folder / "app.db"
+    owner = Dbtool(f"sqlite:///{database}")
+    assert owner("init").exit_code == 0
+    assert owner("users", "add", "a@example.com", "--password-stdin",
+                 input="correct-horse-9\n").exit_code == 0  # fmt: skip
+    before = database.read_bytes()
+
+    def as_reader(*args: str, input: str | None = None) -> Result:
+        done = subprocess.run(
+            [*_as_a_plain_user(), dbtool_executable(), "--url", owner.url, *args],
+            input=input, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    database.chmod(0o444)
+    listed = as_reader("users", "list", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert [user["email"] for user in json.loads(listed.stdout)] == ["a@example.com"]
+    added = as_reader("users", "add", "b@example.com", "--password-stdin",
+                      input="correct-horse-9\n")  # fmt: skip
+    assert_clean_error(added, 5, f"{database} is read-only for this user")
+
+    for extra in folder.glob("app.db-*"):
+        extra.unlink()
+    folder.chmod(0o555)
+    try:
+        for args in (("users", "list"), ("check",), ("info",)):
+            assert_clean_error(as_reader(*args), 3, "needs to create app.db-shm",
+                               f"cannot write to {folder}")  # fmt: skip
+    finally:
+        folder.chmod(0o755)
+    database.chmod(0o600)
+    assert database.read_bytes() == before
+    assert [row[0] for row in run_sql(owner.url, "SELECT email FROM users")] == ["a@example.com"]
 
 
 def test_export_file_errors_are_exit_1_naming_the_file(initialised: Dbtool, tmp_path: Path) -> None:

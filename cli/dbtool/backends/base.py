@@ -12,6 +12,7 @@ ARCHITECTURE.md lists what a new backend module must provide and how it is teste
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -367,3 +368,10 @@ def default_application_name() -> str:
     if program.name == "__main__.py":  # python -m uvicorn: the package's name
         program = program.parent
     return (program.name.removesuffix(".py") or "python")[:63]
+
+
+def ssl_reason(exc: BaseException) -> str:
+    """OpenSSL's short reason for an SSL or file error: many carry none (reason None), and
+    their text ends in a source location that means nothing to a user."""
+    text = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+    return re.sub(r"^\[\w+\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(text)) or type(exc).__name__

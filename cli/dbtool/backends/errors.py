@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import DBAPIError
 
 from dbtool.backends import backend_for
+from dbtool.backends.base import ssl_reason
 from dbtool.config import mask_url
 from dbtool.errors import DatabaseUnavailableError, DbtoolError, SchemaMissingError
 
@@ -83,7 +84,7 @@ def connection_error(exc: BaseException, settings: Settings) -> UnavailableError
             f"{target}: timed out after {settings.connect_timeout:g}s", retryable=True
         )
     if isinstance(cause, ssl.SSLError):
-        return UnavailableError(f"{target}: SSL error: {cause.reason}", retryable=False)
+        return UnavailableError(f"{target}: SSL error: {ssl_reason(cause)}", retryable=False)
     if isinstance(cause, (ConnectionError, OSError)) and not isinstance(exc, DBAPIError):
         return UnavailableError(f"{target}: {cause}", retryable=True)
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:

@@ -30,6 +30,7 @@ from dbtool.backends.base import (
     ServerProcess,
     ServerRole,
     default_application_name,
+    ssl_reason,
 )
 from dbtool.config import parse_seconds
 from dbtool.errors import ConfigError, RefusedError
@@ -168,6 +169,7 @@ class PostgreSQL(Backend):
                 if not path.is_file():
                     raise ConfigError(f"{where}: {key}={path} is not a readable file")
                 extras[f"ssl_{key.removeprefix('ssl')}"] = str(path)
+        _check_ssl_files(extras, where)
         if "application_name" in query:
             extras["application_name"] = _single(
                 query.pop("application_name"), "application_name", where
@@ -549,8 +551,40 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if not settings.ssl_rootcert:  # only a client certificate: the server is not checked
         context.verify_mode = ssl.CERT_NONE
     if settings.ssl_cert:
-        context.load_cert_chain(settings.ssl_cert, settings.ssl_key)
+        context.load_cert_chain(settings.ssl_cert, settings.ssl_key, password=_no_key_password)
     return context
+
+
+def _no_key_password() -> bytes:
+    # Without a callback OpenSSL prompts on the terminal for an encrypted key's passphrase;
+    # dbtool takes no passphrase, so an encrypted key fails to load instead of hanging.
+    return b""
+
+
+def _check_ssl_files(extras: dict[str, Any], where: str) -> None:
+    """Load the certificate files once while the settings are read, so that a file that is
+    not a PEM certificate (or key) is a setting error naming the file, not an SSL error
+    without a reason at the first connection."""
+    rootcert, cert, key = (extras.get(f"ssl_{k}") for k in ("rootcert", "cert", "key"))
+    if key and not cert:
+        raise ConfigError(f"{where}: sslkey needs sslcert (the certificate it belongs to)")
+    if rootcert:
+        try:
+            ssl.create_default_context(cafile=rootcert)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"{where}: sslrootcert={rootcert} holds no usable PEM certificate "
+                f"({ssl_reason(exc)})"
+            ) from None
+    if cert:
+        pair = f"sslcert={cert}" + (f" with sslkey={key}" if key else "")
+        try:
+            ssl.create_default_context().load_cert_chain(cert, key, password=_no_key_password)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"{where}: {pair} is not a PEM certificate and its unencrypted private key "
+                f"({ssl_reason(exc)})"
+            ) from None
 
 
 def _unique_statement_name() -> str:

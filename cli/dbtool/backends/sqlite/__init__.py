@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import os
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +32,7 @@ from dbtool.backends.sqlite.files import (
     in_memory,
     sqlite_error,
 )
-from dbtool.errors import DatabaseUnavailableError
+from dbtool.errors import DatabaseUnavailableError, RefusedError
 from dbtool.models.user_model import python_type
 
 if TYPE_CHECKING:
@@ -330,6 +331,31 @@ class SQLite(Backend):
 
         if "unable to open database file" in str(cause):
             return UnavailableError(f"{target}: unable to open the database file", retryable=False)
+        return None
+
+    def translate_error(self, exc: BaseException, settings: Settings) -> Any | None:
+        """SQLite's "attempt to write a readonly database", said as what the user can fix:
+        a WAL database needs its -shm file beside it even to be read, and a write needs
+        write access to the file."""
+        from dbtool.backends.errors import UnavailableError, driver_error
+
+        name = getattr(driver_error(exc), "sqlite_errorname", "")
+        path = database_file(settings.url)
+        if path is None or not str(name).startswith("SQLITE_READONLY"):
+            return None
+        real = path.resolve()
+        if name == "SQLITE_READONLY_DIRECTORY" or not os.access(real.parent, os.W_OK):
+            return UnavailableError(
+                f"cannot open {path}: SQLite needs to create {real.name}-shm (or a journal) "
+                f"beside it, and this user cannot write to {real.parent}; give write access "
+                "to the folder, or run as its owner",
+                retryable=False,
+            )
+        if not os.access(real, os.W_OK):
+            return RefusedError(
+                f"{path} is read-only for this user, and this command writes to it; give "
+                "write access to the file, or run as its owner"
+            )
         return None
 
     def unique_violation_columns(self, cause: BaseException) -> list[str] | None:
