@@ -15,6 +15,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +83,12 @@ class Shape:
             env["DBTOOL_MODELS"] = self.models
         return env
 
+    def stored(self, email: str) -> str:
+        """`email` as this shape stores it: dbtool's own table lower case, an application's
+        as its EmailStr does (the domain lower case, the local part as typed)."""
+        local, domain = email.rsplit("@", 1)
+        return email.lower() if self.models is None else f"{local}@{domain.lower()}"
+
     def set_args(self) -> list[str]:
         return [
             arg for name, value in self.required.items() for arg in ("--set", f"{name}={value}")
@@ -146,11 +154,13 @@ def test_every_command_works_on_the_apps_own_tables(app_dbtool: Dbtool, shape: S
 
     # add: the first superuser, in the application's own table, with a hash its login accepts
     admin = add(dbtool, shape, "Admin@Example.com", *["--superuser"] * shape.superuser)
-    assert admin["email"] == "admin@example.com"
+    # stored as the app's own EmailStr stores it; found below by any spelling
+    admin_email = shape.stored("Admin@Example.com")
+    assert admin["email"] == admin_email
     assert admin.get("is_superuser", False) is shape.superuser
     assert shape.hash_column not in admin
     assert ("username" in admin) is shape.username
-    hashed = stored_hash(dbtool, shape, "admin@example.com")
+    hashed = stored_hash(dbtool, shape, admin_email)
     assert hashed.startswith("$argon2id$")
     assert shape.verify(PASSWORD, hashed)
     assert not shape.verify(PASSWORD + "x", hashed)
@@ -159,10 +169,10 @@ def test_every_command_works_on_the_apps_own_tables(app_dbtool: Dbtool, shape: S
     # list / show, by email and by id (UUID or integer)
     listed = json.loads(dbtool("users", "list", "--json").stdout)
     # by creation time where the model has one, else by id (random for UUIDs)
-    assert sorted(row["email"] for row in listed) == ["admin@example.com", "second@example.com"]
+    assert sorted(row["email"] for row in listed) == [admin_email, "second@example.com"]
     assert all(shape.hash_column not in row for row in listed)
     table = dbtool("users", "list")
-    assert table.exit_code == 0 and "admin@example.com" in table.stdout
+    assert table.exit_code == 0 and admin_email in table.stdout
     for ident in ("admin@example.com", str(admin["id"])):
         shown = dbtool("users", "show", ident, "--json")
         assert shown.exit_code == 0, (ident, shown.output)
@@ -181,7 +191,7 @@ def test_every_command_works_on_the_apps_own_tables(app_dbtool: Dbtool, shape: S
     changed = dbtool("users", "set-password", "admin@example.com", "--password-stdin",
                      input=NEW_PASSWORD + "\n")  # fmt: skip
     assert changed.exit_code == 0, changed.output
-    assert shape.verify(NEW_PASSWORD, stored_hash(dbtool, shape, "admin@example.com"))
+    assert shape.verify(NEW_PASSWORD, stored_hash(dbtool, shape, admin_email))
     assert dbtool("users", "check-password", "admin@example.com", "--password-stdin",
                   input=NEW_PASSWORD).exit_code == 0  # fmt: skip
     assert_clean_error(
@@ -194,7 +204,7 @@ def test_every_command_works_on_the_apps_own_tables(app_dbtool: Dbtool, shape: S
     exported = dbtool("users", "export", "--include-hashes")
     assert exported.exit_code == 0, exported.output
     rows = list(csv.DictReader(io.StringIO(exported.stdout)))
-    assert sorted(row["email"] for row in rows) == ["admin@example.com", "second@example.com"]
+    assert sorted(row["email"] for row in rows) == [admin_email, "second@example.com"]
     before = dbtool("users", "export", "--include-hashes", "--format", "jsonl").stdout
     for email in ("admin@example.com", "second@example.com"):
         assert dbtool("users", "delete", email, "--yes").exit_code == 0
@@ -488,3 +498,182 @@ def test_library_takes_an_explicit_model(database_url: str) -> None:
 
     ident, ok = asyncio.run(run())
     assert ident >= 1 and ok
+
+
+# fastapi-users' own code, driving the application's table: `create` is its registration
+# (which looks the email up first), `insert` its user database's bare create (as any other
+# path of the app that writes rows would), `login` its authentication.
+FASTAPI_USERS_ACTIONS = """
+import asyncio, sys, uuid
+from fastapi.security import OAuth2PasswordRequestForm
+from fastapi_users import BaseUserManager, UUIDIDMixin, schemas
+from fastapi_users_db_sqlalchemy import SQLAlchemyUserDatabase
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from tests.apps.fastapi_users_app import User
+
+class UserManager(UUIDIDMixin, BaseUserManager[User, uuid.UUID]):
+    reset_password_token_secret = verification_token_secret = "x"
+
+async def main(url, action, email, password):
+    engine = create_async_engine(url)
+    async with async_sessionmaker(engine)() as session:
+        manager = UserManager(SQLAlchemyUserDatabase(session, User))
+        try:
+            if action == "create":
+                user = await manager.create(schemas.BaseUserCreate(email=email, password=password))
+            elif action == "insert":
+                user = await manager.user_db.create(
+                    {"email": email, "hashed_password": manager.password_helper.hash(password)}
+                )
+            else:
+                form = OAuth2PasswordRequestForm(username=email, password=password)
+                user = await manager.authenticate(form)
+            print(None if user is None else user.email)
+        except Exception as error:
+            print(type(error).__name__)
+    await engine.dispose()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def fastapi_users(url: str, action: str, email: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", FASTAPI_USERS_ACTIONS, url, action, email, PASSWORD],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def emails(url: str) -> list[str]:
+    return sorted(row[0] for row in run_sql(url, 'SELECT email FROM "user"'))
+
+
+def test_one_account_per_person_whatever_the_letter_case(database_url: str) -> None:
+    """fastapi-users stores an email as typed under a case-sensitive unique index and logs in
+    by it in any case: dbtool finds, refuses and updates by the same rule, so it never makes
+    a second account a login cannot tell apart, and never acts on a guess between two."""
+    pytest.importorskip("fastapi_users_db_sqlalchemy")
+    shape = SHAPES["fastapi_users"]
+    dbtool = Dbtool(database_url, env=shape.env)
+    assert dbtool("init").exit_code == 0
+    assert fastapi_users(database_url, "create", "Bob.Smith@Example.com") == "Bob.Smith@example.com"
+
+    # the person exists, in whatever case the email is typed
+    again = dbtool("users", "add", "bob.smith@example.com", "--if-not-exists",
+                   "--password-stdin", input=PASSWORD)  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert "already exists" in again.stderr and "Created" not in again.stderr
+    assert_clean_error(
+        dbtool("users", "add", "BOB.SMITH@example.com", "--password-stdin", input=PASSWORD),
+        4, "'Bob.Smith@example.com' already exists", "letter case",
+    )  # fmt: skip
+    assert emails(database_url) == ["Bob.Smith@example.com"]
+    shown = dbtool("users", "show", "bob.smith@EXAMPLE.com", "--json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["email"] == "Bob.Smith@example.com"
+    assert fastapi_users(database_url, "login", "bob.smith@example.com") == "Bob.Smith@example.com"
+
+    # a new account, or another one renamed, cannot take a variant of it either
+    added = dbtool("users", "add", "Carol@Example.com", "--password-stdin", input=PASSWORD)
+    assert added.exit_code == 0, added.output
+    assert_clean_error(
+        dbtool("users", "update", "carol@example.com", "--email", "bob.SMITH@example.com"),
+        4, "'Bob.Smith@example.com' already exists",
+    )  # fmt: skip
+    renamed = dbtool("users", "update", "carol@example.com", "--email", "CAROL@example.com")
+    assert renamed.exit_code == 0, renamed.output  # her own address in another case is hers
+    assert emails(database_url) == ["Bob.Smith@example.com", "CAROL@example.com"]
+    assert fastapi_users(database_url, "login", "carol@example.com") == "CAROL@example.com"
+
+    # two accounts the app wrote under its case-sensitive index: the exact spelling (or the
+    # id) picks one; any other spelling is a clear refusal naming both, never a guess
+    assert fastapi_users(database_url, "insert", "bob.smith@example.com") == "bob.smith@example.com"
+    before = run_sql(database_url, 'SELECT email, is_superuser FROM "user" ORDER BY email')
+    for command in (("show", "BOB.SMITH@example.com"),
+                    ("update", "Bob.smith@example.com", "--superuser"),
+                    ("delete", "BOB.smith@example.com", "--yes")):  # fmt: skip
+        assert_clean_error(
+            dbtool("users", *command), 4,
+            "'Bob.Smith@example.com', 'bob.smith@example.com'", "exact stored spelling or the id",
+        )  # fmt: skip
+    assert run_sql(database_url, 'SELECT email, is_superuser FROM "user" ORDER BY email') == before
+    promoted = dbtool("users", "update", "Bob.Smith@example.com", "--superuser", "--json")
+    assert promoted.exit_code == 0, promoted.output
+    assert json.loads(promoted.stdout)["email"] == "Bob.Smith@example.com"
+    superusers = run_sql(database_url, 'SELECT email FROM "user" WHERE is_superuser')
+    assert superusers == [("Bob.Smith@example.com",)]
+    assert dbtool("users", "check-password", "bob.smith@example.com",
+                  "--password-stdin", input=PASSWORD).exit_code == 0  # fmt: skip
+
+
+def test_a_login_by_an_ambiguous_spelling_lets_nobody_in(database_url: str) -> None:
+    """The library's `authenticate` (an application's login path) never picks one of two
+    accounts that differ only in letter case; the exact spelling still logs in."""
+    from dbtool.db import Database
+    from dbtool.users.service import authenticate
+
+    dbtool = Dbtool(database_url, env=SHAPES["template"].env)
+    assert dbtool("init").exit_code == 0
+    for email in ("Ann@example.com", "ann@example.com"):
+        run_sql(
+            database_url,
+            'INSERT INTO "user" (id, email, hashed_password, is_active, is_superuser) '
+            "VALUES (:id, :email, :hashed, true, false)",
+            {
+                "id": uuid.uuid4().hex,
+                "email": email,
+                "hashed": PasswordHash((Argon2Hasher(),)).hash(PASSWORD),
+            },
+        )
+
+    async def login(ident: str) -> str | None:
+        models = SHAPES["template"].models
+        async with Database.from_url(database_url, models=models) as db, db.session() as session:
+            user = await authenticate(session, ident, PASSWORD)
+            return None if user is None else user.email
+
+    assert asyncio.run(login("ANN@example.com")) is None
+    assert asyncio.run(login("ann@example.com")) == "ann@example.com"
+    assert asyncio.run(login("Ann@example.com")) == "Ann@example.com"
+
+
+def test_an_import_matches_existing_accounts_whatever_the_letter_case(
+    database_url: str, tmp_path: Path
+) -> None:
+    """`users import` follows the same rule as `users add`: a row whose email is a case
+    variant of a stored one is that account (skipped, updated or a conflict), and two
+    variants in one file are one person."""
+    shape = SHAPES["template"]
+    dbtool = Dbtool(database_url, env=shape.env)
+    assert dbtool("init").exit_code == 0
+    add(dbtool, shape, "Bob.Smith@example.com")
+    path = tmp_path / "users.jsonl"
+    path.write_text(
+        json.dumps({"email": "bob.smith@example.com", "password": PASSWORD,
+                    "is_superuser": True}) + "\n"
+        + json.dumps({"email": "New.Person@example.com", "password": PASSWORD}) + "\n"
+    )  # fmt: skip
+
+    assert_clean_error(dbtool("users", "import", str(path)), 4, "Bob.Smith@example.com")
+    assert emails(database_url) == ["Bob.Smith@example.com"]
+    skipped = dbtool("users", "import", str(path), "--on-conflict", "skip")
+    assert skipped.exit_code == 0, skipped.output
+    assert emails(database_url) == ["Bob.Smith@example.com", "New.Person@example.com"]
+    assert run_sql(database_url, 'SELECT email FROM "user" WHERE is_superuser') == []
+    updated = dbtool("users", "import", str(path), "--on-conflict", "update")
+    assert updated.exit_code == 0, updated.output
+    assert emails(database_url) == ["Bob.Smith@example.com", "New.Person@example.com"]
+    superusers = run_sql(database_url, 'SELECT email FROM "user" WHERE is_superuser')
+    assert superusers == [("Bob.Smith@example.com",)]
+
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text(
+        json.dumps({"email": "Carol@example.com", "password": PASSWORD}) + "\n"
+        + json.dumps({"email": "carol@example.com", "password": PASSWORD}) + "\n"
+    )  # fmt: skip
+    result = dbtool("users", "import", str(twice), "--on-conflict", "skip")
+    assert result.exit_code == 0, result.output
+    assert [e for e in emails(database_url) if e.lower() == "carol@example.com"] == [
+        "Carol@example.com"
+    ]

@@ -293,12 +293,12 @@ def users_add(
     from dbtool.errors import ConflictError, InvalidInputError
     from dbtool.render import console as output
     from dbtool.users import service as users
-    from dbtool.users.validation import normalize_email, normalize_username, username_from_email
+    from dbtool.users.validation import normalize_username, username_from_email
 
     with Command(ctx) as cmd:
         # Validate what needs no database first, so a typo costs no prompt or connection.
         model = cmd.models.user
-        normalised = normalize_email(email)
+        normalised = users.stored_email(model, email)
         if model.username is None:
             if username:
                 raise InvalidInputError(

@@ -297,8 +297,12 @@ class UserModel:
     required: tuple[Column[Any], ...] = ()
     # The id is generated here (uuid4) when the model gives it no default of its own.
     generate_id: bool = False
-    # None for the built-in model; the mapped class of an application's model.
+    # None for a bare table; the mapped class of an application's (or the built-in) model.
     mapped_class: type | None = field(default=None, compare=False)
+    # New emails stored all lower case (the built-in model), or as email-validator and so
+    # pydantic's EmailStr normalise them: the domain lower case, the local part as typed
+    # (an application's model, whose own code stores them so). Lookups ignore case either way.
+    lowercase_emails: bool = False
 
     @property
     def table_name(self) -> str:
@@ -375,6 +379,7 @@ class UserModel:
         name: str | None = None,
         overrides: Mapping[str, str | None] | None = None,
         mapper: Mapper[Any] | None = None,
+        lowercase_emails: bool = False,
     ) -> UserModel:
         """Find each role's column (overrides first, then the conventional names)."""
         overrides = dict(overrides or {})
@@ -419,6 +424,7 @@ class UserModel:
             mapped_class=mapper.class_ if mapper is not None else None,
             required=required,
             generate_id=generate_id,
+            lowercase_emails=lowercase_emails,
             **roles,  # type: ignore[arg-type]
         )
 
@@ -679,5 +685,6 @@ def _load(models: str | None, user_model: str | None, user_fields: str | None) -
             name="User",
             overrides=fields,
             mapper=mapper,
+            lowercase_emails=True,
         ),
     )

@@ -186,7 +186,7 @@ class RowPlan:
         if raw_email is None:
             raise RowError("email is missing")
         try:
-            email = normalize_email(raw_email)
+            email = normalize_email(raw_email, lower_case=model.lowercase_emails)
             check_length(model.email, email)
         except InvalidInputError as exc:
             raise RowError(exc.without_value, self.email_key) from None
@@ -456,7 +456,9 @@ async def import_users(
                 stage = _Stager(backend, conn, staging, plan, json=json_batches)
                 direct = (
                     _DirectCopy(backend, model, plan, conn.dialect)
-                    if backend.copies_rows and on_conflict is OnConflict.FAIL
+                    if backend.copies_rows
+                    and on_conflict is OnConflict.FAIL
+                    and not moves.staged.align_spellings
                     else None
                 )
                 try:
@@ -672,6 +674,7 @@ class _MoveStatements:
     """The set-based statements that move one staged batch into the user table, built once
     per import (building them per batch would also leave objects behind for the collector)."""
 
+    align_spellings: tuple[Any, ...]  # emails stored as typed: one spelling per person
     drop_superseded: Any  # update: a later line for the same email wins
     update_existing: Any  # update: overwrite users matched by email
     drop_updated: Any  # update: what remains staged is new
@@ -731,11 +734,55 @@ class _MoveStatements:
             backend.advance_ids(users, model.id) if users.autoincrement_column is model.id else None
         )
         return cls(
+            _spelling_alignment(model, staging) if source is staging else (),
             *update_parts,
             insert=insert_rows,
             empty_staging=None if source is not staging else backend.empty_table(staging),
             after=after,
         )
+
+
+def _spelling_alignment(model: UserModel, staging: Table) -> tuple[Any, ...]:
+    """For a model that keeps emails as typed (an application's: a case-sensitive unique
+    index, a login that ignores case), the statements that rewrite the staged emails to the
+    spelling already stored, where exactly one user has the email in some letter case, and
+    else to the spelling of its first line in the batch: the unique index, the update's
+    match and the conflict report then see one person as one email, never as a second
+    account. The built-in model stores emails lower case and needs none."""
+    if model.lowercase_emails:
+        return ()
+    name, s = model.email.name, staging.c
+    stored_key = func.lower(model.table.c[name])
+    stored = (
+        select(stored_key.label("key"), func.min(model.table.c[name]).label("spelling"))
+        .where(stored_key.in_(select(func.lower(s[name]))))
+        .group_by(stored_key)
+        .having(func.count() == 1)
+        .subquery("stored")
+    )
+    to_stored = (
+        update(staging)
+        .where(func.lower(s[name]) == stored.c.key, s[name] != stored.c.spelling)
+        .values({name: stored.c.spelling})
+    )
+    staged_key = func.lower(s[name])
+    firsts = (
+        select(staged_key.label("key"), func.min(s[LINE]).label("line"))
+        .group_by(staged_key)
+        .having(func.count(func.distinct(s[name])) > 1)
+        .subquery("firsts")
+    )
+    first = staging.alias("first_line")
+    to_first = (
+        update(staging)
+        .where(
+            staged_key == firsts.c.key,
+            first.c[LINE] == firsts.c.line,
+            s[name] != first.c[name],
+        )
+        .values({name: first.c[name]})
+    )
+    return to_stored, to_first
 
 
 @dataclass(frozen=True)
@@ -759,7 +806,7 @@ class _Moves:
         json: bool = False,
     ) -> _Moves:
         staged = _MoveStatements.build(backend, policy, model, staging, plan)
-        if not json or policy is OnConflict.UPDATE:
+        if not json or policy is OnConflict.UPDATE or staged.align_spellings:
             return cls(staged)
         source = backend.json_rows(staging).subquery("staged")
         return cls(staged, _MoveStatements.build(backend, policy, model, staging, plan, source))
@@ -860,6 +907,8 @@ async def _move(
     empty. Earlier batches are already in, so the unique constraints see the file so far."""
     report.staged += staged
     moved = 0
+    for statement in statements.align_spellings:
+        await conn.execute(statement)
     if statements.update_existing is not None:
         await conn.execute(statements.drop_superseded)  # those lines count as skipped
         moved += (await conn.execute(statements.update_existing)).rowcount
@@ -888,6 +937,8 @@ async def _explain_conflicts(
         await conn.run_sync(lambda sync: staging.create(sync))
         stage = _Stager(db.backend, conn, staging, plan, json=isinstance(payload, str))
         await stage.load(payload)
+        for statement in _spelling_alignment(model, staging):
+            await conn.execute(statement)
         try:
             return await _conflicts_in_staging(conn, model, staging, policy)
         finally:

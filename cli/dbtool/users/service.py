@@ -139,12 +139,31 @@ def _columns(model: UserModel, *, with_hash: bool) -> list[Any]:
     return list(model.table.columns) if with_hash else model.public_columns
 
 
+def stored_email(model: UserModel, raw: str) -> str:
+    """`raw` validated and normalised as `model` stores emails: all lower case for the
+    built-in model, else as the application's own code (pydantic's EmailStr) stores them,
+    the domain lower case and the local part as typed."""
+    return normalize_email(raw, lower_case=model.lowercase_emails)
+
+
+def email_matches(model: UserModel, email: str) -> Any:
+    """Rows whose email is `email` in any letter case, compared as fastapi-users'
+    `get_by_email` compares (the database's lower() on both sides, so that both sides fold
+    case alike whatever the column's collation). The built-in model stores emails lower
+    case, so there an exact comparison says the same and its index serves it."""
+    email = email.strip()
+    if model.lowercase_emails:
+        return model.email == email.lower()
+    return func.lower(model.email) == func.lower(literal(email, type_=model.email.type))
+
+
 def ident_condition(model: UserModel, ident: str) -> Any:
-    """Rows whose id, email or username is `ident`."""
+    """Rows whose id, email (as given: see `find_user` for other letter cases) or username
+    is `ident`. Usernames are matched exactly, as Django's login matches them."""
     ident = ident.strip()
     conditions = []
     if "@" in ident:
-        conditions.append(model.email == ident.lower())
+        conditions.append(model.email == (ident.lower() if model.lowercase_emails else ident))
     if model.username is not None:
         conditions.append(model.username == ident)
     id_value = model.parse_id(ident)
@@ -154,14 +173,28 @@ def ident_condition(model: UserModel, ident: str) -> Any:
 
 
 def _best_match(model: UserModel, ident: str, rows: list[Any]) -> Any | None:
-    """Of the rows matching `ident`, the one matched by id, else email, else username."""
+    """Of the rows matching `ident` exactly, the one matched by id, else email, else username."""
     ident = ident.strip()
     id_value = model.parse_id(ident)
-    for role, wanted in ((model.id, id_value), (model.email, ident.lower())):
+    email = ident.lower() if model.lowercase_emails else ident
+    for role, wanted in ((model.id, id_value), (model.email, email)):
         for row in rows:
             if wanted is not None and row._mapping[role.name] == wanted:
                 return row
     return rows[0] if rows else None
+
+
+# How many stored spellings an ambiguity error lists.
+_SPELLINGS_LISTED = 5
+
+
+def _ambiguous(model: UserModel, email: str, spellings: list[str]) -> ConflictError:
+    listed = ", ".join(repr(s) for s in spellings[:_SPELLINGS_LISTED])
+    more = "" if len(spellings) <= _SPELLINGS_LISTED else ", ..."
+    return ConflictError(
+        f"several users of {model.name} have the email {email.strip()!r} in different letter "
+        f"case ({listed}{more}): give the exact stored spelling or the id"
+    )
 
 
 def _storable(text: str) -> bool:
@@ -185,19 +218,28 @@ async def find_user(
 ) -> UserRecord | None:
     """The user whose id, email or username is `ident` (an id match wins, then the email);
     None for an `ident` no user can have (a NUL character, text that is not valid UTF-8),
-    which is never sent to the database: its driver would raise instead of not finding."""
+    which is never sent to the database: its driver would raise instead of not finding.
+
+    An email matches in any letter case. The exact stored spelling wins; when several
+    users hold the email in other spellings only (rows an application wrote under a
+    case-sensitive unique index), it is a ConflictError listing them, never a guess."""
     model, _ = _resolve(session, model)
     if not _storable(ident):
         return None
     columns = _columns(model, with_hash=with_hash)
     rows = list(await session.execute(select(*columns).where(ident_condition(model, ident))))
-    if not rows and "@" in ident:
-        # Rows an application wrote itself may keep the email's case; dbtool stores it lower
-        # case, which is why this slower comparison is only the fallback.
+    if not rows and "@" in ident and not model.lowercase_emails:
+        # The exact comparison above is the one an index serves; this one reads the table
+        # (as fastapi-users' login does), so it runs only when the exact spelling is not there.
         found = await session.execute(
-            select(*columns).where(func.lower(model.email) == ident.strip().lower()).limit(2)
+            select(*columns)
+            .where(email_matches(model, ident))
+            .order_by(model.email)
+            .limit(_SPELLINGS_LISTED + 1)
         )
         rows = list(found)
+        if len(rows) > 1:
+            raise _ambiguous(model, ident, [row._mapping[model.email.name] for row in rows])
     match = _best_match(model, ident, rows)
     return None if match is None else _record(model, match)
 
@@ -346,6 +388,26 @@ async def _conflict(
     return ConflictError(f"a user with {name} {values[name]!r} already exists")
 
 
+async def _refuse_case_variant(
+    session: AsyncSession, model: UserModel, email: str, *, other_than: Any = None
+) -> None:
+    """ConflictError naming the stored spelling when another user has `email` in some
+    letter case: an application's unique index may compare case, its login does not (two
+    such rows lock both people out of fastapi-users). An exact duplicate is left to the
+    unique index, which also catches concurrent inserts."""
+    if model.lowercase_emails:
+        return  # every spelling is stored lower case: the unique index sees the variants
+    query = select(model.email).where(email_matches(model, email), model.email != email)
+    if other_than is not None:
+        query = query.where(model.id != other_than)
+    taken = await session.scalar(query.limit(1))
+    if taken is not None:
+        raise ConflictError(
+            f"a user with email {taken!r} already exists (emails are compared without "
+            "regard to letter case)"
+        )
+
+
 async def _hash(password: str, settings: Settings) -> str:
     from dbtool.users import passwords
 
@@ -403,8 +465,9 @@ async def add_user(
     the model has and dbtool does not know must be among them.
     """
     model, settings = _resolve(session, model)
-    email = normalize_email(email)
+    email = stored_email(model, email)
     check_length(model.email, email)
+    await _refuse_case_variant(session, model, email)
     row: dict[str, Any] = {model.email.name: email}
     if model.username is not None:
         name = normalize_username(username) if username else username_from_email(email)
@@ -543,6 +606,9 @@ async def authenticate(
     - an inactive user, an account without a usable password (imported without one), or a
       stored hash dbtool would not verify (unknown format, out of the bounds in
       dbtool.users.passwords), is a failure, never an exception;
+    - the email matches in any letter case; when several accounts hold it in spellings
+      other than the one given, none of them logs in by it (the exact spelling or the
+      username still does);
     - a match against an outdated hash stores a new one of the configured scheme.
     """
     from dbtool.users import passwords
@@ -550,7 +616,10 @@ async def authenticate(
     model, settings = _resolve(session, model)
     scheme = settings.password_hash
     dummy = await asyncio.to_thread(_dummy_hash, scheme)  # once per process, before the lookup
-    user = await find_user(session, ident, model=model, with_hash=True)
+    try:
+        user = await find_user(session, ident, model=model, with_hash=True)
+    except ConflictError:
+        user = None  # several accounts answer to this spelling: none of them logs in by it
     stored = user.hashed_password if user is not None else None
     if not passwords.is_usable(stored) or passwords.hash_problem(stored or "") is not None:
         await asyncio.to_thread(passwords.verify_password, password, dummy, scheme)
@@ -585,7 +654,7 @@ async def update_user(
     model, _ = _resolve(session, model)
     changes: dict[str, Any] = {}
     if email is not None:
-        changes[model.email.name] = normalize_email(email)
+        changes[model.email.name] = stored_email(model, email)
         check_length(model.email, changes[model.email.name])
     if username is not None:
         column = model.requires("username", "--username")
@@ -608,6 +677,8 @@ async def update_user(
     changes = {name: value for name, value in changes.items() if user.get(name) != value}
     if not changes:
         return user, False
+    if model.email.name in changes:
+        await _refuse_case_variant(session, model, changes[model.email.name], other_than=user.id)
     return await _write(session, model, user, changes), True
 
 

@@ -19,18 +19,25 @@ USERNAME_RULE = f"1-{USERNAME_MAX_LENGTH} characters of letters, digits and @ . 
 # most 253 with an alphabetic top-level label that is not a special-use name (test, local,
 # ...); 254 characters in all. Labels with "--" in the third and fourth places (IDNA
 # "xn--" forms) take the full path. Every address this accepts, email-validator accepts too
-# and normalises to the same lower-case form (tests/test_validation.py checks that
-# property); anything else goes to email-validator.
+# and normalises to the same form (tests/test_validation.py checks that property); anything
+# else goes to email-validator.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LABEL = r"(?![A-Za-z0-9-]{2}--)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _fast_pattern: re.Pattern[str] | None = None
+_mailbox_names: frozenset[str] = frozenset()  # local parts email-validator lower-cases
 
 
-def _fast_email(candidate: str) -> str | None:
+def _fast_email(candidate: str, *, lower_case: bool = True) -> str | None:
     """The normalised email if `candidate` is plainly valid, else None ("ask the validator")."""
-    global _fast_pattern
+    global _fast_pattern, _mailbox_names
     if _fast_pattern is None:
         from email_validator import SPECIAL_USE_DOMAIN_NAMES
+
+        try:  # email-validator >= 2.2 lower-cases postmaster, abuse, noc, ... (RFC 2142)
+            from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
+        except ImportError:  # pragma: no cover - older email-validator keeps them as typed
+            CASE_INSENSITIVE_MAILBOX_NAMES = []
+        _mailbox_names = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
         special = "|".join(re.escape(name) for name in SPECIAL_USE_DOMAIN_NAMES)
         _fast_pattern = re.compile(
@@ -38,16 +45,27 @@ def _fast_email(candidate: str) -> str | None:
             rf"{_ATEXT}+(?:\.{_ATEXT}+)*@"
             rf"(?=.{{1,253}}\Z)(?:{_LABEL}\.)+(?!(?i:{special})\Z)[A-Za-z]{{2,63}}"
         )
-    return candidate.lower() if _fast_pattern.fullmatch(candidate) else None
+    if _fast_pattern.fullmatch(candidate) is None:
+        return None
+    if lower_case:
+        return candidate.lower()
+    local, _, domain = candidate.rpartition("@")
+    if local.lower() in _mailbox_names:
+        return None
+    return f"{local}@{domain.lower()}"
 
 
-def normalize_email(raw: str) -> str:
-    """The email as stored: validated (syntax only, no DNS), normalised, lower case."""
-    fast = _fast_email(raw.strip())
-    return fast if fast is not None else normalize_email_strictly(raw)
+def normalize_email(raw: str, *, lower_case: bool = True) -> str:
+    """The email as stored: validated (syntax only, no DNS) and normalised as
+    email-validator (and so pydantic's EmailStr, which fastapi-users and SQLModel apps use)
+    normalises it: the domain lower case, the local part as typed (Unicode NFC), or all of
+    it lower case with `lower_case` (the built-in model's rule). Either way, dbtool matches
+    emails without regard to case (see dbtool.users.service)."""
+    fast = _fast_email(raw.strip(), lower_case=lower_case)
+    return fast if fast is not None else normalize_email_strictly(raw, lower_case=lower_case)
 
 
-def normalize_email_strictly(raw: str) -> str:
+def normalize_email_strictly(raw: str, *, lower_case: bool = True) -> str:
     """normalize_email without the fast path: email-validator decides everything."""
     from email_validator import EmailNotValidError, validate_email
 
@@ -58,7 +76,7 @@ def normalize_email_strictly(raw: str) -> str:
             f"invalid email address {excerpt(raw.strip())}: {exc}",
             without_value=f"invalid email address: {exc}",
         ) from None
-    return validated.normalized.lower()
+    return validated.normalized.lower() if lower_case else validated.normalized
 
 
 # Letters and digits of any script (\w is str.isalnum() plus "_"), and @ . + - _.
