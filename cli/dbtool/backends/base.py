@@ -173,6 +173,14 @@ class Backend:
         builds an engine as dbtool's one builder does (settings, then overrides)."""
         raise NotImplementedError
 
+    async def drop_database(
+        self, settings: Settings, *, engine: Callable[..., AsyncEngine]
+    ) -> None:
+        """Drop the target database that `create_database` made in this run (init failed
+        after it); refuses (raises) while anyone else is connected to it. Only called where
+        `create_database` can return True."""
+        raise NotImplementedError
+
     # --- what the server is ------------------------------------------------------------
 
     async def server_version(self, conn: AsyncConnection) -> str:

@@ -164,6 +164,13 @@ class Command:
                 self.run(self._db.require_primary(wait=wait, on_retry=on_retry))
         return self._db
 
+    def close_database(self) -> None:
+        """Dispose of the command's database (its connections closed); `database()` then
+        connects again."""
+        if self._db is not None:
+            db, self._db = self._db, None
+            self._runner.run(db.dispose())
+
     def note_standby(self) -> None:
         """Say so when reading from a standby: what was just written may not show yet."""
         role = self.run(self.database().server_role())

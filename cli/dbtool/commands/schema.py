@@ -1,7 +1,9 @@
 """`dbtool init`, `drop` and `reset`: the models' schema (or the Alembic project's
 migrations), created, dropped and created again. Typer wiring only."""
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -14,7 +16,7 @@ from dbtool.errors import RefusedError, UsageError
 
 if TYPE_CHECKING:
     from dbtool.db import Database
-    from dbtool.schema.tables import DropPlan
+    from dbtool.schema.tables import DropPlan, SchemaReport
 
 app = typer.Typer()
 command = partial(register, app)
@@ -102,28 +104,10 @@ def init(
                 database_created = cmd.run(
                     schema.create_database(settings, wait=wait, on_retry=on_retry)
                 )
-        db = cmd.database(must_exist=False, wait=wait, write=True)
-        migrated = None
-        if project is not None and not (stamp or create_all):
-            from dbtool.schema import migrations
-
-            before = cmd.run(schema.present_tables(db))
-            migrated = cmd.run(migrations.upgrade(db, project))
-            after = cmd.run(schema.present_tables(db))
-            report = schema.SchemaReport(
-                created=[name for name in after if name not in before], existing=before
+        with _dropped_on_failure(cmd, database_created):
+            migrated, report, unversioned = _init(
+                cmd, project, wait, stamp=stamp, create_all=create_all
             )
-        else:
-            if create_all and cmd.run(schema.present_tables(db, with_version_table=True)):
-                raise RefusedError(
-                    "--create-all is for an empty database, and this one has tables of the "
-                    "models (or Alembic's alembic_version): run the migrations (dbtool init)"
-                )
-            report = cmd.run(schema.create_schema(db))
-            if project is not None:
-                from dbtool.schema import migrations
-
-                migrated = (cmd.run(migrations.stamp_head(db, project)), [])
 
     if as_json:
         output.print_json(
@@ -136,6 +120,7 @@ def init(
                 "alembic": None
                 if migrated is None
                 else {**migrated[0].as_dict(), "applied": migrated[1]},
+                "alembic_without_revisions": None if unversioned is None else str(unversioned),
             }
         )
         return
@@ -143,22 +128,94 @@ def init(
         output.success(f"Created database {schema.database_name(settings)}")
     if migrated is not None:
         state, applied = migrated
-        done = f"applied {', '.join(applied)}" if applied else "nothing to apply"
+        done = f"applied {', '.join(applied)}" if applied else "already at head"
         verb = "Stamped" if stamp or create_all else "Migrated"
-        output.success(f"{verb} to head {', '.join(state.heads)} ({done})")
+        output.success(
+            f"{verb} {settings.masked_url} to head {', '.join(state.heads)} ({done}); "
+            f"checked: {state.version_table} says head, the models' tables exist"
+        )
+    if unversioned is not None:
+        output.note(
+            f"The Alembic project {unversioned} has no revisions yet: the tables were made "
+            "from the models, and no revision is recorded (see docs/guides/alembic.md)"
+        )
     if report.created:
         output.success(f"Created tables: {', '.join(report.created)} in {settings.masked_url}")
     if report.indexes:
         output.success(f"Created missing indexes: {', '.join(report.indexes)}")
     if not report.created and not report.indexes and migrated is None:
-        output.success(f"Schema is up to date in {settings.masked_url}")
+        output.success(
+            f"Schema is up to date in {settings.masked_url}: the models' tables and indexes exist"
+        )
     if report.existing:
         output.note(f"Already existed: {', '.join(report.existing)}")
 
 
+def _init(
+    cmd: Command, project: "Path | None", wait: float, *, stamp: bool, create_all: bool
+) -> "tuple[Any, SchemaReport, Path | None]":
+    """init's work once the database exists: (the Alembic state and revisions applied, or
+    None; the tables report; the project when it has no revisions yet)."""
+    from dbtool.schema import tables as schema
+
+    db = cmd.database(must_exist=False, wait=wait, write=True)
+    if project is not None and not (stamp or create_all):
+        from dbtool.schema import migrations
+
+        if not migrations.has_revisions(project, cmd.settings):
+            # Nothing to migrate to: the tables come from the models, as without Alembic
+            # (and as such projects' own apps make them at start-up).
+            return None, cmd.run(schema.create_schema(db)), project
+        before = cmd.run(schema.present_tables(db))
+        migrated = cmd.run(migrations.upgrade(db, project))
+        after = cmd.run(schema.present_tables(db))
+        report = schema.SchemaReport(
+            created=[name for name in after if name not in before], existing=before
+        )
+        return migrated, report, None
+    if create_all and cmd.run(schema.present_tables(db, with_version_table=True)):
+        raise RefusedError(
+            "--create-all is for an empty database, and this one has tables of the "
+            "models (or Alembic's version table): run the migrations (dbtool init)"
+        )
+    report = cmd.run(schema.create_schema(db))
+    if project is None:
+        return None, report, None
+    from dbtool.schema import migrations
+
+    return (cmd.run(migrations.stamp_head(db, project)), []), report, None
+
+
+@contextlib.contextmanager
+def _dropped_on_failure(cmd: Command, created: bool) -> Iterator[None]:
+    """When init fails after creating the database, the database goes again (it holds
+    nothing but the failed attempt), unless someone else is already using it."""
+    try:
+        yield
+    except BaseException:
+        if created:
+            from dbtool.render import console as output
+            from dbtool.schema import tables as schema
+
+            name = schema.database_name(cmd.settings)
+            try:
+                cmd.close_database()
+                cmd.run(schema.drop_database(cmd.settings))
+                output.note(f"Dropped database {name} again: this run had created it")
+            except Exception as exc:  # the first error is the one to report
+                from dbtool.commands.runtime import describe_unexpected
+
+                output.warning(
+                    f"database {name}, created by this run, was left: {describe_unexpected(exc)}"
+                )
+        raise
+
+
 def _init_sql(cmd: Command, project: "Path | None", *, migrate: bool) -> list[str]:
-    """What `init` would run: the missing tables' DDL, or the pending migrations' SQL."""
+    """What `init` would run: the missing tables' DDL, or the pending migrations' SQL. A
+    database file that does not exist yet is not created to find out (all of it is)."""
     from dbtool.backends import backend_for
+    from dbtool.db import Database
     from dbtool.schema import tables as schema
 
     path = backend_for(cmd.settings.url).database_file(cmd.settings.url)
@@ -166,9 +223,10 @@ def _init_sql(cmd: Command, project: "Path | None", *, migrate: bool) -> list[st
     if project is not None and migrate:
         from dbtool.schema import migrations
 
-        current = [] if fresh else cmd.run(migrations.state(cmd.database(), project)).current
-        return [migrations.upgrade_sql(project, cmd.settings, current)]
-    db = cmd.database(must_exist=not fresh) if not fresh else cmd.database(must_exist=False)
+        if migrations.has_revisions(project, cmd.settings):
+            current = [] if fresh else cmd.run(migrations.state(cmd.database(), project)).current
+            return [migrations.upgrade_sql(project, cmd.settings, current)]
+    db = Database(cmd.settings) if fresh else cmd.database()
     return cmd.run(schema.create_sql(db, assume_empty=fresh))
 
 
@@ -324,11 +382,14 @@ def reset(
         _refuse_if_protected(cmd, allow_protected, "reset")
         project = config_path(cmd.settings)
         db = cmd.database(write=not sql)  # only init creates a database file
+        if project is not None:
+            from dbtool.schema import migrations
+
+            if not migrations.has_revisions(project, cmd.settings):
+                project = None  # nothing to migrate to: the tables come from the models
         if sql:
             statements = cmd.run(schema.drop_sql(db, force=force))[1]
             if project is not None:
-                from dbtool.schema import migrations
-
                 statements.append(migrations.upgrade_sql(project, cmd.settings, []))
             else:
                 statements += cmd.run(schema.create_sql(db, assume_empty=True))
@@ -339,8 +400,6 @@ def reset(
         if project is None:
             plan, report = cmd.run(schema.reset_schema(db, force=force))
         else:
-            from dbtool.schema import migrations
-
             plan = cmd.run(schema.drop_schema(db, force=force))
             before = cmd.run(schema.present_tables(db))
             cmd.run(migrations.upgrade(db, project))

@@ -10,6 +10,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dbtool.db import Database
+from dbtool.schema.tables import created_here, find_version_table
+
+# The kinds of schema item a models' ddl_if() can keep from being created.
+_CONDITIONAL = ("index", "unique_constraint", "foreign_key_constraint")
 
 
 @dataclass(frozen=True)
@@ -139,8 +143,15 @@ async def differences(db: Database) -> list[Difference]:
         return kind != "schema" or name in schemas
 
     def compare(sync: Any) -> list[Difference]:
+        def made_here(item: Any, _name: Any, kind: str, reflected: bool, _other: Any) -> bool:
+            # An index or constraint of the models this dialect does not create (ddl_if) is
+            # not missing; the database's own are compared as they are.
+            return reflected or kind not in _CONDITIONAL or created_here(item, sync)
+
+        version = find_version_table(sync, db.models, db.settings.alembic_version_table)
         opts = {"compare_type": True, "compare_server_default": True, "include_schemas": True,
-                "include_name": in_models_schemas}  # fmt: skip
+                "include_name": in_models_schemas, "include_object": made_here,
+                **version.alembic_opts()}  # fmt: skip
         context = MigrationContext.configure(sync, opts=opts)
         found: list[Difference] = []
         for diff in compare_metadata(context, metadata):

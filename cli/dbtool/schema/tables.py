@@ -26,6 +26,56 @@ from dbtool.models.user_model import Models
 VERSION_TABLE = "alembic_version"
 
 
+@dataclass(frozen=True)
+class VersionTable:
+    """Where Alembic records the applied revisions: `alembic_version` unless env.py says
+    otherwise (`context.configure(version_table=..., version_table_schema=...)`)."""
+
+    name: str = VERSION_TABLE
+    schema: str | None = None
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    def quoted(self, dialect: Any) -> str:
+        prepare = dialect.identifier_preparer
+        name = prepare.quote(self.name)
+        return f"{prepare.quote_schema(self.schema)}.{name}" if self.schema else name
+
+    def exists(self, sync: Connection) -> bool:
+        return bool(inspect(sync).has_table(self.name, schema=self.schema))
+
+    def alembic_opts(self) -> dict[str, Any]:
+        return {"version_table": self.name, "version_table_schema": self.schema}
+
+
+def find_version_table(
+    sync: Connection, models: Models, configured: str | None = None
+) -> VersionTable:
+    """The version table of this database: DBTOOL_ALEMBIC_VERSION_TABLE (`configured`,
+    `name` or `schema.name`) when set; else `alembic_version` when it exists, else a table
+    of Alembic's shape (one column, `version_num`) outside the models, in the default schema
+    or one of the models' (an env.py with its own `version_table`, as advanced-alchemy's
+    `alembic_versions` or litestar-fullstack's `ddl_version`); `alembic_version` when there
+    is none yet."""
+    if configured:
+        prefix, _, table = configured.rpartition(".")
+        return VersionTable(table, prefix or None)
+    inspector = inspect(sync)
+    if inspector.has_table(VERSION_TABLE):
+        return VersionTable()
+    own = {(table.schema, table.name) for table in models.tables}
+    for schema in [None, *sorted({t.schema for t in models.tables if t.schema})]:
+        for name in inspector.get_table_names(schema=schema):
+            if (schema, name) in own:
+                continue
+            columns = [column["name"] for column in inspector.get_columns(name, schema=schema)]
+            if columns == ["version_num"]:
+                return VersionTable(name, schema)
+    return VersionTable()
+
+
 class SchemaMismatchError(DbtoolError):
     """Tables of the models' names exist with other columns: not the tables they describe."""
 
@@ -102,7 +152,7 @@ class DropPlan:
     drop: list[TableState]
     skipped: list[tuple[TableState, str]]  # (table, why)
     force: bool
-    version_table: bool = False  # Alembic's alembic_version was dropped too
+    version_table: str | None = None  # Alembic's version table, dropped too
 
     @property
     def blocked(self) -> list[str]:
@@ -309,8 +359,24 @@ def _missing_indexes(sync: Connection, models: Models, state: SchemaState) -> li
             continue
         existing = {index["name"] for index in inspector.get_indexes(table.name, table.schema)}
         indexes = sorted(table.indexes, key=lambda index: str(index.name))
-        missing += [index for index in indexes if index.name not in existing]
+        missing += [
+            index for index in indexes if index.name not in existing and created_here(index, sync)
+        ]
     return missing
+
+
+def created_here(item: Any, bind: Any) -> bool:
+    """Whether this database's dialect creates `item` (an index or a constraint): not
+    when its `ddl_if(dialect=..., callable_=...)` says otherwise (advanced-alchemy's slug
+    index is PostgreSQL's only), so nothing counts as missing that `init` would never make.
+    `bind`: a connection, or a mock engine's."""
+    condition = getattr(item, "_ddl_if", None)  # SQLAlchemy's record of ddl_if()
+    if condition is None:
+        return True
+    from sqlalchemy.schema import AddConstraint, CreateIndex
+
+    ddl = CreateIndex(item) if isinstance(item, Index) else AddConstraint(item)
+    return bool(condition._should_execute(ddl, item, bind))
 
 
 async def _create_missing_indexes(
@@ -328,13 +394,20 @@ async def _create_missing_indexes(
 
 
 async def present_tables(db: Database, *, with_version_table: bool = False) -> list[str]:
-    """The models' tables that exist (and alembic_version, if asked and there)."""
+    """The models' tables that exist (and Alembic's version table, if asked and there)."""
     async with _reading(db) as conn:
         state = await inspect_schema(conn, db.models)
-        version = with_version_table and await conn.run_sync(
-            lambda sync: inspect(sync).has_table(VERSION_TABLE)
+        version = (
+            await conn.run_sync(lambda sync: _existing_version_table(sync, db))
+            if with_version_table
+            else None
         )
-    return [table.name for table in state.present] + ([VERSION_TABLE] if version else [])
+    return [table.name for table in state.present] + ([version.fullname] if version else [])
+
+
+def _existing_version_table(sync: Connection, db: Database) -> VersionTable | None:
+    version = find_version_table(sync, db.models, db.settings.alembic_version_table)
+    return version if version.exists(sync) else None
 
 
 async def describe_tables(
@@ -382,10 +455,11 @@ async def drop_schema(db: Database, *, force: bool = False) -> DropPlan:
     it carried out (skipped tables stay). RefusedError when tables outside the models
     reference a table to drop (unless `force`, which drops with CASCADE on PostgreSQL)."""
     async with _schema_change(db) as conn:
-        return await _drop(conn, db.models, force=force)
+        return await _drop(conn, db, force=force)
 
 
-async def _drop(conn: AsyncConnection, models: Models, *, force: bool) -> DropPlan:
+async def _drop(conn: AsyncConnection, db: Database, *, force: bool) -> DropPlan:
+    models = db.models
     state = await inspect_schema(conn, models, counts=True, dependents=True)
     plan = plan_drop(state, models, force=force)
     if plan.blocked:
@@ -396,13 +470,12 @@ async def _drop(conn: AsyncConnection, models: Models, *, force: bool) -> DropPl
     tables = [table for table in models.tables if table.fullname in names]
     if not tables:
         return plan
-    if not plan.skipped and await conn.run_sync(
-        lambda sync: inspect(sync).has_table(VERSION_TABLE)
-    ):
+    version = await conn.run_sync(lambda sync: _existing_version_table(sync, db))
+    if not plan.skipped and version is not None:
         # Alembic's record of applied migrations goes too: left behind, it would say the
         # schema is at head while its tables are gone.
-        await conn.exec_driver_sql(f"DROP TABLE {VERSION_TABLE}")
-        plan = replace(plan, version_table=True)
+        await conn.exec_driver_sql(f"DROP TABLE {version.quoted(conn.dialect)}")
+        plan = replace(plan, version_table=version.fullname)
     cascade = _cascade(conn.dialect, tables) if force else None
     # CASCADE drops the foreign keys (and views) of outside objects that depend on them.
     for statement in cascade or ():
@@ -417,7 +490,7 @@ async def reset_schema(db: Database, *, force: bool = False) -> tuple[DropPlan, 
     half-way leaves the schema as it was."""
     models = db.models
     async with _schema_change(db) as conn:
-        plan = await _drop(conn, models, force=force)
+        plan = await _drop(conn, db, force=force)
         state = await inspect_schema(conn, models)
         await _create_missing(conn, models, state)
     return plan, SchemaReport(
@@ -467,12 +540,14 @@ async def drop_sql(db: Database, *, force: bool = False) -> tuple[DropPlan, list
     models = db.models
     async with _reading(db) as conn:
         state = await inspect_schema(conn, models, counts=True, dependents=True)
-        has_version = await conn.run_sync(lambda sync: inspect(sync).has_table(VERSION_TABLE))
+        version = await conn.run_sync(lambda sync: _existing_version_table(sync, db))
     plan = plan_drop(state, models, force=force)
     names = {table.name for table in plan.drop}
     tables = [table for table in models.tables if table.fullname in names]
     statements = (
-        [f"DROP TABLE {VERSION_TABLE};"] if tables and has_version and not plan.skipped else []
+        [f"DROP TABLE {version.quoted(db.engine.dialect)};"]
+        if tables and version is not None and not plan.skipped
+        else []
     )
     cascade = _cascade(db.engine.dialect, tables) if force else None
     if cascade is not None:
@@ -508,3 +583,8 @@ async def create_database(
     return await backend_for(settings.url).create_database(
         settings, wait=wait, on_retry=on_retry, engine=create_engine
     )
+
+
+async def drop_database(settings: Settings) -> None:
+    """Drop the database `create_database` made in this run (see Backend.drop_database)."""
+    await backend_for(settings.url).drop_database(settings, engine=create_engine)

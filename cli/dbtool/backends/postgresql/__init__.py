@@ -272,6 +272,20 @@ class PostgreSQL(Backend):
             await maintenance_engine.dispose()
         return created
 
+    async def drop_database(
+        self, settings: Settings, *, engine: Callable[..., AsyncEngine]
+    ) -> None:
+        """Through the maintenance database, without FORCE: a concurrent init that found the
+        database and works in it keeps it."""
+        maintenance = replace(settings, url=settings.url.set(database="postgres"))
+        maintenance_engine = engine(maintenance, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        try:
+            async with maintenance_engine.connect() as conn:
+                quoted = conn.dialect.identifier_preparer.quote(settings.url.database or "")
+                await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+        finally:
+            await maintenance_engine.dispose()
+
     # --- what the server is ------------------------------------------------------------
 
     async def server_version(self, conn: AsyncConnection) -> str:
