@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -79,10 +80,51 @@ def test_empty_environment_value_counts_as_unset(tmp_path: Path) -> None:
     assert data["DBTOOL_POOL_SIZE"]["value"] == 7
 
 
-def test_dotenv_values_are_not_interpolated(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("DATABASE_URL='postgresql://u:pa${HOME}ss@db/app'\n")
+LITESTAR_ENV = """\
+DATABASE_USER=app
+DATABASE_PASSWORD='pa$$w0rd $HOME'
+DATABASE_HOST=localhost
+DATABASE_DB=app
+DATABASE_URL=postgresql://${DATABASE_USER}:${DATABASE_PASSWORD}@${DATABASE_HOST}:${DATABASE_PORT}/${DATABASE_DB}
+"""
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [{"DATABASE_PORT": "5433"}, {"DATABASE_PORT": "5433", "DATABASE_USER": "from_env"}],
+)
+def test_dotenv_is_read_as_python_dotenv_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]
+) -> None:
+    """litestar-fullstack's .env builds DATABASE_URL from ${...} references: the same URL
+    as the application's own load_dotenv() sees, and a bare `$` stays literal."""
+    from dotenv import load_dotenv
+
+    (tmp_path / ".env").write_text(LITESTAR_ENV)
+    monkeypatch.setattr(os, "environ", {**os.environ, **environment})  # undone after the test
     settings = load_settings()
-    assert settings.url.password == "pa${HOME}ss"
+    load_dotenv(tmp_path / ".env")  # the application's way, into os.environ
+    expected = make_url(os.environ["DATABASE_URL"])
+    assert settings.url.password == expected.password == "pa$$w0rd $HOME"
+    assert (settings.url.username, settings.url.port) == (expected.username, 5433)
+    assert settings.url.username == environment.get("DATABASE_USER", "app")
+
+
+def test_config_shows_where_each_reference_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    Path(".env").write_text(LITESTAR_ENV)
+    monkeypatch.setenv("DATABASE_PORT", "5433")
+    result = run("config", "--json")
+    assert result.exit_code == 0, result.output
+    url = json.loads(result.stdout)["DATABASE_URL"]
+    assert url["value"] == "postgresql+asyncpg://app:***@localhost:5433/app"
+    assert "${DATABASE_PORT} from the environment" in url["source"]
+    assert "${DATABASE_PASSWORD} from .env" in url["source"]
+    assert "pa$$" not in result.output
+
+
+def test_a_reference_to_nothing_is_named_in_the_error() -> None:
+    Path(".env").write_text(LITESTAR_ENV)
+    assert_clean_error(run("config"), 2, "DATABASE_URL", "${DATABASE_PORT} is not set", "port")
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,7 @@ class Settings:
     pgbouncer: bool = False
     pgbouncer_admin_url: str | None = None
     alembic_config: str | None = None
+    alembic_version_table: str | None = None
     models: str | None = None
     user_model: str | None = None
     user_fields: str | None = None
@@ -61,12 +62,22 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     # Names set in the .env file (whether dbtool reads them from there or not).
     dotenv_names: frozenset[str] = field(default_factory=frozenset, compare=False)
+    # Setting name -> the ${VAR} references its .env value was expanded from, with where
+    # each came from ("DATABASE_PORT from .env file"), for `dbtool config`.
+    expansions: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     # Problems worth a warning but not an error (a misspelt DBTOOL_ name, ...).
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def masked_url(self) -> str:
         return mask_url(self.url)
+
+    @property
+    def password_hash_chosen(self) -> bool:
+        """Whether DBTOOL_PASSWORD_HASH was given (or the scheme set by an application),
+        rather than left at its default: then outdated hashes become hashes of it."""
+        source = self.sources.get("DBTOOL_PASSWORD_HASH", SOURCE_DEFAULT)
+        return source != SOURCE_DEFAULT or self.password_hash != "argon2"
 
     @property
     def pool_capacity(self) -> int:
@@ -156,6 +167,13 @@ SETTING_SPECS: tuple[_Spec, ...] = (
     _Spec("pgbouncer", "DBTOOL_PGBOUNCER", _parse_bool),
     _Spec("pgbouncer_admin_url", "DBTOOL_PGBOUNCER_ADMIN_URL", _parse_text),
     _Spec("alembic_config", "DBTOOL_ALEMBIC_CONFIG", _parse_text),
+    _Spec(
+        "alembic_version_table",
+        "DBTOOL_ALEMBIC_VERSION_TABLE",
+        _parse_text,
+        lambda v: 0 < len(v) <= 127 and v.count(".") <= 1 and all(v.split(".")),
+        "a table name, or schema.table",
+    ),
     _Spec("models", "DBTOOL_MODELS", _parse_text),
     _Spec("user_model", "DBTOOL_USER_MODEL", _parse_text),
     _Spec("user_fields", "DBTOOL_USER_FIELDS", _parse_text),
@@ -190,7 +208,7 @@ def load_settings(
         if value is not None:
             _text(OPTION_FLAGS.get(name, name), value, SOURCE_OPTION)
     env = os.environ if environ is None else environ
-    dotenv_path, dotenv = _read_dotenv(env_file)
+    dotenv_path, dotenv, expansions = _read_dotenv(env_file, env)
     dotenv_label = f".env file ({dotenv_path})"
 
     def lookup(name: str) -> tuple[str, str] | None:
@@ -198,7 +216,8 @@ def load_settings(
         if env.get(name, "").strip():
             return _text(name, env[name], SOURCE_ENVIRONMENT), SOURCE_ENVIRONMENT
         if (dotenv.get(name) or "").strip():
-            return _text(name, str(dotenv[name]), dotenv_label), dotenv_label
+            label = dotenv_label + _unset_references(expansions.get(name, ()))
+            return _text(name, str(dotenv[name]), label), label
         return None
 
     sources: dict[str, str] = {}
@@ -235,10 +254,22 @@ def load_settings(
         *_unknown_names(env, SOURCE_ENVIRONMENT),
         *_unknown_names(dotenv, dotenv_label),
     ]
+    if values.get("models") and url_source == SOURCE_DEFAULT:
+        # The first hour's trap: the application's models, dbtool's own default database.
+        warnings.append(
+            f"DBTOOL_MODELS is set but DATABASE_URL is not: dbtool works on "
+            f"{DEFAULT_DATABASE_URL.split('///', 1)[1]}, not your application's database; "
+            "set DATABASE_URL (environment or .env) to the URL your application uses"
+        )
     return Settings(
         url=normalised,
-        sources=sources,
+        sources={name: source.split("; ")[0] for name, source in sources.items()},
         dotenv_names=frozenset(name for name, value in dotenv.items() if value),
+        expansions={
+            name: pieces
+            for name, pieces in expansions.items()
+            if sources.get(name, "").startswith(dotenv_label)
+        },
         warnings=tuple(warnings),
         **{**url_extras, **values},
     )
@@ -279,19 +310,66 @@ def _text(name: str, value: str, source: str) -> str:
     return value
 
 
-def _read_dotenv(env_file: Path | str | None) -> tuple[Path, dict[str, str | None]]:
+def _read_dotenv(
+    env_file: Path | str | None, environ: Mapping[str, str]
+) -> tuple[Path, dict[str, str | None], dict[str, tuple[str, ...]]]:
+    """The .env file's values as the application's own python-dotenv reads them (its
+    `load_dotenv()` defaults): `${VAR}` and `${VAR:-default}` expanded from the environment
+    first, then the file's earlier lines; a bare `$` is literal. Also, for each value that
+    had references, where each came from."""
     path = Path(env_file) if env_file is not None else Path.cwd() / ".env"
     if not path.is_file():
         if env_file is not None:
             raise ConfigError(f"--env-file {path}: no such file")
-        return path, {}
+        return path, {}, {}
     from dotenv import dotenv_values  # only when there is a file to read
 
     try:
-        # interpolate=False: a password containing "${" must reach us unchanged.
-        return path, dict(dotenv_values(path, interpolate=False, encoding="utf-8"))
+        raw = dotenv_values(path, interpolate=False, encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    return (path, *_expand(raw, environ))
+
+
+# How `dbtool config` and errors say where an expanded reference's value came from.
+_FROM_ENVIRONMENT, _FROM_DOTENV, _UNSET = "from the environment", "from .env", "not set"
+
+
+def _expand(
+    raw: Mapping[str, str | None], environ: Mapping[str, str]
+) -> tuple[dict[str, str | None], dict[str, tuple[str, ...]]]:
+    """python-dotenv's own expansion (`resolve_variables`, override=False), applied to
+    `environ` rather than os.environ, noting the source of each reference."""
+    from dotenv.variables import Variable, parse_variables
+
+    values: dict[str, str | None] = {}
+    pieces: dict[str, tuple[str, ...]] = {}
+
+    def origin(reference: Variable) -> str:
+        if reference.name in environ:
+            return _FROM_ENVIRONMENT
+        if values.get(reference.name) is not None:
+            return _FROM_DOTENV
+        return f"{_UNSET} (its default used)" if reference.default is not None else _UNSET
+
+    for name, value in raw.items():
+        if value is None:
+            values[name] = None
+            continue
+        atoms = list(parse_variables(value))
+        references = [atom for atom in atoms if isinstance(atom, Variable)]
+        if references:
+            pieces[name] = tuple(f"${{{ref.name}}} {origin(ref)}" for ref in references)
+        scope: dict[str, str | None] = {**values, **environ}
+        values[name] = "".join(atom.resolve(scope) for atom in atoms)
+    return values, pieces
+
+
+def _unset_references(pieces: Iterable[str]) -> str:
+    """ "; ${DATABASE_PORT} is not set" for the references of a value that expanded to
+    nothing: the likely cause of whatever is wrong with it."""
+    unset = [piece.split(" ", 1)[0] for piece in pieces if piece.endswith(_UNSET)]
+    return f"; {', '.join(unset)} {'is' if len(unset) == 1 else 'are'} not set" if unset else ""
 
 
 def str_url(url: str | URL) -> str:
@@ -323,8 +401,9 @@ def normalize_url(raw: str, source: str) -> tuple[URL, dict[str, Any]]:
             f"{where} is not a valid database URL; expected e.g. "
             "postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.db"
         ) from None
-    except ValueError as exc:  # e.g. a non-numeric port
-        raise ConfigError(f"{where} is not a valid database URL: {exc}") from None
+    except ValueError as exc:  # a port that is not a number, or none after the colon
+        why = "its port is not a number" if "int()" in str(exc) else str(exc)
+        raise ConfigError(f"{where} is not a valid database URL: {why}") from None
 
     # %00 decodes to NUL (SQLAlchemy 2.1 decodes the database part too, 2.0 does not).
     if "%00" in raw or any("\x00" in (part or "") for part in (url.password, url.database)):
@@ -357,11 +436,15 @@ def _libpq_hosts(raw: str) -> str:
 
 
 def describe_settings(settings: Settings) -> list[tuple[str, Any, str]]:
-    """(name, value, source) for every setting; the URL comes with its password masked."""
-    rows: list[tuple[str, Any, str]] = [
-        (URL_ENV, settings.masked_url, settings.sources.get(URL_ENV, SOURCE_DEFAULT))
-    ]
+    """(name, value, source) for every setting; the URL comes with its password masked, and
+    a value expanded from ${VAR} references in .env says where each reference came from."""
+    rows: list[tuple[str, Any, str]] = [(URL_ENV, settings.masked_url, _source(settings, URL_ENV))]
     for spec in SETTING_SPECS:
-        value = getattr(settings, spec.attr)
-        rows.append((spec.env, value, settings.sources.get(spec.env, SOURCE_DEFAULT)))
+        rows.append((spec.env, getattr(settings, spec.attr), _source(settings, spec.env)))
     return rows
+
+
+def _source(settings: Settings, name: str) -> str:
+    source = settings.sources.get(name, SOURCE_DEFAULT)
+    pieces = settings.expansions.get(name)
+    return f"{source}, expanding {', '.join(pieces)}" if pieces else source

@@ -20,6 +20,7 @@ from dbtool.errors import DbtoolError
 from dbtool.render.live import watch as refresh_until_stopped
 
 if TYPE_CHECKING:
+    from dbtool.config import Settings
     from dbtool.diagnostics.pools import PoolReport
 
 app = typer.Typer()
@@ -299,7 +300,7 @@ def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     with Command(ctx) as cmd:
         settings = cmd.settings
-        rows = describe_settings(settings)
+        rows = [_found_alembic_config(settings, row) for row in describe_settings(settings)]
     # The users commands' password: whether it is set, never its value.
     password = "DBTOOL_USER_PASSWORD"
     if os.environ.get(password):
@@ -318,6 +319,17 @@ def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
             ((name, _setting_text(value), source) for name, value, source in rows),
             keep=("Setting",),
         )
+
+
+def _found_alembic_config(settings: "Settings", row: tuple[str, Any, str]) -> tuple[str, Any, str]:
+    """DBTOOL_ALEMBIC_CONFIG unset, yet ./alembic.ini in use: shown as the file found."""
+    from dbtool.schema.migrations import CONFIG_ENV, config_path
+
+    name, value, _ = row
+    if name != CONFIG_ENV or value is not None:
+        return row
+    found = config_path(settings)
+    return (name, str(found), "found in the current directory") if found else row
 
 
 def _setting_text(value: Any) -> str:
