@@ -493,8 +493,8 @@ def test_library_takes_an_explicit_model(database_url: str) -> None:
                                       values={"full_name": "Lib"}, model=model)  # fmt: skip
             async with db.session() as session:
                 found = await get_user(session, str(user.id), model=model)
-                _, ok = await check_password(session, "lib@example.com", PASSWORD, model=model)
-                return int(found.id), ok
+                checked = await check_password(session, "lib@example.com", PASSWORD, model=model)
+                return int(found.id), checked.matches
 
     ident, ok = asyncio.run(run())
     assert ident >= 1 and ok

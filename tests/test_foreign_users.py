@@ -35,8 +35,12 @@ def stored(
     return str(rows[0][0])
 
 
-def check(dbtool: Dbtool, email: str, password: str) -> int:
-    return dbtool("users", "check-password", email, "--password-stdin", input=password).exit_code
+def check(dbtool: Dbtool, email: str, password: str, *, upgrade: bool = False) -> int:
+    """check-password's exit code; `upgrade`: with --upgrade, to Argon2id (chosen)."""
+    args = ["--upgrade"] if upgrade else []
+    env = {"DBTOOL_PASSWORD_HASH": "argon2"} if upgrade else None
+    return dbtool("users", "check-password", email, "--password-stdin", *args, input=password,
+                  env=env).exit_code  # fmt: skip
 
 
 def as_json(dbtool: Dbtool, *args: str) -> object:
@@ -76,9 +80,11 @@ def test_a_django_sites_users_log_in_with_their_old_passwords(
         email = f"{name}@example.com"
         before = stored(initialised, email)
         assert not before.startswith("argon2$") and not before.startswith("bcrypt$$")
-        assert check(initialised, email, "not " + password) == 1, name
+        assert check(initialised, email, "not " + password, upgrade=True) == 1, name
         assert stored(initialised, email) == before  # a failed check changes nothing
         assert check(initialised, email, password) == 0, name
+        assert stored(initialised, email) == before  # nor does a check without --upgrade
+        assert check(initialised, email, password, upgrade=True) == 0, name
         assert stored(initialised, email).startswith("$argon2id$"), name
         assert check(initialised, email, password) == 0, name  # and again, on Argon2id
 
@@ -125,7 +131,8 @@ def test_django_ids_are_kept_by_a_model_with_integer_ids(
     assert run_sql(database_url, "SELECT id FROM accounts WHERE email = 'new@example.com'") == [
         (9,)
     ]
-    assert check(dbtool, "bcrypt_sha256@example.com", DJANGO_PASSWORDS["bcrypt_sha256"]) == 0
+    password = DJANGO_PASSWORDS["bcrypt_sha256"]
+    assert check(dbtool, "bcrypt_sha256@example.com", password, upgrade=True) == 0
     assert stored(dbtool, "bcrypt_sha256@example.com", "accounts", "password_hash").startswith(
         "$argon2id$"
     )
@@ -241,7 +248,7 @@ def test_an_auth0_tenants_users_log_in_with_their_old_passwords(
     ]
     for email, password in users.items():
         assert stored(dbtool, email, "user").startswith("$2b$10$")
-        assert check(dbtool, email, password) == 0
+        assert check(dbtool, email, password, upgrade=True) == 0
         assert stored(dbtool, email, "user").startswith("$argon2id$")
     assert check(dbtool, "social@example.com", "anything") == 1
 
@@ -345,7 +352,7 @@ def test_a_firebase_projects_users_log_in_with_their_old_passwords(
     for email, password in users.items():
         assert stored(initialised, email).startswith("$firebase-scrypt$r=8,m=14$")
         assert check(initialised, email, password + "!") == 1
-        assert check(initialised, email, password) == 0
+        assert check(initialised, email, password, upgrade=True) == 0
         assert stored(initialised, email).startswith("$argon2id$")
     assert [u["email"] for u in as_json(initialised, "users", "list", "--no-password")] == [  # type: ignore[union-attr, index]
         "google@example.com"
@@ -569,7 +576,7 @@ def test_the_real_cli_imports_a_django_export(django_export: Path, tmp_path: Pat
     imported = run("users", "import", "auth_user.csv", "--from", "django")
     assert imported.returncode == 0, imported.stderr
     checked = run("users", "check-password", "pbkdf2_sha256@example.com", "--password-stdin",
-                  stdin=DJANGO_PASSWORDS["pbkdf2_sha256"])  # fmt: skip
+                  "--upgrade", stdin=DJANGO_PASSWORDS["pbkdf2_sha256"])  # fmt: skip
     assert checked.returncode == 0, checked.stderr
     assert stored(Dbtool(url), "pbkdf2_sha256@example.com").startswith(
         "$argon2id$v=19$m=65536,t=3,p=4$"

@@ -353,17 +353,30 @@ def test_set_password_and_check_password(initialised: Dbtool) -> None:
     assert_clean_error(missing, 1, "no user matches")
 
 
-def test_check_password_upgrades_bcrypt_hashes(initialised: Dbtool) -> None:
-    legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+def test_check_password_only_checks_unless_asked_to_upgrade(initialised: Dbtool) -> None:
+    """FastAPI-boilerplate verifies with `bcrypt.checkpw` only: a check that turned its
+    hashes into Argon2id locked its users out. A check writes nothing; --upgrade keeps a
+    bcrypt hash bcrypt (at dbtool's cost) unless DBTOOL_PASSWORD_HASH says otherwise."""
+    # Cost 5: outdated next to the tests' bcrypt cost (4; dbtool's own is 12).
+    legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
     insert_raw_user(initialised, email="old@example.com", username="old", hashed=legacy)
     wrong = initialised("users", "check-password", "old", "--password-stdin", input="wrong-one")
     assert wrong.exit_code == 1
-    assert stored_hash(initialised, "old@example.com") == legacy  # no upgrade without a match
     right = initialised("users", "check-password", "old", "--password-stdin", input=PASSWORD)
     assert right.exit_code == 0, right.output
-    upgraded = stored_hash(initialised, "old@example.com")
-    assert upgraded.startswith("$argon2id$")
-    assert PasswordHasher().verify(upgraded, PASSWORD)
+    assert "outdated; --upgrade replaces it (nothing was written)" in right.stderr
+    assert stored_hash(initialised, "old@example.com") == legacy
+    upgraded = initialised("users", "check-password", "old", "--password-stdin", "--upgrade",
+                           input=PASSWORD)  # fmt: skip
+    assert upgraded.exit_code == 0, upgraded.output
+    assert "Replaced its outdated hash with a new bcrypt hash" in upgraded.stderr
+    rehashed = stored_hash(initialised, "old@example.com")
+    assert rehashed.startswith("$2b$04$") and bcrypt.checkpw(PASSWORD.encode(), rehashed.encode())
+    chosen = initialised("users", "check-password", "old", "--password-stdin", "--upgrade",
+                         input=PASSWORD, env={"DBTOOL_PASSWORD_HASH": "argon2"})  # fmt: skip
+    assert "with a new Argon2id hash" in chosen.stderr
+    argon2 = stored_hash(initialised, "old@example.com")
+    assert argon2.startswith("$argon2id$") and PasswordHasher().verify(argon2, PASSWORD)
 
 
 # --- update / delete ----------------------------------------------------------------------

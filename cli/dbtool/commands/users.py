@@ -610,40 +610,60 @@ def users_set_password(
     "check-password",
     "dbtool users check-password ada@example.com",
     "dbtool users check-password ada --password-stdin < password.txt && echo ok",
+    "dbtool users check-password ada@example.com --upgrade",
 )
 def users_check_password(
-    ctx: typer.Context, ident: IdentArgument, password_stdin: PasswordStdinOption = False
+    ctx: typer.Context,
+    ident: IdentArgument,
+    password_stdin: PasswordStdinOption = False,
+    upgrade: Annotated[
+        bool,
+        flag(
+            "--upgrade",
+            help="When the password matches an outdated hash (another scheme, older "
+            "parameters, another system's), replace it: by one of DBTOOL_PASSWORD_HASH if "
+            "set, else of the same family for bcrypt (the application's login may verify "
+            "nothing else), else Argon2id. Without it, a check writes nothing.",
+        ),
+    ] = False,
 ) -> None:
-    """Check a password against the stored hash: exit 0 when it matches, 1 when not."""
+    """Check a password against the stored hash: exit 0 when it matches, 1 when not. It
+    only reads, unless --upgrade is given."""
     from dbtool.render import console as output
     from dbtool.users import passwords
     from dbtool.users import service as users
 
     with Command(ctx) as cmd:
+        cmd.database(write=upgrade)  # --upgrade writes: a standby is refused first
         user = cmd.in_session(lambda session: users.get_user(session, ident), readonly=True)
         password = read_password(cmd, password_stdin)
-        role = cmd.run(cmd.database().server_role())
-        standby = role is not None and role.standby
-        user, matches = cmd.in_session(
-            lambda session: users.check_password(
-                session, str(user.id), password, upgrade=not standby
-            ),
-            readonly=standby,
+        found = cmd.in_session(
+            lambda session: users.check_password(session, str(user.id), password, upgrade=upgrade),
+            readonly=not upgrade,
         )
-    if role is not None and role.standby:
-        output.note(f"checked on a {role.describe()}: an outdated hash is not upgraded there")
+    user = found.user
     if not user.is_active:
         output.warning(f"{user.email} is inactive")
-    if not matches and not passwords.is_usable(user.hashed_password):
+    if not found.matches and not passwords.is_usable(user.hashed_password):
         output.error(
             f"{user.email} has no usable password (imported without one): set one with "
             "dbtool users set-password"
         )
         raise typer.Exit(1)
-    if not matches:
+    if not found.matches:
         output.error(f"the password does not match for {user.email}")
         raise typer.Exit(1)
     output.success(f"The password matches for {user.email}")
+    if found.replaced_by is not None:
+        output.success(
+            f"Replaced its outdated hash with a new {passwords.SCHEME_NAMES[found.replaced_by]} "
+            "hash (--upgrade)"
+        )
+    elif found.outdated:
+        output.note(
+            f"its hash ({passwords.describe_hash(user.hashed_password)}) is outdated; "
+            "--upgrade replaces it (nothing was written)"
+        )
 
 
 @users_command(

@@ -2,10 +2,11 @@
 
 New hashes are Argon2id with argon2-cffi's recommended parameters (RFC 9106 low-memory
 profile), or bcrypt (cost 12) with DBTOOL_PASSWORD_HASH=bcrypt, for applications whose login
-code verifies only bcrypt. Hashes of the other scheme still verify and are replaced by one
-of the configured scheme when the password is next checked (`verify_password` returns the
-new hash). So do the hashes of other systems that imports accept (dbtool.users.legacy_hashes:
-Django, Firebase), and `!` marks an account without a usable password.
+code verifies only bcrypt. Hashes of the other scheme still verify, and so do the hashes of
+other systems that imports accept (dbtool.users.legacy_hashes: Django, Firebase); a login
+(`authenticate`) or `check-password --upgrade` replaces an outdated one (`upgrade_scheme`:
+a bcrypt hash stays bcrypt unless DBTOOL_PASSWORD_HASH says otherwise). `!` marks an
+account without a usable password.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 MAX_PASSWORD_LENGTH = 4096
 DEFAULT_MIN_LENGTH = 8
 DEFAULT_SCHEME = "argon2"
+SCHEME_NAMES = {"argon2": "Argon2id", "bcrypt": "bcrypt"}  # as told to people
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores (bcrypt 5: refuses) anything longer
 
 # Scheme -> the PasswordHash whose first hasher makes new hashes of that scheme; the others
@@ -191,6 +193,17 @@ def describe_hash(value: str | None) -> str:
         return "bcrypt"
     name = legacy_hashes.describe(value)
     return f"{name} (replaced at the next successful check)" if name else "unknown"
+
+
+def upgrade_scheme(stored_hash: str, configured: str, *, chosen: bool) -> str:
+    """The scheme an outdated hash is replaced with once its password matched: the
+    configured one when DBTOOL_PASSWORD_HASH was set (`chosen`), else the stored hash's own
+    family where dbtool makes it, so that the application's own login code, which may
+    verify nothing else (FastAPI-boilerplate's `bcrypt.checkpw`), still can. A bcrypt hash
+    of another cost then becomes a bcrypt hash of dbtool's cost, never an Argon2id one."""
+    if chosen:
+        return configured
+    return "bcrypt" if BCRYPT.fullmatch(stored_hash) else configured
 
 
 def is_password_hash(value: str) -> bool:

@@ -555,31 +555,49 @@ async def set_password(
     )
 
 
+@dataclass(frozen=True)
+class PasswordCheck:
+    """What `check_password` found: whether the password matches, and whether the stored
+    hash is outdated (another scheme, older parameters, another system's), and, with
+    `upgrade`, the scheme it was replaced with."""
+
+    user: UserRecord
+    matches: bool
+    outdated: bool = False
+    replaced_by: str | None = None  # "argon2" / "bcrypt": the hash was rewritten
+
+
 async def check_password(
     session: AsyncSession,
     ident: str,
     password: str,
     *,
     model: UserModel | None = None,
-    upgrade: bool = True,
-) -> tuple[UserRecord, bool]:
-    """(user, matches), for administrators: an unknown user is NotFoundError, an inactive
-    one still matches, an account without a usable password never does, a hash out of
-    bounds is HashRefusedError. A match against an outdated
-    hash stores one of the configured scheme, unless `upgrade` is False (a read-only
-    standby). Login code wants `authenticate` instead."""
+    upgrade: bool = False,
+) -> PasswordCheck:
+    """Whether `password` is the user's, for administrators: an unknown user is
+    NotFoundError, an inactive one still matches, an account without a usable password
+    never does, a hash out of bounds is HashRefusedError. A check writes nothing: only with
+    `upgrade` does a match against an outdated hash store a new one, of a scheme the
+    application's own login can verify (`passwords.upgrade_scheme`). Login code wants
+    `authenticate` instead."""
     from dbtool.users import passwords
 
     model, settings = _resolve(session, model)
     user = await get_user(session, ident, model=model, with_hash=True)
-    if not passwords.is_usable(user.hashed_password):
-        return user, False  # imported without a password: nothing can match
-    matches, new_hash = await asyncio.to_thread(
-        passwords.verify_password, password, user.hashed_password or "", settings.password_hash
+    stored = user.hashed_password or ""
+    if not passwords.is_usable(stored):
+        return PasswordCheck(user, False)  # imported without a password: nothing can match
+    scheme = passwords.upgrade_scheme(
+        stored, settings.password_hash, chosen=settings.password_hash_chosen
     )
-    if matches and new_hash is not None and upgrade:
-        user = await _write(session, model, user, {model.password.name: new_hash})
-    return user, matches
+    matches, new_hash = await asyncio.to_thread(passwords.verify_password, password, stored, scheme)
+    if not matches or new_hash is None:
+        return PasswordCheck(user, matches)
+    if not upgrade:
+        return PasswordCheck(user, True, outdated=True)
+    user = await _write(session, model, user, {model.password.name: new_hash})
+    return PasswordCheck(user, True, outdated=True, replaced_by=scheme)
 
 
 _dummy_hashes: dict[str, str] = {}
@@ -609,22 +627,26 @@ async def authenticate(
     - the email matches in any letter case; when several accounts hold it in spellings
       other than the one given, none of them logs in by it (the exact spelling or the
       username still does);
-    - a match against an outdated hash stores a new one of the configured scheme.
+    - a match against an outdated hash stores a new one, of the configured scheme, or of
+      the stored hash's own family (bcrypt) when DBTOOL_PASSWORD_HASH was not set, so the
+      application's other login code can still verify it (`passwords.upgrade_scheme`).
     """
     from dbtool.users import passwords
 
     model, settings = _resolve(session, model)
-    scheme = settings.password_hash
-    dummy = await asyncio.to_thread(_dummy_hash, scheme)  # once per process, before the lookup
+    dummy = await asyncio.to_thread(_dummy_hash, settings.password_hash)  # once per process
     try:
         user = await find_user(session, ident, model=model, with_hash=True)
     except ConflictError:
         user = None  # several accounts answer to this spelling: none of them logs in by it
     stored = user.hashed_password if user is not None else None
     if not passwords.is_usable(stored) or passwords.hash_problem(stored or "") is not None:
-        await asyncio.to_thread(passwords.verify_password, password, dummy, scheme)
+        await asyncio.to_thread(passwords.verify_password, password, dummy, settings.password_hash)
         return None
     assert stored is not None
+    scheme = passwords.upgrade_scheme(
+        stored, settings.password_hash, chosen=settings.password_hash_chosen
+    )
     matches, new_hash = await asyncio.to_thread(passwords.verify_password, password, stored, scheme)
     if user is None or not matches or not user.is_active:
         return None
