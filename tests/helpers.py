@@ -183,16 +183,17 @@ class Terminal:
     """The console script run with a pseudo-terminal as stdin/stdout/stderr, so prompts and
     terminal-only behaviour can be exercised for real."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None, rows: int = 50) -> None:
         import fcntl
         import pty
         import struct
         import termios
 
         environment = {**os.environ, "COLUMNS": "200", "TERM": "xterm", **(env or {})}
+        environment.setdefault("LINES", str(rows))
         self._master, slave = pty.openpty()
-        # The terminal's own size says COLUMNS too, as a real terminal's would.
-        size = struct.pack("HHHH", 50, int(environment["COLUMNS"]), 0, 0)
+        # The terminal's own size says COLUMNS and LINES too, as a real terminal's would.
+        size = struct.pack("HHHH", int(environment["LINES"]), int(environment["COLUMNS"]), 0, 0)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, size)
         self.process = subprocess.Popen(
             [dbtool_executable(), *args],

@@ -413,6 +413,39 @@ def test_bcrypt_for_applications_that_verify_only_bcrypt(
     assert_clean_error(too_long, 2, "too long for bcrypt", "72 bytes")
 
 
+def test_a_composite_primary_key_is_addressed_by_its_unique_column(
+    database_url: str, backend: str
+) -> None:
+    """FastAPI-boilerplate's user: primary key (id, uuid), `id` unique on its own. dbtool
+    addresses users by `id`, fills `uuid` (its default is the dataclass's only), and its
+    bcrypt-only login accepts the superuser. SQLite cannot create the table at all
+    (SQLAlchemy refuses an auto-numbered column in a composite key): one clear line."""
+    env = {"DBTOOL_MODELS": "tests.apps.boilerplate_app:Base", "DBTOOL_PASSWORD_HASH": "bcrypt"}
+    dbtool = Dbtool(database_url, env=env)
+    init = dbtool("init")
+    if backend == "sqlite":
+        assert_clean_error(init, 1, "cannot be used on this database", "composite primary keys")
+        return
+    assert init.exit_code == 0, init.output
+    added = dbtool("users", "add", "Ada@Example.com", "--superuser", "--password-stdin",
+                   "--set", "name=Ada", "--json", input=PASSWORD)  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.stdout)["id"] == 1
+    importing = dbtool("users", "import", "-", "--format", "jsonl",
+                       input=json.dumps({"email": "b@example.com", "password": PASSWORD,
+                                         "name": "Bee"}) + "\n")  # fmt: skip
+    assert importing.exit_code == 0, importing.output
+    rows = run_sql(database_url, 'SELECT id, uuid, email, hashed_password FROM "user" ORDER BY id')
+    assert [row[0] for row in rows] == [1, 2] and all(row[1] is not None for row in rows)
+    assert bcrypt.checkpw(PASSWORD.encode(), rows[0][3].encode())  # the app's verify_password
+    shown = json.loads(dbtool("users", "show", "1", "--json").stdout)
+    assert shown["email"] == "Ada@example.com" and shown["is_superuser"] is True
+    updated = dbtool("users", "update", "2", "--set", "is_deleted=true")
+    assert updated.exit_code == 0, updated.output
+    assert dbtool("users", "delete", "b@example.com", "--yes").exit_code == 0
+    assert [row[0] for row in run_sql(database_url, 'SELECT id FROM "user"')] == [1]
+
+
 @pytest.mark.sqlite
 def test_a_fastapi_users_app_gets_its_first_superuser(tmp_path: Path) -> None:
     """The README's promise, as a new user runs it: `.env` with DBTOOL_MODELS in the project,

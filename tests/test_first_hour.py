@@ -5,6 +5,7 @@ Rendering is checked on a real pseudo-terminal at fixed widths and with stdout p
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -38,21 +39,28 @@ def add(dbtool: Dbtool, email: str, *args: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("columns", [40, 60, 80, 120, 200])
-def test_users_list_shows_whole_ids_and_emails_at_any_width(
+def test_users_list_fits_and_keeps_what_matters_at_any_width(
     initialised: Dbtool, columns: int
 ) -> None:
+    """Emails whole at every width; at 80 columns whether users are active and superusers
+    (a 36-character UUID gives way first, and is then named as left out); ids whole when
+    shown."""
     users = [add(initialised, email) for email in ("admin@example.com", "ada@example.org")]
     lines = screen("--url", initialised.url, "users", "list", columns=columns)
     text = "\n".join(lines)
+    header = next(line for line in lines if "email" in line)
     for user in users:
-        assert str(user["id"]) in text, text  # whole: it can be copied
         assert str(user["email"]) in text, text
+        if " id " in f" {header} ":  # shown: whole, it can be copied
+            assert str(user["id"]) in text, text
     assert "…" not in text
     assert all(len(line.rstrip()) <= columns for line in lines), text
-    if columns >= 80:  # a row per user, with id and email side by side
+    if columns >= 80:
+        assert "is_active" in header and "is_superuser" in header, text
+    if columns >= 120:  # a row per user, with id and email side by side
         assert any(str(users[0]["id"]) in line and "admin@example.com" in line for line in lines)
-    if columns < 120:
-        assert "not shown at this width" in text or columns < 60
+    if 60 <= columns < 120:
+        assert "not shown at this width: id" in text or " id " in f" {header} ", text
 
 
 def test_piped_lists_are_tab_separated_and_never_cut(initialised: Dbtool) -> None:
@@ -252,6 +260,85 @@ def test_watch_says_when_it_refreshed_and_how_to_stop(initialised: Dbtool) -> No
     assert terminal.wait() == 0, terminal.transcript
 
 
+@pytest.mark.parametrize("width", [60, 80, 100, 119, 120, 200])
+@pytest.mark.parametrize("known_total", [True, False])
+def test_the_progress_line_fits_without_cutting_anything(width: int, known_total: bool) -> None:
+    """Rich's own Progress, as the import draws it, at a million rows of a million: no part
+    cut to "…" (at 80 columns it read `elapsed 0… · ETA 0:0…`)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from dbtool.render.live import WIDE_PROGRESS, progress_columns
+
+    console = Console(width=width, force_terminal=True, record=True, file=io.StringIO())
+    progress = Progress(*progress_columns(width, known_total=known_total), console=console,
+                        auto_refresh=False)  # fmt: skip
+    done = "1,000,000 of 1,000,000 rows" if width >= WIDE_PROGRESS else "1,000,000/1,000,000 rows"
+    progress.add_task("import", total=1_000_000 if known_total else None, completed=999_999,
+                      done=done if known_total else "999,999 rows · 1,234.5 MB read",
+                      rate="123,456")  # fmt: skip
+    console.print(progress.get_renderable())
+    line = console.export_text().rstrip("\n")
+    assert "…" not in line and "\n" not in line and len(line) <= width, line
+    assert ("ETA" in line) is known_total and ("1,000,000" in line or "999,999" in line)
+
+
+def test_messages_wrap_between_words_on_a_terminal(initialised: Dbtool, tmp_path: Path) -> None:
+    path = tmp_path / "users.csv"
+    path.write_text(
+        "email,password\n" + "".join(f"u{n}@example.com,{PASSWORD}\n" for n in range(3))
+    )
+    lines = screen("--url", initialised.url, "users", "import", str(path), "--on-conflict",
+                   "skip", columns=40)  # fmt: skip
+    summary = lines[next(i for i, line in enumerate(lines) if "✓ Imported 3 rows" in line) :]
+    words = set(" ".join(summary).split())
+    for word in ("inserted,", "updated,", "skipped,", "rejected"):
+        assert word in words, summary  # never cut in two
+    assert len(summary) > 2 and all(len(line.rstrip()) <= 40 for line in summary), summary
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_watch_fits_a_small_terminal_with_the_warnings_in_view(initialised: Dbtool) -> None:
+    """80x24, twenty applications connected and a session idle in a transaction: the
+    warning is on screen (it used to be below the bottom edge until Ctrl-C)."""
+    import asyncio
+
+    import asyncpg
+
+    from tests.helpers import postgres_dsn
+
+    async def hold(ready: asyncio.Event, stop: asyncio.Event) -> None:
+        dsn = postgres_dsn(initialised.url.rsplit("/", 1)[1])
+        connections = [await asyncpg.connect(dsn, server_settings={"application_name": f"app{n}"})
+                       for n in range(20)]  # fmt: skip
+        idle = connections[0].transaction()
+        await idle.start()
+        ready.set()
+        await stop.wait()
+        await idle.rollback()
+        for connection in connections:
+            await connection.close()
+
+    async def scenario() -> str:
+        ready, stop = asyncio.Event(), asyncio.Event()
+        holder = asyncio.create_task(hold(ready, stop))
+        await ready.wait()
+        args = ["pool-status", "--watch", "--interval", "0.3", "--idle-warning", "0.1"]
+        terminal = Terminal("--url", initialised.url, *args, env={"COLUMNS": "80"}, rows=24)
+        try:
+            await asyncio.to_thread(terminal.expect, "idle in transaction for")
+            terminal.send_raw(b"\x03")
+            assert await asyncio.to_thread(terminal.wait) == 0
+        finally:
+            terminal.close()
+            stop.set()
+            await holder
+        return terminal.transcript
+
+    asyncio.run(scenario())
+
+
 # --- 9. small inconsistencies ---------------------------------------------------------------
 
 
@@ -271,6 +358,48 @@ def test_small_inconsistencies(initialised: Dbtool, tmp_path: Path) -> None:
     missing = Dbtool(f"sqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")("init")
     assert_clean_error(missing, 3, "--create-database")
     assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(2,)]
+
+
+def test_pages_say_next_only_when_there_is_one(initialised: Dbtool) -> None:
+    first, second = (add(initialised, email) for email in ("a@example.com", "b@example.com"))
+    page = initialised("users", "list", "--limit", "1")
+    assert f"next page: --after {first['id']}" in page.stderr
+    last = initialised("users", "list", "--limit", "1", "--after", str(first["id"]))
+    assert "b@example.com" in last.stdout and "next page" not in last.stderr
+    whole = initialised("users", "list", "--limit", "2")
+    assert "next page" not in whole.stderr and "2 users" in whole.stderr
+    one = initialised("users", "list", "--search", "a@")
+    assert "1 user" in one.stderr and "1 users" not in one.stderr
+    assert str(second["id"]) not in one.stdout
+
+
+def test_an_import_lists_in_the_files_order(initialised: Dbtool, tmp_path: Path) -> None:
+    """The rows of one import share no creation time: oldest first is the file's order,
+    not the order of their random ids."""
+    emails = [f"user{n:02}@example.com" for n in range(40)]
+    path = tmp_path / "users.csv"
+    path.write_text("email,password\n" + "".join(f"{e},{PASSWORD}\n" for e in emails))
+    imported = initialised("users", "import", str(path))
+    assert imported.exit_code == 0 and "Imported 40 rows" in imported.stderr
+    listed = json.loads(initialised("users", "list", "--json").stdout)
+    assert [user["email"] for user in listed] == emails
+
+
+def test_check_advises_what_can_fix_it(initialised: Dbtool) -> None:
+    run_sql(initialised.url, "ALTER TABLE users ADD COLUMN legacy TEXT")
+    extra = initialised("check")
+    assert_clean_error(extra, 1, "1 difference", "create a migration", "never changes")
+    assert "run `dbtool init`)" not in extra.stderr
+    run_sql(initialised.url, "DROP TABLE users")
+    missing = initialised("check")
+    assert_clean_error(missing, 1, "run `dbtool init`")
+
+
+def test_a_mapped_class_given_as_the_models_is_named_in_words(initialised: Dbtool) -> None:
+    env = {"DBTOOL_MODELS": "tests.apps.fastapi_users_app:User"}
+    result = initialised("init", env=env)
+    line = assert_clean_error(result, 2, "'User' (a class) is a mapped class", "DBTOOL_USER_MODEL")
+    assert "Intercept" not in line and "Declarative" not in line
 
 
 @pytest.mark.postgres

@@ -520,7 +520,7 @@ def test_every_row_problem_is_skippable_with_its_line(initialised: Dbtool, tmp_p
     path = tmp_path / "rows.jsonl"
     path.write_text(text)
     strict = initialised("users", "import", str(path))
-    assert_clean_error(strict, 1, "6 invalid row(s)")
+    assert_clean_error(strict, 1, "6 invalid rows")
     for line in (2, 3, 4, 5, 7, 8):  # line 6 is fine
         assert f"line {line}:" in strict.stderr, (line, strict.stderr)
     assert "out of range" in strict.stderr and "nested too deeply" in strict.stderr
@@ -779,18 +779,24 @@ def test_authenticate_upgrades_old_hashes_and_survives_hostile_ones(
     plant(initialised, "old@example.com", legacy)
     plant(initialised, "evil@example.com", bcrypt_cost(31))
 
-    async def run() -> tuple[object, object]:
-        async with Database.from_url(initialised.url) as db, db.session() as session:
+    async def run(**settings: str) -> tuple[object, object]:
+        db = Database.from_url(initialised.url, **settings)
+        async with db, db.session() as session:
             return (
                 await authenticate(session, "old@example.com", PASSWORD),
                 await authenticate(session, "evil@example.com", PASSWORD),
             )
 
-    upgraded, evil = asyncio.run(run())
+    def stored() -> str:
+        return str(run_sql(initialised.url, "SELECT hashed_password FROM users WHERE email = :e",
+                           {"e": "old@example.com"})[0][0])  # fmt: skip
+
+    kept, evil = asyncio.run(run())
+    assert kept is not None and evil is None
+    assert stored() == legacy  # no scheme chosen: a bcrypt hash (of the current cost) stays
+    upgraded, evil = asyncio.run(run(password_hash="argon2"))  # chosen: replaced
     assert upgraded is not None and evil is None
-    stored = run_sql(initialised.url, "SELECT hashed_password FROM users WHERE email = :e",
-                     {"e": "old@example.com"})[0][0]  # fmt: skip
-    assert stored.startswith("$argon2id$")
+    assert stored().startswith("$argon2id$")
 
 
 def test_add_user_applies_the_settings_policy(initialised: Dbtool) -> None:

@@ -67,7 +67,7 @@ def test_drop_without_terminal_or_yes_refuses_and_keeps_everything(initialised: 
     initialised("users", "add", "alice@example.com", "--password-stdin", input="longenough1\n")
     result = initialised("drop")
     assert_clean_error(result, 5, "--yes")
-    assert "table users (1 rows)" in result.stderr  # it showed what would be destroyed
+    assert "table users (1 row)" in result.stderr  # it showed what would be destroyed
     assert "users" in table_names(initialised.url)
 
 

@@ -115,7 +115,7 @@ def test_invalid_rows_are_reported_by_line_and_nothing_is_written(
     columns = ["email", "username", "password", "hashed_password", "is_active"]
     path = write_csv(tmp_path / "bad.csv", rows, columns)
     result = initialised("users", "import", str(path))
-    assert_clean_error(result, 1, f"{len(INVALID)} invalid row(s), nothing was imported")
+    assert_clean_error(result, 1, f"{len(INVALID)} invalid rows, nothing was imported")
     for line, (_, reason) in enumerate(INVALID, start=3):  # line 1 header, line 2 is fine
         assert any(
             text.startswith(f"line {line}:") and reason in text
@@ -127,7 +127,7 @@ def test_invalid_rows_are_reported_by_line_and_nothing_is_written(
 def test_only_the_first_20_problems_are_listed(initialised: Dbtool, tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "bad.jsonl", [{"email": f"bad{n}"} for n in range(25)])
     result = initialised("users", "import", str(path), "--batch-size", "7")
-    assert_clean_error(result, 1, "25 invalid row(s)")
+    assert_clean_error(result, 1, "25 invalid rows")
     assert sum(line.startswith("line ") for line in result.stderr.splitlines()) == 20
     assert "... and 5 more invalid rows" in result.stderr
 

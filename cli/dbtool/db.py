@@ -81,8 +81,10 @@ class Database:
         keywords, e.g. `Database.from_url(url, pool_size=20, application_name="api")`, and
         engine options, e.g. `engine_options={"poolclass": NullPool, "connect_args": {...}}`."""
         normalised, extras = normalize_url(str_url(url), "argument")
+        # Given here, each setting counts as chosen (Settings.password_hash_chosen).
+        sources = {f"DBTOOL_{name.upper()}": "argument" for name in settings}
         return cls(
-            Settings(url=normalised, **{**extras, **settings}),
+            Settings(url=normalised, sources=sources, **{**extras, **settings}),
             must_exist=must_exist,
             engine_options=engine_options,
         )

@@ -268,12 +268,14 @@ def report_error(exc: BaseException, settings: Settings | None, *, whole: bool =
 def describe_unexpected(exc: BaseException) -> str:
     """One line for an exception dbtool has no specific message for, without SQL or data."""
     if "sqlalchemy" in sys.modules:
-        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+        from sqlalchemy.exc import CompileError, DBAPIError, SQLAlchemyError
 
         if isinstance(exc, DBAPIError):
             from dbtool.backends.errors import first_line
 
             return f"database error: {first_line(exc)}"
+        if isinstance(exc, CompileError):  # what this database cannot do; names, no values
+            return f"the models cannot be used on this database: {str(exc).splitlines()[0]}"
         if isinstance(exc, SQLAlchemyError):
             return f"database error: {type(exc).__name__}"
     if isinstance(exc, OSError) and exc.strerror:

@@ -13,6 +13,7 @@ import typer
 from dbtool.commands.options import JsonOption, WaitOption, YesOption, flag, register
 from dbtool.commands.runtime import Command, confirm_typed
 from dbtool.errors import RefusedError, UsageError
+from dbtool.wording import agreeing, counted
 
 if TYPE_CHECKING:
     from dbtool.db import Database
@@ -284,11 +285,11 @@ def _confirm_destruction(cmd: Command, plan: "DropPlan", yes: bool, action: str)
     if plan.drop:
         output.note(f"This will {action} in {settings.masked_url}:")
         for table in plan.drop:
-            output.note(f"  - table {table.name} ({table.rows} rows)")
+            output.note(f"  - table {table.name} ({counted(table.rows or 0, 'row')})")
     if plan.skipped:
         output.note("Kept, as they are not the tables the models describe (--force drops them):")
         for table, reason in plan.skipped:
-            output.note(f"  - table {table.name} ({table.rows} rows): {reason}")
+            output.note(f"  - table {table.name} ({counted(table.rows or 0, 'row')}): {reason}")
     if not plan.drop or yes:
         return
     if not output.stdin_is_terminal():
@@ -311,7 +312,8 @@ def _refuse_skipped(plan: "DropPlan") -> None:
     if plan.skipped:
         names = ", ".join(table.name for table, _ in plan.skipped)
         raise RefusedError(
-            f"kept {names}: not the table(s) the models describe; pass --force to drop them too"
+            f"kept {names}: not the {agreeing(len(plan.skipped), 'table', 'tables')} the models "
+            "describe; pass --force to drop them too"
         )
 
 

@@ -18,6 +18,7 @@ from dbtool.commands.options import (
 from dbtool.commands.runtime import Command
 from dbtool.errors import DbtoolError
 from dbtool.render.live import watch as refresh_until_stopped
+from dbtool.wording import counted
 
 if TYPE_CHECKING:
     from dbtool.config import Settings
@@ -227,8 +228,8 @@ def info(
 
 def _rows(table: dict[str, Any]) -> str:
     if table.get("rows_estimated"):
-        return f"about {table['rows']:,} rows (estimated; --exact counts them)"
-    return f"{table['rows']:,} rows"
+        return f"about {counted(table['rows'], 'row')} (estimated; --exact counts them)"
+    return counted(table["rows"], "row")
 
 
 @command(
@@ -280,9 +281,9 @@ def check(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = Fals
             return
         behind = alembic is not None and not alembic.at_head
         raise CheckFailed(
-            f"the database does not match the models: {len(found)} difference(s)"
+            f"the database does not match the models: {counted(len(found), 'difference')}"
             + ("; migrations are pending" if behind else "")
-            + " (create a migration, or run `dbtool init`)"
+            + f" ({drift.remedy(found, migrations_pending=behind)})"
         )
 
 

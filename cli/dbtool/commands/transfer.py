@@ -34,6 +34,7 @@ from dbtool.transfer.files import (
     rejects_writer,
     replace_when_done,
 )
+from dbtool.wording import counted
 
 if TYPE_CHECKING:
     from dbtool.models.user_model import UserModel
@@ -224,7 +225,7 @@ def users_import(
             "set-password`"
         )
     output.success(
-        f"Imported {report.rows:,} rows in {report.seconds:.1f}s: {report.inserted:,} "
+        f"Imported {counted(report.rows, 'row')} in {report.seconds:.1f}s: {report.inserted:,} "
         f"inserted, {report.updated:,} updated, {report.skipped:,} skipped, "
         f"{report.rejected:,} rejected"
     )

@@ -420,6 +420,7 @@ def users_list(
 
     limit_or_all = None if everything or limit == 0 else limit
     last = None  # the id of the last user shown (for the next page's --after)
+    more = False  # a user comes after the page
     with Command(ctx) as cmd:
         if as_json and as_csv:
             raise UsageError("choose one of --json and --csv")
@@ -440,16 +441,19 @@ def users_list(
             total = shown
         else:
 
-            async def page(session: "AsyncSession") -> "tuple[list[UserRecord], int]":
+            async def page(session: "AsyncSession") -> "tuple[list[UserRecord], int, bool]":
+                # One user more than the page: whether a next page exists, without a guess.
                 found = await users.list_users(
-                    session, selection, limit=limit_or_all, offset=offset, after=after
+                    session, selection, limit=limit_or_all + 1, offset=offset, after=after
                 )
-                # A page that is not full ends the list: its total needs no count(*).
-                if len(found) < (limit_or_all or 0) and (found or not offset) and not after:
-                    return found, offset + len(found)
-                return found, await users.count_users(session, selection)
+                beyond = len(found) > limit_or_all
+                found = found[:limit_or_all]
+                # A page that ends the list: its total needs no count(*).
+                if not beyond and (found or not offset) and not after:
+                    return found, offset + len(found), beyond
+                return found, await users.count_users(session, selection), beyond
 
-            found, total = cmd.in_session(page, readonly=True)
+            found, total, more = cmd.in_session(page, readonly=True)
             cmd.note_standby()
             shown = len(found)
             last = found[-1].id if found else None
@@ -482,20 +486,32 @@ def users_list(
         output.note(f"no users after the first {offset:,}: there are {total:,}")
     else:
         output.note(f"{total:,} {'user' if total == 1 else 'users'}")
-    if last is not None and shown == limit_or_all and (after is not None or shown < total):
+    if last is not None and more:
         # On a line of its own, never folded: the id is there to be copied.
         output.note(f"next page: --after {last}")
 
 
 def _list_keep(model: "UserModel") -> list[str]:
-    return [model.id.name, model.email.name]
+    """The columns a narrow terminal still shows whole: the email, and a short id (a UUID
+    is 36 characters: at 80 columns it would push out whether users are active)."""
+    short_id = model.id.type.python_type is int if _has_python_type(model.id) else False
+    return [model.id.name, model.email.name] if short_id else [model.email.name]
+
+
+def _has_python_type(column: Any) -> bool:
+    try:
+        column.type.python_type  # noqa: B018 (raises for types without one)
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _list_optional(model: "UserModel") -> list[str]:
-    """The other columns, most useful first: they are left out first on a narrow terminal."""
-    ordered = [model.username, model.active, model.superuser, model.verified, model.created]
-    rest = [c for c in model.public_columns if c not in {*ordered, model.updated, model.id,
-                                                         model.email}]  # fmt: skip
+    """The other columns, most useful first: they are left out first on a narrow terminal
+    (a long id after the flags: `--after` and `users show` take the email as well)."""
+    ordered = [model.username, model.active, model.superuser, model.id, model.verified,
+               model.created]  # fmt: skip
+    rest = [c for c in model.public_columns if c not in {*ordered, model.updated, model.email}]
     names = [c.name for c in (*ordered, *rest, model.updated) if c is not None]
     return [name for name in names if name not in _list_keep(model)]
 

@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool, QueuePool, StaticPool
 from dbtool.backends.base import ServerProcess
 from dbtool.db import Database
 from dbtool.diagnostics.server import median, server_version
+from dbtool.wording import agreeing, counted
 
 USAGE_WARNING_RATIO = 0.8
 IDLE_IN_TRANSACTION_WARNING = 60.0
@@ -247,13 +248,14 @@ async def pool_report(
     if bouncer is not None:
         if bouncer.clients_waiting:
             report.warnings.append(
-                f"{bouncer.clients_waiting} client(s) are waiting in PgBouncer for a server "
-                f"connection (longest {bouncer.max_wait_seconds:g}s): the pool for "
+                f"{counted(bouncer.clients_waiting, 'client')} "
+                f"{agreeing(bouncer.clients_waiting, 'is', 'are')} waiting in PgBouncer for a "
+                f"server connection (longest {bouncer.max_wait_seconds:g}s): the pool for "
                 f"{bouncer.database} (default_pool_size {bouncer.default_pool_size}) is full"
             )
         if bouncer.headroom_processes == 0:
             report.warnings.append(
-                f"PgBouncer accepts only {bouncer.client_headroom} more client(s) "
+                f"PgBouncer accepts only {counted(bouncer.client_headroom, 'more client')} "
                 f"(max_client_conn {bouncer.max_client_conn}): no room for another process "
                 f"with this pool ({db.settings.pool_capacity} connections)"
             )
@@ -287,5 +289,8 @@ async def pool_report(
                 f"{db.settings.pool_timeout:g}s for a connection"
             )
         if probed.checked_out_after:
-            report.warnings.append(f"{probed.checked_out_after} connections were not returned")
+            report.warnings.append(
+                f"{counted(probed.checked_out_after, 'connection')} "
+                f"{agreeing(probed.checked_out_after, 'was', 'were')} not returned"
+            )
     return report

@@ -297,6 +297,9 @@ class UserModel:
     required: tuple[Column[Any], ...] = ()
     # The id is generated here (uuid4) when the model gives it no default of its own.
     generate_id: bool = False
+    # Other primary-key columns generated here alike (a composite key's UUID column whose
+    # only default is a dataclass default_factory, as FastAPI-boilerplate's `uuid`).
+    generated: tuple[Column[Any], ...] = ()
     # None for a bare table; the mapped class of an application's (or the built-in) model.
     mapped_class: type | None = field(default=None, compare=False)
     # New emails stored all lower case (the built-in model), or as email-validator and so
@@ -384,12 +387,7 @@ class UserModel:
         """Find each role's column (overrides first, then the conventional names)."""
         overrides = dict(overrides or {})
         label = name or table.name
-        primary = list(table.primary_key.columns)
-        if len(primary) != 1:
-            raise ConfigError(
-                f"the user model {label} needs a single-column primary key "
-                f"(it has {len(primary) or 'no'} primary key columns)"
-            )
+        id_column = _id_column(table, label)
         roles: dict[str, Column[Any] | None] = {}
         for role, candidates in ROLE_CANDIDATES.items():
             if role in overrides:
@@ -407,11 +405,16 @@ class UserModel:
                     f"name it with {USER_FIELDS_ENV}, e.g. {role}=my_column"
                 )
         _refuse_shared_columns(label, roles)
-        id_column = primary[0]
         filled = {column for column in roles.values() if column is not None}
         generate_id = _generated_here(id_column)
         if generate_id:
             filled.add(id_column)
+        generated = tuple(
+            column
+            for column in table.primary_key.columns
+            if column is not id_column and _generated_here(column)
+        )
+        filled.update(generated)
         required = tuple(
             column
             for column in table.columns
@@ -424,9 +427,44 @@ class UserModel:
             mapped_class=mapper.class_ if mapper is not None else None,
             required=required,
             generate_id=generate_id,
+            generated=generated,
             lowercase_emails=lowercase_emails,
             **roles,  # type: ignore[arg-type]
         )
+
+
+def _id_column(table: Table, label: str) -> Column[Any]:
+    """The column that tells users apart: the primary key; of a composite one (FastAPI-
+    boilerplate's `id` and `uuid`), the column that is unique on its own, `id` first, then
+    the auto-numbered one."""
+    primary = list(table.primary_key.columns)
+    if len(primary) == 1:
+        return primary[0]
+    if not primary:
+        raise ConfigError(f"the user model {label} has no primary key")
+    alone = [column for column in primary if _unique_alone(column, table)]
+    if not alone:
+        names = ", ".join(column.name for column in primary)
+        raise ConfigError(
+            f"the user model {label} has a composite primary key ({names}) and none of its "
+            "columns is unique on its own: dbtool addresses a user by one column that tells "
+            "users apart (declare one of them unique=True)"
+        )
+    named_id = [column for column in alone if column.name == "id"]
+    numbered = [column for column in alone if column is table.autoincrement_column]
+    return (named_id or numbered or alone)[0]
+
+
+def _unique_alone(column: Column[Any], table: Table) -> bool:
+    """Whether `column` by itself is unique: unique=True, or a unique constraint or index
+    of that one column."""
+    from sqlalchemy import UniqueConstraint
+
+    if column.unique:
+        return True
+    alone = [list(c.columns) for c in table.constraints if isinstance(c, UniqueConstraint)]
+    alone += [list(index.columns) for index in table.indexes if index.unique]
+    return [column] in alone
 
 
 def _refuse_shared_columns(label: str, roles: dict[str, Column[Any] | None]) -> None:
@@ -588,8 +626,18 @@ def user_model_for(target: Any, *, overrides: Mapping[str, str | None] | None = 
 
 
 def _describe(value: Any) -> str:
-    name = getattr(value, "__qualname__", None) or type(value).__name__
-    return f"{name!r} ({type(value).__name__})"
+    """`'User' (a class)`, `'engine' (an AsyncEngine)`: what a setting pointed at, in
+    words; never a metaclass's name (DeclarativeAttributeIntercept means nothing to users)."""
+    import types
+
+    if isinstance(value, type):
+        return f"{value.__qualname__!r} (a class)"
+    if isinstance(value, types.ModuleType):
+        return f"{value.__name__!r} (a module)"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{value.__qualname__!r} (a function)"
+    kind = type(value).__name__
+    return f"an object of type {kind}"
 
 
 def import_object(spec: str, setting: str) -> Any:

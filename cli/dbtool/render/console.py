@@ -96,7 +96,10 @@ def visible(text: str, *, lines: bool = False) -> str:
     return text.translate(_ESCAPES_BUT_LINES if lines else _ESCAPES)
 
 
-def _message(prefix: str, style: str, message: str) -> None:
+def _message(prefix: str, style: str, message: str, *, one_line: bool = False) -> None:
+    """`message` on stderr. On a terminal, wrapped at spaces to its width (its own wrapping
+    cuts words), unless `one_line`: errors and warnings stay one logical line, to be copied
+    or searched for whole."""
     if not stderr_is_terminal():  # what Rich prints there: the plain line
         line = (prefix + printable(message)).translate(_RICH_STRIPS).expandtabs()
         sys.stderr.write(line + "\n")
@@ -104,7 +107,8 @@ def _message(prefix: str, style: str, message: str) -> None:
         return
     from rich.text import Text
 
-    err_console().print(Text.assemble((prefix, style), visible(printable(message), lines=True)))
+    text = Text.assemble((prefix, style), visible(printable(message), lines=True))
+    err_console().print(text, soft_wrap=one_line)
 
 
 def _fits_unwrapped(message: str) -> bool:
@@ -130,11 +134,11 @@ def _fits_unwrapped(message: str) -> bool:
 
 
 def error(message: str) -> None:
-    _message("error: ", "bold red", message)
+    _message("error: ", "bold red", message, one_line=True)
 
 
 def warning(message: str) -> None:
-    _message("warning: ", "bold yellow", message)
+    _message("warning: ", "bold yellow", message, one_line=True)
 
 
 def note(message: str | Text, *, wrap: bool = False) -> None:

@@ -26,29 +26,21 @@ def import_progress(
     if not output.stderr_is_terminal():
         yield None
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress
 
     # A JSON document's lines are not its records: it shows bytes read, as stdin does.
     lines = None if fmt is Format.JSON else count_lines(path)
     total = None if lines is None else max(lines - (1 if fmt is Format.CSV else 0), 0)
-    columns: list[Any] = [TextColumn("importing")]
-    if total is not None:
-        columns += [BarColumn(), TextColumn("{task.percentage:>3.0f}%")]
-    columns += [
-        TextColumn("{task.fields[done]} · {task.fields[rate]} rows/s · elapsed"),
-        TimeElapsedColumn(),
-    ]
-    if total is not None:
-        from rich.progress import TimeRemainingColumn
-
-        columns += [TextColumn("· ETA"), TimeRemainingColumn()]
+    console = output.err_console()
+    wide = console.width >= WIDE_PROGRESS
 
     def done(rows: int) -> str:
         if total is not None:
-            return f"{rows:,} of {total:,} rows"
+            return f"{rows:,} of {total:,} rows" if wide else f"{rows:,}/{total:,} rows"
         return f"{rows:,} rows · {bytes_read() / 1e6:,.1f} MB read"
 
-    with Progress(*columns, console=output.err_console(), transient=True) as progress:
+    columns = progress_columns(console.width, known_total=total is not None)
+    with Progress(*columns, console=console, transient=True) as progress:
         # The total shows from the start: the first batch can take a while (plain passwords
         # are hashed at about ten a second per core).
         task = progress.add_task("import", total=total, done=done(0), rate="-")
@@ -59,6 +51,30 @@ def import_progress(
             progress.update(task, completed=rows, done=done(rows), rate=f"{rate:,.0f}")
 
         yield update
+
+
+# From this many columns the progress line has room for the rate and the time so far.
+WIDE_PROGRESS = 120
+
+
+def progress_columns(width: int, *, known_total: bool) -> list[Any]:
+    """The progress line's parts for a terminal `width` columns wide: rate and elapsed time
+    only where they fit whole, and a bar that gives up its room first, so that no part is
+    ever cut to "…" (a million rows of a million, and the ETA, fit in 80 columns)."""
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns: list[Any] = [TextColumn("importing")]
+    if known_total:
+        bar = None if width >= WIDE_PROGRESS else max(width - 64, 5)
+        columns += [BarColumn(bar_width=bar), TextColumn("{task.percentage:>3.0f}%")]
+    columns.append(TextColumn("{task.fields[done]}"))
+    if width >= WIDE_PROGRESS:
+        columns += [TextColumn("· {task.fields[rate]} rows/s · elapsed"), TimeElapsedColumn()]
+    elif not known_total:  # no bar, no ETA: the rate says how it goes
+        columns.append(TextColumn("· {task.fields[rate]} rows/s"))
+    if known_total:
+        columns += [TextColumn("· ETA"), TimeRemainingColumn()]
+    return columns
 
 
 def watch(
@@ -80,11 +96,12 @@ def watch(
 
             from rich.live import Live
 
-            with Live(console=output.out_console(), auto_refresh=False) as screen:
+            console = output.out_console()
+            with Live(console=console, auto_refresh=False, vertical_overflow="crop") as screen:
                 while True:
                     report = collect()
                     view = reports.pool_report_renderable(
-                        report, refreshed=datetime.now(), interval=interval
+                        report, refreshed=datetime.now(), interval=interval, height=console.height
                     )
                     screen.update(view, refresh=True)
                     time.sleep(interval)

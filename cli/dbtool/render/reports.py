@@ -206,22 +206,48 @@ def _aligned(rows: Sequence[Sequence[str]], indent: str) -> list[str]:
 
 
 def pool_report_renderable(
-    report: PoolReport, *, refreshed: datetime | None = None, interval: float | None = None
+    report: PoolReport,
+    *,
+    refreshed: datetime | None = None,
+    interval: float | None = None,
+    height: int | None = None,
 ) -> RenderableType:
     """`dbtool pool-status` in panels, for a terminal. Under --watch (`refreshed` given):
-    when it was taken, how to stop, and panels as wide as the terminal, so they do not jump
-    as their contents change."""
+    when it was taken, how to stop, the warnings first, and panels as wide as the terminal,
+    so they do not jump as their contents change; with `height`, the per-application table
+    shortened so that the whole view fits the terminal (the rest is cropped last)."""
+    view = _pool_view(report, refreshed, interval)
+    if height is None:
+        return view
+    console = out_console()
+    excess = len(console.render_lines(view, console.options, pad=False)) - height
+    rows = sum(len(section.rows) for section in _pool_report_sections(report))
+    if excess > 0 and rows:
+        view = _pool_view(report, refreshed, interval, max_rows=max(rows - excess - 1, 1))
+    return view
+
+
+def _pool_view(
+    report: PoolReport,
+    refreshed: datetime | None,
+    interval: float | None,
+    *,
+    max_rows: int | None = None,
+) -> RenderableType:
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
     from rich.text import Text
 
     parts: list[RenderableType] = []
+    messages = [Text.assemble(("warning: ", "bold yellow"), w) for w in report.warnings]
+    messages += [Text.assemble(("note: ", "dim"), note) for note in report.notes]
     if refreshed is not None:
         every = f", every {interval:g}s" if interval is not None else ""
         parts.append(
             Text(f"updated {refreshed.strftime('%H:%M:%S')}{every} · Ctrl-C to quit", style="dim")
         )
+        parts.extend(messages)  # what needs attention first: the bottom may not fit
     parts.append(Text.assemble(("Database ", "bold"), report.database))
     for section in _pool_report_sections(report):
         grid = Table.grid(padding=(0, 2))
@@ -230,14 +256,18 @@ def pool_report_renderable(
         body: RenderableType = grid
         if section.caption:
             table = Table(*section.columns, header_style="bold")
-            for row in section.rows:
+            rows = section.rows if max_rows is None else section.rows[:max_rows]
+            for row in rows:
                 table.add_row(*(Text(value) for value in row))
+            if len(rows) < len(section.rows):
+                more = len(section.rows) - len(rows)
+                table.add_row(Text(f"… {more} more (--json shows all)", style="dim"))
             body = Group(grid, Text(f"\n{section.caption}"), table)
         parts.append(
             Panel(body, title=section.title, title_align="left", expand=refreshed is not None)
         )
-    parts.extend(Text.assemble(("note: ", "dim"), note) for note in report.notes)
-    parts.extend(Text.assemble(("warning: ", "bold yellow"), w) for w in report.warnings)
+    if refreshed is None:
+        parts.extend(messages)
     return Group(*parts)
 
 

@@ -49,6 +49,23 @@ IN_MODELS = "is in the models but not in the database"
 IN_DATABASE = "is in the database but not in the models"
 
 
+# What `dbtool init` adds to a database: tables, and the indexes existing tables lack. It
+# never alters or removes anything that exists.
+INIT_MAKES = ("missing_table", "missing_index")
+
+
+def remedy(found: list[Difference], *, migrations_pending: bool) -> str:
+    """What to do about `found`, in words: `dbtool init` only where it can do it all."""
+    if all(difference.kind in INIT_MAKES for difference in found):
+        return "run `dbtool init`"
+    if migrations_pending:
+        return "run `dbtool init` to migrate, then create a migration for what remains"
+    return (
+        "create a migration (alembic revision --autogenerate): `dbtool init` only adds "
+        "missing tables and indexes, it never changes existing ones"
+    )
+
+
 def _columns(constraint: Any) -> str:
     return ", ".join(column.name for column in constraint.columns)
 

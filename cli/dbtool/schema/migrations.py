@@ -46,6 +46,7 @@ from dbtool.schema.tables import (
     find_version_table,
     present_tables,
 )
+from dbtool.wording import agreeing
 
 DEFAULT_CONFIG = "alembic.ini"
 CONFIG_ENV = "DBTOOL_ALEMBIC_CONFIG"
@@ -399,7 +400,8 @@ async def verify_tables(db: Database, after: str) -> None:
     missing = [table.fullname for table in db.models.tables if table.fullname not in present]
     if missing:
         raise MigrationError(
-            f"{after}, but the models' table(s) {', '.join(missing)} do not exist in "
+            f"{after}, but the models' {agreeing(len(missing), 'table', 'tables')} "
+            f"{', '.join(missing)} {agreeing(len(missing), 'does', 'do')} not exist in "
             f"{db.settings.masked_url}: the migrations do not create them (add a migration: "
             "alembic revision --autogenerate), or DBTOOL_MODELS names other models than "
             "env.py's target_metadata"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from operator import itemgetter
 from typing import Any
@@ -61,6 +61,7 @@ from dbtool.models.user_model import (
 from dbtool.transfer.readers import ERROR_KEY, detect_format, read_records
 from dbtool.users import passwords
 from dbtool.users.validation import normalize_email, normalize_username, username_from_email
+from dbtool.wording import counted
 
 __all__ = [
     "ImportConflictError",
@@ -158,6 +159,7 @@ class RowPlan:
         ]
         if model.generate_id and not server_ids:
             self.fillers.append((self.index[model.id.name], lambda _ctx: uuid.uuid4()))
+        self.fillers += [(self.index[c.name], lambda _ctx: uuid.uuid4()) for c in model.generated]
         # (name, position, whether an empty field is the empty string): a required text
         # column takes "" (what `users add --set name=` stores and export writes back).
         self.required = [
@@ -246,7 +248,9 @@ class RowPlan:
         created_at, updated_at = self.created_at, self.updated_at
         if created_at is not None:
             if values[created_at] is None:
-                values[created_at] = now
+                # The import's start, a microsecond per line on: "oldest first" lists the
+                # rows of one import in the file's order, not by their random ids.
+                values[created_at] = now + timedelta(microseconds=line)
             if updated_at is not None and values[updated_at] is None:
                 values[updated_at] = values[created_at]
         elif updated_at is not None and values[updated_at] is None:
@@ -339,7 +343,7 @@ class ImportRejectedError(DbtoolError):
 
     def __init__(self, report: ImportReport) -> None:
         super().__init__(
-            f"{report.rejected} invalid row(s), nothing was imported "
+            f"{counted(report.rejected, 'invalid row')}, nothing was imported "
             "(fix them, or pass --skip-invalid to import the valid rows)"
         )
         self.report = report
@@ -427,16 +431,17 @@ async def import_users(
     # (and measured slower with them).
     slice_rows = backend.validation_slice or batch_size
 
+    created = datetime.now(UTC)  # the creation time of the rows that have none
+
     async def next_batch() -> tuple[bool, list[tuple[list[Any], str | None]]]:
         """Read and validate the next batch, a slice at a time, letting the event loop turn
         between slices: the database's replies to the batch in flight are read, and its next
         statement sent, while Python works (so the server never waits for a whole batch)."""
         staged: list[tuple[list[Any], str | None]] = []
-        now = datetime.now(UTC)  # one creation time per batch: rows of a batch arrive together
         more, left = False, batch_size
         while left > 0 and (part := list(islice(rows, min(left, slice_rows)))):
             more, left = True, left - len(part)
-            staged += _validate_batch(plan, part, report, on_reject, now)
+            staged += _validate_batch(plan, part, report, on_reject, created)
             await asyncio.sleep(0)
         return more, staged
 

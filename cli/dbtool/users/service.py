@@ -491,6 +491,8 @@ async def add_user(
             row[column.name] = now
     if model.generate_id:
         row[model.id.name] = uuid.uuid4()
+    for column in model.generated:
+        row[column.name] = uuid.uuid4()
     row |= convert_values(model, values)
     missing = missing_required(model, row)
     if missing:
