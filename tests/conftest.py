@@ -1,15 +1,18 @@
-"""Shared fixtures: an isolated environment, and the same tests on SQLite and PostgreSQL.
+"""Shared fixtures: an isolated environment, and the same tests on SQLite, PostgreSQL and
+MariaDB.
 
-PostgreSQL comes from DBTOOL_TEST_POSTGRES_URL (default: postgres on 127.0.0.1:5432). Each
-test gets a database of its own, created and dropped here. Without a reachable server the
-PostgreSQL tests skip, unless DBTOOL_REQUIRE_POSTGRES=1 (CI), where that is a failure.
+PostgreSQL comes from DBTOOL_TEST_POSTGRES_URL (default: postgres on 127.0.0.1:5432);
+MariaDB is a private server the tests start once (tests.topology.MariaDB) and stop at the
+end. Each test gets a database of its own, created and dropped here. Without a server the
+tests of that backend skip, unless DBTOOL_REQUIRE_POSTGRES=1 or DBTOOL_REQUIRE_MARIADB=1
+(CI), where that is a failure.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,11 @@ from tests.helpers import (
     postgres_problem,
     postgres_url,
 )
-from tests.topology import Cluster, TopologyError
+from tests.topology import Cluster, MariaDB, TopologyError
+
+REQUIRE_MARIADB = os.environ.get("DBTOOL_REQUIRE_MARIADB") == "1"
+# As `init --create-database` makes MariaDB databases.
+MARIADB_CHARSET = "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
 
 # Settings the tool reads; a developer's own values must not leak into the tests.
 TOOL_ENV_PREFIXES = ("DBTOOL_", "DATABASE_URL")
@@ -103,10 +110,27 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
 
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDB]:
+    """One private MariaDB server for the whole run, or a skip (a failure under
+    DBTOOL_REQUIRE_MARIADB=1) saying why there can be none here."""
+    try:
+        server = MariaDB.create()
+    except TopologyError as exc:
+        if REQUIRE_MARIADB:
+            pytest.fail(f"DBTOOL_REQUIRE_MARIADB=1 but {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
 @pytest.fixture(
     params=[
         pytest.param("sqlite", marks=pytest.mark.sqlite),
         pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
     ]
 )
 def backend(request: pytest.FixtureRequest) -> str:
@@ -114,11 +138,48 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def new_database(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], str]]:
+    """Makes another empty database on the backend under test, dropped after the test;
+    each call, a URL to a new one."""
+    dropped: list[Callable[[], None]] = []
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"{TEST_DB_PREFIX}{uuid.uuid4().hex[:12]}"
+        if backend == "sqlite":  # the first is test.db, where tests look for it
+            made.append(name)
+            return f"sqlite+aiosqlite:///{tmp_path / ('test' if len(made) == 1 else name)}.db"
+        if backend == "mariadb":
+            server: MariaDB = request.getfixturevalue("mariadb_server")
+            server.admin(
+                f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+            dropped.append(lambda: server.admin(f"DROP DATABASE IF EXISTS `{name}`", check=False))
+            return server.url(name)
+        request.getfixturevalue("postgres_available")
+        pg_execute(f'CREATE DATABASE "{name}"')
+        dropped.append(lambda: pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        return postgres_url(name)
+
+    try:
+        yield make
+    finally:
+        for drop in dropped:
+            drop()
+
+
+@pytest.fixture
+def database_url(new_database: Callable[[], str]) -> str:
     """A URL to an empty database (no tables yet) on the backend under test."""
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-    return postgres_url(request.getfixturevalue("new_postgres_database"))
+    return new_database()
+
+
+@pytest.fixture
+def second_database_url(new_database: Callable[[], str]) -> str:
+    """Another empty database on the same backend (a copy's target, say)."""
+    return new_database()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
 from dbtool.app import app
+
+# What `ping` and `info` call each backend's server.
+PRODUCTS = {"sqlite": "SQLite", "postgres": "PostgreSQL", "mariadb": "MariaDB"}
 
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 POSTGRES_URL = os.environ.get("DBTOOL_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
@@ -142,7 +146,15 @@ def run_sql(url: str, sql: str, params: dict[str, Any] | None = None) -> list[tu
                 await engine.dispose()
 
         return asyncio.run(go())
-    engine = create_engine(parsed.set(drivername="sqlite"))
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        # PyMySQL: synchronous, and not the driver dbtool uses (asyncmy). UTC, as dbtool's
+        # sessions are; the tests' SQL quotes names the standard way ("user"): ANSI_QUOTES.
+        setup = "SET time_zone = '+00:00', sql_mode = CONCAT(@@sql_mode, ',ANSI_QUOTES')"
+        engine = create_engine(
+            parsed.set(drivername="mysql+pymysql"), connect_args={"init_command": setup}
+        )
+    else:
+        engine = create_engine(parsed.set(drivername="sqlite"))
     try:
         with engine.begin() as conn:
             result = conn.execute(text(sql), params or {})
@@ -151,9 +163,19 @@ def run_sql(url: str, sql: str, params: dict[str, Any] | None = None) -> list[tu
         engine.dispose()
 
 
+def raw_uuid(url: str) -> str:
+    """A new UUID as a row written by hand stores it where the column is SQLAlchemy's Uuid:
+    PostgreSQL's uuid type takes the usual form; elsewhere it is 32 hex digits."""
+    value = uuid.uuid4()
+    return str(value) if make_url(url).get_backend_name() == "postgresql" else value.hex
+
+
 def table_names(url: str) -> set[str]:
-    if make_url(url).get_backend_name() == "postgresql":
+    backend = make_url(url).get_backend_name()
+    if backend == "postgresql":
         sql = "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+    elif backend in ("mysql", "mariadb"):
+        sql = "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()"
     else:
         sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
     return {row[0] for row in run_sql(url, sql)}

@@ -133,9 +133,24 @@ def drift_cases(backend: str) -> dict[str, tuple[str, str]]:
         "missing_column": ("ALTER TABLE things DROP COLUMN score", "things.score is in the models"),
         "extra_column": ("ALTER TABLE things ADD COLUMN legacy TEXT",
                          "things.legacy is in the database"),
-        "missing_index": ("DROP INDEX ix_things_name", "index ix_things_name on things (name)"),
+        "missing_index": ("DROP INDEX ix_things_name" + " ON things" * (backend == "mariadb"),
+                          "index ix_things_name on things (name)"),
         "extra_index": ("CREATE INDEX ix_extra ON things (status)", "index ix_extra on things"),
     }  # fmt: skip
+    if backend == "mariadb":  # MySQL's own words for the same changes
+        cases |= {
+            "missing_unique": ("ALTER TABLE things DROP INDEX uq_things_code",
+                               "unique constraint uq_things_code on things (code)"),
+            # (an extra UNIQUE is a unique index there, reported as an extra index)
+            "type": ("ALTER TABLE things MODIFY name VARCHAR(80) NOT NULL",
+                     "things.name: type VARCHAR(80) in the database, VARCHAR(50) in the models"),
+            "nullable": ("ALTER TABLE things MODIFY label VARCHAR(30) NULL",
+                         "things.label: NULL allowed in the database, NOT NULL in the models"),
+            "server_default": ("ALTER TABLE things ALTER COLUMN status SET DEFAULT 'old'",
+                               "things.status: server default"),
+            "missing_foreign_key": ("ALTER TABLE others DROP FOREIGN KEY others_ibfk_1",
+                                    "foreign key others (thing_id) -> things"),
+        }  # fmt: skip
     if backend == "postgres":  # SQLite cannot alter these in place
         cases |= {
             "missing_unique": ("ALTER TABLE things DROP CONSTRAINT uq_things_code",
@@ -292,13 +307,18 @@ def test_the_built_in_models_autogenerate_a_migration_that_runs(
 
 
 def feed(database_url: str, sql: str) -> subprocess.CompletedProcess[str]:
-    """Run SQL with the database's own shell: sqlite3 or psql (stopping at the first error)."""
+    """Run SQL with the database's own shell: sqlite3, psql or mariadb (stopping at the
+    first error)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
     if database_url.startswith("sqlite"):
         argv = ["sqlite3", "-bail", database_url.split("///", 1)[1]]
+    elif url.get_backend_name() in ("mysql", "mariadb"):
+        argv = ["mariadb", "--protocol=tcp", "-h", url.host or "127.0.0.1",
+                "-P", str(url.port or 3306), "-u", url.username or "root",
+                url.database or ""]  # fmt: skip
     else:
-        from sqlalchemy.engine import make_url
-
-        url = make_url(database_url)
         argv = ["psql", "-v", "ON_ERROR_STOP=1", "-q", "-h", url.host or "127.0.0.1",
                 "-p", str(url.port or 5432), "-U", url.username or "postgres",
                 url.database or "postgres"]  # fmt: skip

@@ -195,7 +195,11 @@ def test_libpq_parameters_become_settings() -> None:
     ("raw", "fragment"),
     [
         ("not a url", "not a valid database URL"),
-        ("mysql://u@h/db", "unsupported driver 'mysql'"),
+        ("oracle://u@h/db", "unsupported driver 'oracle'"),
+        ("mysql://u@h/db?sslmode=require", "unsupported parameter(s) sslmode"),
+        ("mysql://u@h/db?ssl_mode=sometimes", "ssl_mode='SOMETIMES' must be one of"),
+        ("mysql://u@h/db?ssl_ca=/nope.pem", "ssl_ca=/nope.pem is not a readable file"),
+        ("mariadb://u@h", "names no database"),
         ("postgresql+pg8000://u@h/db", "unsupported driver"),
         ("postgresql://u:p@ss@h/db", "percent-encode"),
         ("postgresql://u@h/db?sslmode=sometimes", "sslmode='sometimes'"),

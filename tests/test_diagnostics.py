@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from tests.helpers import (
+    PRODUCTS,
     Dbtool,
     Terminal,
     dbtool_executable,
@@ -243,7 +244,7 @@ def test_info(initialised: Dbtool, backend: str) -> None:
     result = initialised("info", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["server"] == ("PostgreSQL" if backend == "postgres" else "SQLite")
+    assert data["server"] == PRODUCTS[backend]
     assert data["tables"] == [{"name": "users", "rows": 1}]
     assert data["schema_complete"] is True and data["missing_tables"] == []
     assert data["size_bytes"] > 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from dbtool.backends.sqlite.export import _sqlite_ready
 from dbtool.formats import Format
 from dbtool.transfer.exporting import _plain, export_users, general_export
 from dbtool.users.service import UserFilter
-from tests.helpers import Dbtool, assert_clean_error, run_sql
+from tests.helpers import Dbtool, assert_clean_error, raw_uuid, run_sql
 
 NAMES = [
     'Ada "The Countess", née Byron',
@@ -127,7 +126,7 @@ def test_values_stored_by_other_tools_take_the_general_path(initialised: Dbtool)
         "INSERT INTO users (id, email, username, hashed_password, is_active, is_superuser,"
         " created_at, updated_at) VALUES (:id, 'b@example.com', 'b', 'x', :t, :f,"
         " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
-        {"id": str(uuid.uuid4()), "t": True, "f": False},
+        {"id": raw_uuid(initialised.url), "t": True, "f": False},
     )
     sqlite = initialised.url.startswith("sqlite")
     for fmt in Format:

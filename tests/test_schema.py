@@ -13,6 +13,7 @@ from sqlalchemy import text
 from dbtool.config import load_settings
 from dbtool.db import Database
 from tests.helpers import (
+    PRODUCTS,
     Dbtool,
     Terminal,
     assert_clean_error,
@@ -144,7 +145,7 @@ def test_ping_reports_server_and_latency(initialised: Dbtool, backend: str) -> N
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["ok"] is True
-    assert data["server"] == ("PostgreSQL" if backend == "postgres" else "SQLite")
+    assert data["server"] == PRODUCTS[backend]
     assert data["version"][0].isdigit()
     assert 0 < data["latency_ms"] < 1000
 

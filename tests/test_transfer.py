@@ -264,7 +264,7 @@ def test_update_overwrites_existing_users(initialised: Dbtool, tmp_path: Path) -
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_export_with_hashes_round_trips_to_identical_rows(
-    initialised: Dbtool, tmp_path: Path, backend: str, fmt: str
+    initialised: Dbtool, tmp_path: Path, second_database_url: str, fmt: str
 ) -> None:
     initialised("users", "add", "ada@example.com", "--superuser", "--password-stdin",
                 input=PASSWORD + "\n")  # fmt: skip
@@ -277,26 +277,15 @@ def test_export_with_hashes_round_trips_to_identical_rows(
     assert result.exit_code == 0, result.output
     assert "Exported 3 users" in result.stderr
 
-    target = Dbtool(initialised.url.replace("test.db", "copy.db")) if backend == "sqlite" else None
-    if target is None:  # PostgreSQL: a second fresh database
-        from tests.helpers import pg_execute, postgres_url
-
-        name = f"dbtool_test_copy_{tmp_path.name[-8:]}".replace("-", "_").lower()
-        pg_execute(f'DROP DATABASE IF EXISTS "{name}"')
-        pg_execute(f'CREATE DATABASE "{name}"')
-        target = Dbtool(postgres_url(name))
-    try:
-        assert target("init").exit_code == 0
-        imported = target("users", "import", str(exported))
-        assert imported.exit_code == 0, imported.output
-        query = (
-            "SELECT id, email, username, hashed_password, is_active, is_superuser,"
-            " created_at, updated_at FROM users ORDER BY email"
-        )
-        assert run_sql(target.url, query) == run_sql(initialised.url, query)
-    finally:
-        if backend == "postgres":
-            pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    target = Dbtool(second_database_url)
+    assert target("init").exit_code == 0
+    imported = target("users", "import", str(exported))
+    assert imported.exit_code == 0, imported.output
+    query = (
+        "SELECT id, email, username, hashed_password, is_active, is_superuser,"
+        " created_at, updated_at FROM users ORDER BY email"
+    )
+    assert run_sql(target.url, query) == run_sql(initialised.url, query)
 
 
 def test_export_formats_filters_and_no_hashes_by_default(initialised: Dbtool) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 
 import bcrypt
 import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import VerifyMismatchError
 
-from tests.helpers import Dbtool, Terminal, assert_clean_error, run_sql
+from tests.helpers import Dbtool, Terminal, assert_clean_error, raw_uuid, run_sql
 
 PASSWORD = "correct horse battery"
 
@@ -40,7 +39,7 @@ def insert_raw_user(dbtool: Dbtool, *, email: str, username: str, hashed: str) -
         " created_at, updated_at) VALUES (:id, :email, :username, :hashed, :t, :f,"
         " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
         {
-            "id": uuid.uuid4().hex if dbtool.url.startswith("sqlite") else str(uuid.uuid4()),
+            "id": raw_uuid(dbtool.url),
             "email": email,
             "username": username,
             "hashed": hashed,

@@ -201,3 +201,114 @@ class PgBouncer:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass
+class MariaDB:
+    """A private MariaDB server (Debian's mariadb-server): mariadb-install-db into a
+    temporary directory, then mariadbd on a free port, as the `mysql` system user when the
+    tests run as root. A system MariaDB on 3306 is never touched. Its `root` account takes
+    connections over the socket only; the tests connect as `dbtool` (password below) over
+    TCP on 127.0.0.1, as an application would."""
+
+    directory: Path
+    port: int
+    run_as: list[str]
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    user: str = "dbtool"
+
+    @property
+    def config(self) -> Path:
+        return self.directory / "my.cnf"
+
+    def url(self, database: str = "", *, driver: str = "mysql+asyncmy") -> str:
+        return f"{driver}://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    @classmethod
+    def create(cls) -> MariaDB:
+        install = shutil.which("mariadb-install-db")
+        server = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+        if install is None or not Path(server).exists():
+            raise TopologyError(
+                "mariadb-server is not installed (apt-get install -y mariadb-server)"
+            )
+        run_as: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            try:
+                owner = pwd.getpwnam("mysql")
+            except KeyError:
+                raise TopologyError("running as root and there is no mysql user") from None
+            run_as = ["runuser", "-u", "mysql", "--"]
+        directory = Path(tempfile.mkdtemp(prefix="dbtool-mariadb-"))
+        if run_as:
+            os.chown(directory, owner.pw_uid, owner.pw_gid)
+        instance = cls(directory, free_port(), run_as)
+        instance.config.write_text(
+            "[mysqld]\n"
+            f"datadir={directory / 'data'}\nsocket={directory / 'sock'}\n"
+            f"port={instance.port}\nbind-address=127.0.0.1\nskip-name-resolve\n"
+            f"pid-file={directory / 'pid'}\nlog-error={directory / 'error.log'}\n"
+            "innodb_buffer_pool_size=128M\ninnodb_log_file_size=64M\n"
+            "skip-log-bin\nlocal_infile=1\nmax_connections=200\n"
+            "innodb_flush_log_at_trx_commit=2\n"
+            f"[client]\nsocket={directory / 'sock'}\n"
+        )
+        instance.config.chmod(0o644)
+        done = subprocess.run(
+            [*run_as, install, f"--defaults-file={instance.config}",
+             "--auth-root-authentication-method=socket", "--skip-test-db"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if done.returncode != 0:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise TopologyError(f"mariadb-install-db failed: {done.stderr.strip()[-500:]}")
+        instance.process = subprocess.Popen(
+            [*run_as, server, f"--defaults-file={instance.config}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if instance.admin("SELECT 1", check=False).returncode == 0:
+                break
+            if instance.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        else:
+            instance.remove()
+            raise TopologyError("mariadbd did not start within 60s")
+        if instance.process.poll() is not None:
+            log = (directory / "error.log").read_text(errors="replace")[-800:]
+            instance.remove()
+            raise TopologyError(f"mariadbd did not start: {log}")
+        instance.admin(
+            f"CREATE USER '{instance.user}'@'127.0.0.1';"
+            f" GRANT ALL ON *.* TO '{instance.user}'@'127.0.0.1' WITH GRANT OPTION;"
+        )
+        return instance
+
+    def admin(self, sql: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """SQL as the server's administrator, with the mariadb client over the socket, where
+        the system user running it is who it logs in as (mariadb-install-db makes root, and
+        the user who ran it, socket-authenticated)."""
+        import getpass
+
+        user = "root" if os.geteuid() == 0 else getpass.getuser()
+        done = subprocess.run(
+            ["mariadb", f"--defaults-file={self.config}", f"-u{user}", "-N", "-e", sql],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        if check and done.returncode != 0:
+            raise TopologyError(f"mariadb -e failed: {done.stderr.strip()}")
+        return done
+
+    def remove(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)

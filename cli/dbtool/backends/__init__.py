@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 _BACKENDS = {
     "postgresql": "dbtool.backends.postgresql:PostgreSQL",
     "sqlite": "dbtool.backends.sqlite:SQLite",
+    "mysql": "dbtool.backends.mysql:MySQL",
+    "mariadb": "dbtool.backends.mysql:MariaDB",
 }
 
 # The URL schemes dbtool accepts, and the async driver each one is run with.
@@ -36,10 +38,24 @@ DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
     "sqlite+pysqlite": "sqlite+aiosqlite",
     "sqlite+aiosqlite": "sqlite+aiosqlite",
+    "mysql": "mysql+asyncmy",
+    "mysql+asyncmy": "mysql+asyncmy",
+    "mysql+aiomysql": "mysql+aiomysql",
+    "mysql+pymysql": "mysql+asyncmy",
+    "mysql+mysqldb": "mysql+asyncmy",
+    "mysql+mysqlconnector": "mysql+asyncmy",
+    "mariadb": "mariadb+asyncmy",
+    "mariadb+asyncmy": "mariadb+asyncmy",
+    "mariadb+aiomysql": "mariadb+aiomysql",
+    "mariadb+pymysql": "mariadb+asyncmy",
+    "mariadb+mariadbconnector": "mariadb+asyncmy",
 }
 
 # For the "unsupported driver" error.
-SUPPORTED = "PostgreSQL (postgresql://, via asyncpg) and SQLite (sqlite://, via aiosqlite)"
+SUPPORTED = (
+    "PostgreSQL (postgresql://, via asyncpg), MySQL and MariaDB (mysql://, mariadb://, via "
+    "asyncmy or aiomysql) and SQLite (sqlite://, via aiosqlite)"
+)
 
 
 class UnsupportedBackendError(LookupError):

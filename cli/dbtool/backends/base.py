@@ -186,6 +186,11 @@ class Backend:
     async def server_version(self, conn: AsyncConnection) -> str:
         raise NotImplementedError
 
+    async def server_product(self, conn: AsyncConnection) -> str:
+        """The server's product as shown to people, where one backend serves several
+        (MySQL or MariaDB)."""
+        return self.product
+
     async def server_role(self, conn: AsyncConnection) -> ServerRole | None:
         """Primary or standby, where, and how far behind (None: no replication)."""
         return None
@@ -221,9 +226,14 @@ class Backend:
         """In this transaction, no statement waits for a lock longer than
         DBTOOL_LOCK_TIMEOUT (then `is_lock_timeout`); SQLite's busy timeout bounds its own."""
 
-    async def begin_schema_change(self, conn: AsyncConnection, settings: Settings) -> None:
-        """Inside the transaction that changes the schema, before anything else: the lock
-        timeout, then dbtool's schema lock (concurrent runs wait their turn, within it)."""
+    @contextlib.asynccontextmanager
+    async def schema_change(self, conn: AsyncConnection, settings: Settings) -> AsyncIterator[None]:
+        """Around the work of a transaction that changes the schema: the lock timeout, then
+        dbtool's schema lock (concurrent runs wait their turn, within it), released at the
+        end whatever happens. LockNotGrantedError (or a lock timeout the database raises)
+        when the wait runs out."""
+        await self.bound_lock_waits(conn, settings)
+        yield
 
     def is_lock_timeout(self, exc: BaseException) -> bool:
         """Whether `exc` is a lock that was not granted within the lock timeout."""
@@ -242,12 +252,18 @@ class Backend:
     async def after_schema_created(self, db: Database) -> None:
         """What a database wants once its schema exists (SQLite: write-ahead logging)."""
 
-    def drop_cascade(self, quoted_table: str) -> str | None:
-        """The statement that drops a table with what depends on it, or None."""
+    async def drop_cascade(
+        self, conn: AsyncConnection, quoted_tables: list[str]
+    ) -> list[str] | None:
+        """The statements that drop these tables (children first) with the foreign keys of
+        other tables that reference them, or None where the database cannot."""
         return None
 
-    async def lock_for_import(self, conn: AsyncConnection, table: Table) -> None:
-        """One import at a time per table, within the import's transaction."""
+    @contextlib.asynccontextmanager
+    async def import_lock(self, conn: AsyncConnection, table: Table) -> AsyncIterator[None]:
+        """One import at a time per table, held on the import's connection while the block
+        runs (within its transaction)."""
+        yield
 
     # --- statements that differ ----------------------------------------------------------
 
@@ -267,6 +283,10 @@ class Backend:
     def advance_ids(self, table: Table, column: Column[Any]) -> Any | None:
         """A statement moving the id counter past the ids now in `table`, or None."""
         return None
+
+    async def create_temporary(self, conn: AsyncConnection, table: Table) -> None:
+        """Create a temporary table (an import's staging table) in this transaction."""
+        await conn.run_sync(lambda sync: table.create(sync))
 
     def empty_table(self, table: Table) -> Any:
         """The statement that empties a (temporary) table fastest."""
@@ -367,6 +387,27 @@ def driver_sql(
         process = processors.get(name)
         arguments.append(process(value) if process is not None and value is not None else value)
     return compiled.string, arguments
+
+
+def pool_options(settings: Settings) -> dict[str, Any]:
+    """create_async_engine()'s pool keywords, from the pool settings."""
+    return {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_timeout": settings.pool_timeout,
+        "pool_recycle": settings.pool_recycle,
+    }
+
+
+def integer_bits(column: Column[Any]) -> int:
+    """16, 32 or 64: the bits of an integer column as SQL types size them (SmallInteger,
+    Integer, BigInteger), on the databases that keep to them."""
+    from sqlalchemy import BigInteger, SmallInteger
+
+    column_type = getattr(column.type, "impl", column.type)
+    if isinstance(column_type, SmallInteger):
+        return 16
+    return 64 if isinstance(column_type, BigInteger) else 32
 
 
 def default_application_name() -> str:

@@ -34,6 +34,11 @@ class UnavailableError(DatabaseUnavailableError):
         self.retryable = retryable
 
 
+class LockNotGrantedError(DbtoolError):
+    """A lock dbtool asked for by name (MySQL's GET_LOCK) was not granted within
+    DBTOOL_LOCK_TIMEOUT: schema changes report it as the lock timeout it is."""
+
+
 def driver_error(exc: BaseException) -> BaseException:
     """The driver's exception behind `exc` (asyncpg's or sqlite3's), or `exc` itself."""
     if not isinstance(exc, DBAPIError):

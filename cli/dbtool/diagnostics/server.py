@@ -35,7 +35,7 @@ async def server_version(db: Database) -> tuple[str, str]:
 
 async def _server_version(conn: AsyncConnection) -> tuple[str, str]:
     backend = backend_for(conn.dialect.name)
-    return backend.product, await backend.server_version(conn)
+    return await backend.server_product(conn), await backend.server_version(conn)
 
 
 async def ping(db: Database, *, rounds: int = 5) -> PingResult:

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import Boolean, DateTime, Index, MetaData, String, Uuid
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Explicit constraint names, so a unique violation can be told apart on every backend.
@@ -18,6 +19,11 @@ NAMING_CONVENTION = {
 EMAIL_MAX_LENGTH = 320
 USERNAME_MAX_LENGTH = 150  # as Django's
 HASH_MAX_LENGTH = 255
+
+
+# Timestamps with their zone; MySQL's DATETIME has none (dbtool stores UTC there) and
+# keeps no fraction of a second unless told to: microseconds, as the other databases keep.
+TIMESTAMP = DateTime(timezone=True).with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def utcnow() -> datetime:
@@ -45,10 +51,8 @@ class User(Base):
     # Plain types only, so that Alembic's autogenerate renders them without extra imports.
     # Timestamps are UTC: dbtool writes UTC, and marks SQLite's zone-less values as UTC when
     # it reads them (dbtool.models.user_model.UserModel.as_read).
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(TIMESTAMP, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(TIMESTAMP, default=utcnow, onupdate=utcnow)
 
     def __repr__(self) -> str:  # never shows the hash
         return f"User(id={self.id!s}, email={self.email!r}, username={self.username!r})"

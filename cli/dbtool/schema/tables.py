@@ -18,6 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dbtool.backends import backend_for
+from dbtool.backends.errors import LockNotGrantedError
 from dbtool.config import Settings
 from dbtool.db import Database, RetryCallback, create_engine
 from dbtool.errors import DbtoolError, RefusedError
@@ -175,8 +176,11 @@ async def _schema_change(db: Database) -> AsyncIterator[AsyncConnection]:
     """A transaction for DDL: the lock timeout, then dbtool's schema lock (concurrent runs
     wait their turn): behind a long transaction the DDL gives up after DBTOOL_LOCK_TIMEOUT
     instead of waiting forever with every query on the table queued behind it."""
-    async with bounded_waits(db), db.transaction() as conn:
-        await db.backend.begin_schema_change(conn, db.settings)
+    async with (
+        bounded_waits(db),
+        db.transaction() as conn,
+        db.backend.schema_change(conn, db.settings),
+    ):
         yield conn
 
 
@@ -196,8 +200,8 @@ async def bounded_waits(db: Database) -> AsyncIterator[None]:
     backend = db.backend
     try:
         yield
-    except DBAPIError as exc:
-        if not backend.is_lock_timeout(exc):
+    except (DBAPIError, LockNotGrantedError) as exc:
+        if isinstance(exc, DBAPIError) and not backend.is_lock_timeout(exc):
             raise
         tables = [table.fullname for table in db.models.tables] + [VERSION_TABLE]
         raise LockTimeoutError(
@@ -234,12 +238,15 @@ def _referencing(
     inspector = inspect(sync)
     ours = {(table.schema, table.name) for table in tables}
     referenced: dict[tuple[str | None, str], list[str]] = {}
+    default = inspector.default_schema_name  # named by some databases (MySQL) as such
     for schema in {table.schema for table in tables}:
         for (_, name), constraints in inspector.get_multi_foreign_keys(schema=schema).items():
             if (schema, name) in ours:
                 continue
             for constraint in constraints:
-                target = (constraint.get("referred_schema") or schema, constraint["referred_table"])
+                referred = constraint.get("referred_schema")
+                referred = None if referred == default else referred
+                target = (referred or schema, constraint["referred_table"])
                 referenced.setdefault(target, []).append(name)
     return referenced
 
@@ -476,7 +483,7 @@ async def _drop(conn: AsyncConnection, db: Database, *, force: bool) -> DropPlan
         # schema is at head while its tables are gone.
         await conn.exec_driver_sql(f"DROP TABLE {version.quoted(conn.dialect)}")
         plan = replace(plan, version_table=version.fullname)
-    cascade = _cascade(conn.dialect, tables) if force else None
+    cascade = await _cascade(conn, tables) if force else None
     # CASCADE drops the foreign keys (and views) of outside objects that depend on them.
     for statement in cascade or ():
         await conn.exec_driver_sql(statement)
@@ -541,15 +548,15 @@ async def drop_sql(db: Database, *, force: bool = False) -> tuple[DropPlan, list
     async with _reading(db) as conn:
         state = await inspect_schema(conn, models, counts=True, dependents=True)
         version = await conn.run_sync(lambda sync: _existing_version_table(sync, db))
-    plan = plan_drop(state, models, force=force)
-    names = {table.name for table in plan.drop}
-    tables = [table for table in models.tables if table.fullname in names]
+        plan = plan_drop(state, models, force=force)
+        names = {table.name for table in plan.drop}
+        tables = [table for table in models.tables if table.fullname in names]
+        cascade = await _cascade(conn, tables) if force else None
     statements = (
         [f"DROP TABLE {version.quoted(db.engine.dialect)};"]
         if tables and version is not None and not plan.skipped
         else []
     )
-    cascade = _cascade(db.engine.dialect, tables) if force else None
     if cascade is not None:
         statements += [f"{statement};" for statement in cascade]
     else:
@@ -559,15 +566,11 @@ async def drop_sql(db: Database, *, force: bool = False) -> tuple[DropPlan, list
     return plan, statements
 
 
-def _cascade(dialect: Any, tables: list[Table]) -> list[str] | None:
+async def _cascade(conn: AsyncConnection, tables: list[Table]) -> list[str] | None:
     """The statements dropping `tables` with what depends on them, children first; None
     where the backend has no such drop."""
-    backend = backend_for(dialect.name)
-    statements = [
-        backend.drop_cascade(_quoted(table, dialect.identifier_preparer))
-        for table in reversed(tables)
-    ]
-    return None if None in statements else [s for s in statements if s is not None]
+    quoted = [_quoted(table, conn.dialect.identifier_preparer) for table in reversed(tables)]
+    return await backend_for(conn.dialect.name).drop_cascade(conn, quoted)
 
 
 def database_name(settings: Settings) -> str:

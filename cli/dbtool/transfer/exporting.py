@@ -88,9 +88,20 @@ async def general_export(
     writer = ExportWriter(stream, fmt, columns)
     count = 0
     with_hash = model.password.name in columns
-    async for user in stream_users(session, selection, model=model, with_hash=with_hash):
-        writer.write({name: user.data[name] for name in columns})
-        count += 1
+    users = stream_users(session, selection, model=model, with_hash=with_hash)
+    try:
+        async for user in users:
+            writer.write({name: user.data[name] for name in columns})
+            count += 1
+    except BaseException:
+        # Stopped half-way (the reader left, Ctrl-C): the connection is dropped rather than
+        # made to read the rest of the rows, which is the only other way MySQL's protocol
+        # has to end an unfinished result.
+        conn = await session.connection()
+        await conn.invalidate()
+        raise
+    finally:
+        await users.aclose()
     writer.close()
     return count
 

@@ -453,9 +453,9 @@ async def import_users(
         try:
             async with db.session() as session, AsyncExitStack() as stack:
                 conn = await session.connection()
-                await backend.lock_for_import(conn, model.table)
+                await stack.enter_async_context(backend.import_lock(conn, model.table))
                 await stack.enter_async_context(backend.bulk_session(conn))
-                await conn.run_sync(lambda sync: staging.create(sync))
+                await backend.create_temporary(conn, staging)
                 json_batches = await backend.rows_as_json(conn)
                 moves = _Moves.build(backend, on_conflict, model, staging, plan, json=json_batches)
                 stage = _Stager(backend, conn, staging, plan, json=json_batches)
@@ -765,10 +765,10 @@ def _spelling_alignment(model: UserModel, staging: Table) -> tuple[Any, ...]:
         .having(func.count() == 1)
         .subquery("stored")
     )
+    # No "where the spelling differs": under a collation that ignores case (MySQL's
+    # default) two spellings compare equal, and would never be aligned.
     to_stored = (
-        update(staging)
-        .where(func.lower(s[name]) == stored.c.key, s[name] != stored.c.spelling)
-        .values({name: stored.c.spelling})
+        update(staging).where(func.lower(s[name]) == stored.c.key).values({name: stored.c.spelling})
     )
     staged_key = func.lower(s[name])
     firsts = (
@@ -780,11 +780,7 @@ def _spelling_alignment(model: UserModel, staging: Table) -> tuple[Any, ...]:
     first = staging.alias("first_line")
     to_first = (
         update(staging)
-        .where(
-            staged_key == firsts.c.key,
-            first.c[LINE] == firsts.c.line,
-            s[name] != first.c[name],
-        )
+        .where(staged_key == firsts.c.key, first.c[LINE] == firsts.c.line)
         .values({name: first.c[name]})
     )
     return to_stored, to_first
@@ -939,7 +935,7 @@ async def _explain_conflicts(
     with their lines."""
     async with db.engine.connect() as conn:
         await conn.begin()
-        await conn.run_sync(lambda sync: staging.create(sync))
+        await db.backend.create_temporary(conn, staging)
         stage = _Stager(db.backend, conn, staging, plan, json=isinstance(payload, str))
         await stage.load(payload)
         for statement in _spelling_alignment(model, staging):

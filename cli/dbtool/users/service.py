@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -331,7 +331,7 @@ async def stream_users(
     model: UserModel | None = None,
     with_hash: bool = False,
     chunk: int = 1000,
-) -> AsyncIterator[UserRecord]:
+) -> AsyncGenerator[UserRecord, None]:
     """Every selected user in list order, fetched `chunk` rows at a time (memory stays
     flat, whatever the table's size)."""
     model, _ = _resolve(session, model)
@@ -378,6 +378,7 @@ async def _conflict(
     columns = unique_violation_columns(exc, backend_for(session.get_bind().dialect.name))
     if columns is None:
         raise exc
+    columns = key_columns(model.table, columns)
     name = next((c for c in columns if c in values), columns[0] if columns else None)
     email = model.email.name
     if name != email and email in values:
@@ -386,6 +387,17 @@ async def _conflict(
     if name is None or name not in values:
         return ConflictError("a user with these values already exists")
     return ConflictError(f"a user with {name} {values[name]!r} already exists")
+
+
+def key_columns(table: Any, names: list[str]) -> list[str]:
+    """`names` as columns: a database that names the violated key rather than its columns
+    (MySQL) gives a constraint's or an index's name, which the table knows."""
+    keys = {
+        key.name: [column.name for column in key.columns]
+        for key in (*table.constraints, *table.indexes)
+        if isinstance(key.name, str)
+    }
+    return [column for name in names for column in keys.get(name, [name])]
 
 
 async def _refuse_case_variant(
@@ -397,10 +409,13 @@ async def _refuse_case_variant(
     unique index, which also catches concurrent inserts."""
     if model.lowercase_emails:
         return  # every spelling is stored lower case: the unique index sees the variants
-    query = select(model.email).where(email_matches(model, email), model.email != email)
+    query = select(model.email).where(email_matches(model, email))
     if other_than is not None:
         query = query.where(model.id != other_than)
-    taken = await session.scalar(query.limit(1))
+    # The spellings compared here, not in SQL: a column whose collation ignores case
+    # (MySQL's default) finds the variant equal to the email given.
+    found = await session.scalars(query.limit(_SPELLINGS_LISTED + 1))
+    taken = next((stored for stored in found if stored != email), None)
     if taken is not None:
         raise ConflictError(
             f"a user with email {taken!r} already exists (emails are compared without "
@@ -508,13 +523,28 @@ async def add_user(
         username=row.get(model.username.name) if model.username is not None else None,
     )
     row[model.password.name] = await _hash(password, settings)
-    statement = insert(model.table).values(row).returning(*model.public_columns)
     try:
         async with session.begin_nested():  # a savepoint: a conflict leaves the session usable
-            created = (await session.execute(statement)).one()
+            result: Any = await session.execute(insert(model.table).values(row))
+            key = result.inserted_primary_key  # a CursorResult's
+            created = await _reread(session, model, row.get(model.id.name, _key_of(model, key)))
     except IntegrityError as exc:
         raise await _conflict(session, model, exc, row) from None
-    return _record(model, created)
+    return created
+
+
+def _key_of(model: UserModel, key: Any) -> Any:
+    """The id in an INSERT's primary key (of a composite key, the id's part)."""
+    columns = list(model.table.primary_key.columns)
+    return key[columns.index(model.id)] if key is not None else None
+
+
+async def _reread(session: AsyncSession, model: UserModel, id_value: Any) -> UserRecord:
+    """The row as stored (server defaults, triggers and the database's own conversions
+    included), read by its id in the same transaction: every database can, where not all
+    of them return rows from an INSERT or UPDATE."""
+    row = (await session.execute(select(*model.public_columns).where(model.id == id_value))).one()
+    return _record(model, row)
 
 
 async def _write(
@@ -527,18 +557,15 @@ async def _write(
         and model.updated.name not in changes
     ):
         changes[model.updated.name] = _now()
-    statement = (
-        update(model.table)
-        .where(model.id == user.id)
-        .values(changes)
-        .returning(*model.public_columns)
-    )
+    statement = update(model.table).where(model.id == user.id).values(changes)
+    new_id = changes.get(model.id.name, user.id)
     try:
         async with session.begin_nested():
-            row = (await session.execute(statement)).one()
+            await session.execute(statement)
+            written = await _reread(session, model, new_id)
     except IntegrityError as exc:
         raise await _conflict(session, model, exc, changes) from None
-    return _record(model, row)
+    return written
 
 
 async def set_password(

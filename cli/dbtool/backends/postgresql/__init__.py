@@ -14,7 +14,6 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Column, Table, func, select, text
@@ -30,9 +29,16 @@ from dbtool.backends.base import (
     ServerProcess,
     ServerRole,
     default_application_name,
-    ssl_reason,
+    integer_bits,
+    pool_options,
 )
-from dbtool.config import parse_seconds
+from dbtool.backends.urls import (
+    check_server_url,
+    choice,
+    no_key_password,
+    single,
+    take_dbtool_settings,
+)
 from dbtool.errors import ConfigError, RefusedError
 
 if TYPE_CHECKING:
@@ -47,6 +53,8 @@ SCHEMA_LOCK_ID = 0x6462746F6F6C  # "dbtool"
 
 # libpq's sslmode values, all of which asyncpg's `ssl=` understands under the same names.
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# libpq's names for the certificate files -> the settings that hold them.
+CERTIFICATES = {"sslrootcert": "ssl_rootcert", "sslcert": "ssl_cert", "sslkey": "ssl_key"}
 TARGET_SESSION_ATTRS = ("any", "primary", "standby", "prefer-standby", "read-write", "read-only")
 # URL query parameters dbtool understands for PostgreSQL; anything else would reach
 # asyncpg.connect() as an unexpected keyword and fail at connect time.
@@ -143,60 +151,26 @@ class PostgreSQL(Backend):
     # --- URLs and connecting -----------------------------------------------------------
 
     def normalize_url(self, url: URL, where: str) -> tuple[URL, dict[str, Any]]:
-        if url.host and "@" in url.host:
-            raise ConfigError(
-                f"{where} has an '@' in its host part; percent-encode '@' in the password as %40"
-            )
-        if not url.database:
-            raise ConfigError(f"{where} names no database (add /dbname after the host)")
-        if url.port is not None and not 1 <= url.port <= 65535:
-            raise ConfigError(f"{where} has port {url.port}, outside 1-65535")
-        extras: dict[str, Any] = {}
-        query = dict(url.query)
+        query = check_server_url(url, where, URL_PARAMETERS)
         _check_hosts(query, where)
-        unknown = sorted(set(query) - set(URL_PARAMETERS))
-        if unknown:
-            raise ConfigError(
-                f"{where} has unsupported parameter(s) {', '.join(unknown)}; "
-                f"supported: {', '.join(URL_PARAMETERS)}"
-            )
         for key in ("ssl", "sslmode"):
             if key in query:  # asyncpg spells libpq's sslmode as ssl
-                query["ssl"] = _choice(query.pop(key), key, SSL_MODES, where)
-        for key in ("sslrootcert", "sslcert", "sslkey"):
-            if key in query:
-                path = Path(_single(query.pop(key), key, where)).expanduser()
-                if not path.is_file():
-                    raise ConfigError(f"{where}: {key}={path} is not a readable file")
-                extras[f"ssl_{key.removeprefix('ssl')}"] = str(path)
-        _check_ssl_files(extras, where)
-        if "application_name" in query:
-            extras["application_name"] = _single(
-                query.pop("application_name"), "application_name", where
-            )
+                query["ssl"] = choice(query.pop(key), key, SSL_MODES, where)
+        extras = take_dbtool_settings(query, where, CERTIFICATES)
         if "target_session_attrs" in query:
             key = "target_session_attrs"
-            query[key] = _choice(query[key], key, TARGET_SESSION_ATTRS, where)
+            query[key] = choice(query[key], key, TARGET_SESSION_ATTRS, where)
         # The caches asyncpg and SQLAlchemy keep of prepared statements: 0 means PgBouncer
         # in transaction mode, which DBTOOL_PGBOUNCER configures fully (engine_options).
         for key in ("statement_cache_size", "prepared_statement_cache_size"):
             if key in query:
-                size = _single(query.pop(key), key, where)
+                size = single(query.pop(key), key, where)
                 if size.strip() != "0":
                     raise ConfigError(
                         f"{where}: {key}={size!r}: only 0 is accepted (PgBouncer in "
                         "transaction mode); or leave it out"
                     )
                 extras["pgbouncer"] = True
-        if "connect_timeout" in query:
-            raw_timeout = _single(query.pop("connect_timeout"), "connect_timeout", where)
-            try:
-                timeout = parse_seconds(raw_timeout)
-            except ValueError as exc:
-                raise ConfigError(f"{where}: connect_timeout={raw_timeout!r}: {exc}") from None
-            if timeout <= 0:
-                raise ConfigError(f"{where}: connect_timeout must be above 0")
-            extras["connect_timeout"] = timeout
         return url.set(query=query), extras
 
     def hosts(self, url: URL) -> list[str]:
@@ -224,13 +198,7 @@ class PostgreSQL(Backend):
             url = url.update_query_dict({"prepared_statement_cache_size": "0"})
             connect_args["statement_cache_size"] = 0
             connect_args["prepared_statement_name_func"] = _unique_statement_name
-        return url, {
-            "connect_args": connect_args,
-            "pool_size": settings.pool_size,
-            "max_overflow": settings.max_overflow,
-            "pool_timeout": settings.pool_timeout,
-            "pool_recycle": settings.pool_recycle,
-        }
+        return url, {"connect_args": connect_args, **pool_options(settings)}
 
     async def create_database(
         self,
@@ -369,12 +337,14 @@ class PostgreSQL(Backend):
         milliseconds = max(int(settings.lock_timeout * 1000), 1)
         await conn.exec_driver_sql(f"SET LOCAL lock_timeout = {milliseconds}")
 
-    async def begin_schema_change(self, conn: AsyncConnection, settings: Settings) -> None:
+    @contextlib.asynccontextmanager
+    async def schema_change(self, conn: AsyncConnection, settings: Settings) -> AsyncIterator[None]:
         # The timeout first: behind a long transaction (or a concurrent run that hangs) the
         # DDL gives up after DBTOOL_LOCK_TIMEOUT instead of waiting with every query on the
-        # table queued behind it.
+        # table queued behind it. The advisory lock ends with the transaction.
         await self.bound_lock_waits(conn, settings)
         await _advisory_lock(conn, SCHEMA_LOCK_ID)
+        yield
 
     def is_lock_timeout(self, exc: BaseException) -> bool:
         return _sqlstate(exc) == _LOCK_NOT_AVAILABLE
@@ -398,13 +368,18 @@ class PostgreSQL(Backend):
             await _advisory_lock(conn, SCHEMA_LOCK_ID)
             yield
 
-    def drop_cascade(self, quoted_table: str) -> str | None:
-        return f"DROP TABLE IF EXISTS {quoted_table} CASCADE"
+    async def drop_cascade(
+        self, conn: AsyncConnection, quoted_tables: list[str]
+    ) -> list[str] | None:
+        return [f"DROP TABLE IF EXISTS {table} CASCADE" for table in quoted_tables]
 
-    async def lock_for_import(self, conn: AsyncConnection, table: Table) -> None:
+    @contextlib.asynccontextmanager
+    async def import_lock(self, conn: AsyncConnection, table: Table) -> AsyncIterator[None]:
         # Two overlapping imports would otherwise deadlock on each other's rows, or both
-        # try to insert what `--on-conflict update` should have updated.
+        # try to insert what `--on-conflict update` should have updated. Released with the
+        # transaction.
         await _advisory_lock(conn, func.hashtext(f"dbtool import {table.fullname}"))
+        yield
 
     # --- statements that differ ----------------------------------------------------------
 
@@ -431,11 +406,7 @@ class PostgreSQL(Backend):
 
     def integer_range(self, column: Column[Any]) -> tuple[int, int]:
         """smallint, integer and bigint: 16, 32 and 64 bits."""
-        from sqlalchemy import BigInteger, SmallInteger
-
-        column_type = getattr(column.type, "impl", column.type)
-        bits = 16 if isinstance(column_type, SmallInteger) else 64 if isinstance(
-            column_type, BigInteger) else 32  # fmt: skip
+        bits = integer_bits(column)
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
     def empty_table(self, table: Table) -> Any:
@@ -565,40 +536,8 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if not settings.ssl_rootcert:  # only a client certificate: the server is not checked
         context.verify_mode = ssl.CERT_NONE
     if settings.ssl_cert:
-        context.load_cert_chain(settings.ssl_cert, settings.ssl_key, password=_no_key_password)
+        context.load_cert_chain(settings.ssl_cert, settings.ssl_key, password=no_key_password)
     return context
-
-
-def _no_key_password() -> bytes:
-    # Without a callback OpenSSL prompts on the terminal for an encrypted key's passphrase;
-    # dbtool takes no passphrase, so an encrypted key fails to load instead of hanging.
-    return b""
-
-
-def _check_ssl_files(extras: dict[str, Any], where: str) -> None:
-    """Load the certificate files once while the settings are read, so that a file that is
-    not a PEM certificate (or key) is a setting error naming the file, not an SSL error
-    without a reason at the first connection."""
-    rootcert, cert, key = (extras.get(f"ssl_{k}") for k in ("rootcert", "cert", "key"))
-    if key and not cert:
-        raise ConfigError(f"{where}: sslkey needs sslcert (the certificate it belongs to)")
-    if rootcert:
-        try:
-            ssl.create_default_context(cafile=rootcert)
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                f"{where}: sslrootcert={rootcert} holds no usable PEM certificate "
-                f"({ssl_reason(exc)})"
-            ) from None
-    if cert:
-        pair = f"sslcert={cert}" + (f" with sslkey={key}" if key else "")
-        try:
-            ssl.create_default_context().load_cert_chain(cert, key, password=_no_key_password)
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigError(
-                f"{where}: {pair} is not a PEM certificate and its unencrypted private key "
-                f"({ssl_reason(exc)})"
-            ) from None
 
 
 def _unique_statement_name() -> str:
@@ -636,20 +575,6 @@ def _check_hosts(query: dict[str, Any], where: str) -> None:
         name, _, port = host.rpartition(":") if ":" in host else (host, "", "")
         if not name or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
             raise ConfigError(f"{where}: host={host!r} must be NAME or NAME:PORT (1-65535)")
-
-
-def _choice(value: str | tuple[str, ...], key: str, choices: tuple[str, ...], where: str) -> str:
-    """A URL parameter that must be one of `choices`."""
-    chosen = _single(value, key, where)
-    if chosen not in choices:
-        raise ConfigError(f"{where}: {key}={chosen!r} must be one of {', '.join(choices)}")
-    return chosen
-
-
-def _single(value: str | tuple[str, ...], key: str, where: str) -> str:
-    if isinstance(value, tuple):
-        raise ConfigError(f"{where}: parameter {key} is given more than once")
-    return value
 
 
 def _quoted(table: Table) -> str:

@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dbtool.backends.base import READONLY, Backend, ExportJob, driver_sql
+from dbtool.backends.base import READONLY, Backend, ExportJob, driver_sql, pool_options
 from dbtool.backends.sqlite.files import (
     create_private_file,
     database_file,
@@ -115,13 +115,7 @@ class SQLite(Backend):
             # from 2.0.38 on; named here so that older releases (NullPool) behave the same.
             from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-            options.update(
-                poolclass=AsyncAdaptedQueuePool,
-                pool_size=settings.pool_size,
-                max_overflow=settings.max_overflow,
-                pool_timeout=settings.pool_timeout,
-                pool_recycle=settings.pool_recycle,
-            )
+            options.update(poolclass=AsyncAdaptedQueuePool, **pool_options(settings))
         return settings.url, options
 
     def prepare_engine(self, engine: AsyncEngine) -> None:
