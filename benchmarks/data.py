@@ -58,8 +58,9 @@ def psql(url: str, command: str) -> None:
 
 
 @contextmanager
-def postgres_database(server_url: str) -> Iterator[str]:
-    """A new database on the server, initialised by dbtool (its URL), dropped afterwards."""
+def postgres_database(server_url: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A new database on the server, initialised by dbtool (its URL; `env`: the models, when
+    not the built-in ones), dropped afterwards."""
     from sqlalchemy.engine import make_url
 
     name = f"dbtool_bench_{uuid.uuid4().hex[:8]}"
@@ -67,7 +68,7 @@ def postgres_database(server_url: str) -> Iterator[str]:
     admin_sql(server_url, f'CREATE DATABASE "{name}"')
     try:
         text = url.render_as_string(hide_password=False)
-        run_quiet([DBTOOL, "--url", text, "init"], env=clean_env())
+        run_quiet([DBTOOL, "--url", text, "init"], env=env or clean_env())
         yield text
     finally:
         admin_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

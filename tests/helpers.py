@@ -163,6 +163,29 @@ def run_sql(url: str, sql: str, params: dict[str, Any] | None = None) -> list[tu
         engine.dispose()
 
 
+def model_rows(url: str, table: Any) -> list[tuple[Any, ...]]:
+    """The rows of a models' `table`, read through its column types (datetimes, decimals,
+    UUIDs as Python values) by plain SQLAlchemy and another driver than dbtool's, sorted."""
+    from sqlalchemy import select
+
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        engine = create_engine(parsed.set(drivername="postgresql+psycopg"))
+    elif backend in ("mysql", "mariadb"):
+        engine = create_engine(
+            parsed.set(drivername="mysql+pymysql"),
+            connect_args={"init_command": "SET time_zone = '+00:00'"},
+        )
+    else:
+        engine = create_engine(parsed.set(drivername="sqlite"))
+    try:
+        with engine.connect() as conn:
+            return sorted((tuple(row) for row in conn.execute(select(table))), key=repr)
+    finally:
+        engine.dispose()
+
+
 def raw_uuid(url: str) -> str:
     """A new UUID as a row written by hand stores it where the column is SQLAlchemy's Uuid:
     PostgreSQL's uuid type takes the usual form; elsewhere it is 32 hex digits."""

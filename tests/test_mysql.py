@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -156,3 +157,47 @@ def test_pool_status_reads_the_processlist(initialised: Dbtool) -> None:
     assert server["available"] == (
         server["max_connections"] - server["reserved_connections"] - server["in_use"]
     )
+
+
+def test_the_driver_sends_no_file_but_the_one_dbtool_loads() -> None:
+    """LOAD DATA LOCAL lets the server name the client file to send; outside dbtool's own
+    load, and for any other file, the (real) driver's sender refuses, ending the request as
+    the protocol wants (an empty file), so a hostile server reads nothing."""
+    import asyncio
+
+    from dbtool.backends.mysql import load
+
+    assert load._guard("asyncmy.connection")
+    from asyncmy import connection
+
+    sent: list[bytes] = []
+
+    class Wire:
+        loop = None
+        connected = True
+        _max_allowed_packet = 1 << 20
+
+        def write_packet(self, data: bytes) -> None:
+            sent.append(data)
+
+        class _proto:
+            @staticmethod
+            async def drain() -> None:
+                return None
+
+    async def ask(name: bytes, allowed: str | None) -> None:
+        wire: Any = Wire()
+        wire.loop = asyncio.get_running_loop()
+        token = load._allowed.set(allowed)
+        try:
+            await connection.LoadLocalFile(name, wire).send_data()
+        finally:
+            load._allowed.reset(token)
+
+    with pytest.raises(PermissionError, match="refused to send '/etc/passwd'"):
+        asyncio.run(ask(b"/etc/passwd", None))
+    assert sent == [b""]  # nothing but the empty packet that ends the request
+    sent.clear()
+    with pytest.raises(PermissionError):
+        asyncio.run(ask(b"/etc/passwd", "/tmp/dbtool-load-abc.tsv"))
+    assert sent == [b""]

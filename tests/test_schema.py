@@ -157,7 +157,8 @@ def test_every_database_command_needs_the_database(backend: str) -> None:
         unreachable = "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"
     else:
         unreachable = f"sqlite+aiosqlite:///{Path.cwd() / 'missing' / 'none.db'}"
-    dbtool = Dbtool(unreachable)
+    (Path.cwd() / "fixtures.jsonl").write_text('{"table": "users", "row": {"email": "a@b.co"}}\n')
+    dbtool = Dbtool(unreachable, env={"DBTOOL_SEED": "fixtures.jsonl"})
     for args in COMMANDS_THAT_CONNECT:
         result = dbtool(*args, input="longenough1\n")
         assert result.exit_code == 3, (args, result.output)
@@ -181,6 +182,10 @@ COMMANDS_THAT_CONNECT = [
     ("users", "delete", "alice@example.com", "--yes"),
     ("users", "import", "-", "--format", "jsonl"),
     ("users", "export"),
+    ("dump",),
+    ("load", "fixtures.jsonl"),
+    ("seed",),
+    ("shell", "-c", "pass"),
 ]
 
 
@@ -192,7 +197,8 @@ def test_the_command_table_above_covers_every_command() -> None:
     assert names - covered == NO_DATABASE_COMMANDS
 
 
-NO_DATABASE_COMMANDS = {("config",)}
+# dbshell hands the connection to the database's own client (whose status it passes on).
+NO_DATABASE_COMMANDS = {("config",), ("dbshell",)}
 
 
 @pytest.mark.sqlite

@@ -50,6 +50,7 @@ class Settings:
     alembic_config: str | None = None
     alembic_version_table: str | None = None
     models: str | None = None
+    seed: str | None = None
     user_model: str | None = None
     user_fields: str | None = None
     # None: the CLI calls itself "dbtool"; applications get their program's name (dbtool.db).
@@ -175,6 +176,7 @@ SETTING_SPECS: tuple[_Spec, ...] = (
         "a table name, or schema.table",
     ),
     _Spec("models", "DBTOOL_MODELS", _parse_text),
+    _Spec("seed", "DBTOOL_SEED", _parse_text),
     _Spec("user_model", "DBTOOL_USER_MODEL", _parse_text),
     _Spec("user_fields", "DBTOOL_USER_FIELDS", _parse_text),
 )

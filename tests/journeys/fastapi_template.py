@@ -2,7 +2,9 @@
 unmodified checkout: init on an empty database through the template's own Alembic project,
 check clean, the first superuser, and the template's own login route accepting it; the
 template's own `crud.create_user` writing a mixed-case email, and dbtool keeping one
-account for that person; and an env.py pointed elsewhere reported, never a success.
+account for that person; an env.py pointed elsewhere reported, never a success; and the
+CI recipe of docs/guides/ci.md (schema, seed fixtures and an admin in one line) run twice
+in a row and twice at once, with the same rows every way.
 
     python -m tests.journeys.fastapi_template PATH/TO/full-stack-fastapi-template
 
@@ -16,7 +18,10 @@ with --python). Exit 0 when every step held.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from tests.journeys.common import (
@@ -65,7 +70,10 @@ with Session(engine) as session:
 
 def journey(checkout: Path, python: str) -> None:
     backend = checkout / "backend"
-    with app_environment(str(backend), python=python) as venv, databases(2) as (target, other):
+    with (
+        app_environment(str(backend), python=python) as venv,
+        databases(4) as (target, other, in_a_row, at_once),
+    ):
         from tests.journeys.common import server_url
 
         settings = {
@@ -141,6 +149,66 @@ def journey(checkout: Path, python: str) -> None:
         check(code == 0, "the password matches", output)
         check(query(target, "SELECT hashed_password FROM \"user\" ORDER BY email") == before,
               "no hash was rewritten")  # fmt: skip
+
+        step("the CI recipe: schema, seed fixtures and an admin in one line")
+        with tempfile.TemporaryDirectory(prefix="dbtool-seed-") as folder:
+            (Path(folder) / "demo.jsonl").write_text(SEED)
+            states = []
+            for database, parallel in ((in_a_row, False), (at_once, True)):
+                env = {**settings, "POSTGRES_DB": database, **dbtool_env,
+                       "DATABASE_URL": server_url(database), "DBTOOL_SEED": folder}  # fmt: skip
+                runs: list[subprocess.Popen[str]] = []
+                outputs = []
+                for _ in range(2):  # at once: both started before either is waited for
+                    runs.append(recipe(venv, backend, env))
+                    if not parallel:
+                        outputs.append(runs[-1].communicate(PASSWORD, timeout=600)[0])
+                if parallel:
+                    outputs = [process.communicate(PASSWORD, timeout=600)[0] for process in runs]
+                for process, output in zip(runs, outputs, strict=True):
+                    check(process.returncode == 0, "the recipe exits 0", output)
+                states.append(seeded_state(database))
+            check(states[0] == states[1], "the same rows twice in a row and twice at once",
+                  f"{states[0]} != {states[1]}")  # fmt: skip
+            check(len(states[0]["items"]) == 3 and states[0]["admins"] == [["admin@example.com",
+                  "t"]], "the seed's items and one admin", str(states[0]))  # fmt: skip
+
+
+# The seed: a demo user (no hash in fixtures: it cannot log in) and the items it owns.
+DEMO = "00000000-0000-4000-8000-00000000de00"
+SEED = "".join(
+    json.dumps(record) + "\n"
+    for record in [
+        {"table": "item", "row": {"id": f"00000000-0000-4000-8000-00000000000{n}",
+         "owner_id": DEMO, "title": f"Demo item {n}", "description": None}}
+        for n in range(1, 4)
+    ] + [{"table": "user", "row": {"id": DEMO, "email": "demo@example.com",
+          "is_active": True, "is_superuser": False, "full_name": "Demo"}}]
+)  # fmt: skip
+RECIPE = (
+    "dbtool init --wait 60 --create-database --seed && "
+    "dbtool users add admin@example.com --superuser --if-not-exists --password-stdin"
+)
+
+
+def recipe(venv: Path, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """The recipe as a CI step runs it: one shell line, the password on stdin."""
+    path = f"{venv / 'bin'}:{os.environ.get('PATH', '')}"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("DBTOOL_", "DATA"))}
+    return subprocess.Popen(
+        ["sh", "-c", RECIPE], cwd=cwd, env={**environment, **env, "PATH": path},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def seeded_state(database: str) -> dict[str, list[list[str]]]:
+    return {
+        "users": query(database, 'SELECT email, hashed_password FROM "user" WHERE '
+                       "email <> 'admin@example.com' ORDER BY email"),
+        "items": query(database, "SELECT id, title, owner_id FROM item ORDER BY id"),
+        "admins": query(database, 'SELECT email, is_superuser FROM "user" WHERE is_superuser'),
+        "alembic": query(database, "SELECT version_num FROM alembic_version"),
+    }  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import contextlib
 import re
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
@@ -92,6 +92,40 @@ class ServerConnections:
 
 
 @dataclass(frozen=True)
+class ClientCommand:
+    """How to open the database's own command-line client (`dbtool dbshell`): the first of
+    `programs` installed, with `args` and `env`; secrets only in `env` or in files of the
+    private folder the backend was given, never in `args`. `package`: what to install when
+    none of the programs is."""
+
+    programs: tuple[str, ...]
+    package: str
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CsvSource:
+    """A CSV file with a header line, for `copy_csv`: `columns` its header, `keep_empty` the
+    columns where an empty field is the empty string (NOT NULL text), not NULL;
+    `on_progress` is told the lines read so far."""
+
+    path: Path
+    columns: list[str]
+    keep_empty: list[str]
+    on_progress: Callable[[int], None] | None = None
+
+
+class RowRejected(Exception):
+    """A row the database's own parser refused (`copy_csv`): its line in the file, the
+    column, and why (the value itself left out: it may be a secret)."""
+
+    def __init__(self, line: int, column: str | None, reason: str) -> None:
+        super().__init__(f"line {line}: {column or ''} {reason}")
+        self.line, self.column, self.reason = line, column, reason
+
+
+@dataclass(frozen=True)
 class ExportJob:
     """One export a backend may render itself: the rows `query` selects (already filtered
     by the feature), their `columns`, written to `stream` in `fmt`. `keys` selects the
@@ -119,8 +153,10 @@ class Backend:
 
     name: ClassVar[str]  # SQLAlchemy's dialect name: "postgresql"
     product: ClassVar[str]  # as shown to people: "PostgreSQL"
-    client: ClassVar[str | None] = None  # the database's own command-line client
     embedded: ClassVar[bool] = False  # a file in this process, no server (SQLite)
+    # DEFERRABLE foreign keys wait for the commit (defer_constraints): a load of tables
+    # that reference each other can then insert them one after the other.
+    defers_constraints: ClassVar[bool] = False
     # Rows a batch of an import is validated in between turns of the event loop (None:
     # the whole batch): a driver that needs the loop to send and receive gets turns.
     validation_slice: ClassVar[int | None] = None
@@ -152,6 +188,11 @@ class Backend:
 
     def check_target(self, url: URL, *, must_exist: bool) -> None:
         """Refuse, before connecting, a target that cannot work (UnavailableError)."""
+
+    def client_command(self, settings: Settings, private: Path) -> ClientCommand:
+        """The database's own client on `settings.url`; a password goes in a file written
+        into `private` (a folder only this user can read, removed when the client exits)."""
+        raise NotImplementedError
 
     def engine_options(self, settings: Settings) -> tuple[URL, dict[str, Any]]:
         """The URL and create_async_engine() keywords (connect_args, pool sizes) for
@@ -249,6 +290,12 @@ class Backend:
         of its own); waits for a concurrent run to finish, within the lock timeout."""
         yield
 
+    @contextlib.asynccontextmanager
+    async def taking_turns(self, db: Database, name: str) -> AsyncIterator[None]:
+        """Held by one dbtool at a time on this database, for work named `name` (`seed`),
+        on a connection of its own; waits as long as the holder takes."""
+        yield
+
     async def after_schema_created(self, db: Database) -> None:
         """What a database wants once its schema exists (SQLite: write-ahead logging)."""
 
@@ -300,6 +347,31 @@ class Backend:
         """The column type's bind processor, as fast as this backend can have it."""
         return column.type._cached_bind_processor(dialect)
 
+    async def broken_references(self, conn: AsyncConnection, table: Table) -> set[Any] | None:
+        """Rows of `table` whose foreign keys reference no row (as ids the backend chooses),
+        where the database does not refuse them itself; None where it does."""
+        return None
+
+    async def defer_constraints(self, conn: AsyncConnection) -> None:
+        """In this transaction, DEFERRABLE constraints are checked at the commit (a load of
+        tables that reference each other); where the database has no such thing, nothing."""
+
+    async def snapshot(self, conn: AsyncConnection) -> None:
+        """At the start of a read-only transaction: every later read sees the database as it
+        was then (a dump's tables agree with each other). SQLite's transactions already do."""
+
+    def upsert(self, table: Table, keys: list[Column[Any]], updates: list[Column[Any]]) -> Any:
+        """An INSERT for `table` that, where a row with the same `keys` exists, sets its
+        `updates` columns to the new row's values instead (with no `updates`: keeps it).
+        PostgreSQL's and SQLite's INSERT ... ON CONFLICT (keys) by default."""
+        statement = self.insert(table)
+        if not updates:
+            return statement.on_conflict_do_nothing(index_elements=keys)
+        return statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={column.name: statement.excluded[column.name] for column in updates},
+        )
+
     # --- bulk paths ----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -326,6 +398,12 @@ class Backend:
     ) -> None:
         """COPY `records` into `table`; a unique violation as SQLAlchemy's IntegrityError."""
         raise NotImplementedError
+
+    async def copy_csv(self, conn: AsyncConnection, table: Table, source: CsvSource) -> int | None:
+        """Stream a CSV file into `table` as it is, the database's own parser checking each
+        value (RowRejected names the line); the rows loaded, or None where the database
+        has no such path (the feature then checks and sends the rows itself)."""
+        return None
 
     async def load_rows(
         self, conn: AsyncConnection, table: Table, columns: list[str], payload: Any
@@ -387,6 +465,18 @@ def driver_sql(
         process = processors.get(name)
         arguments.append(process(value) if process is not None and value is not None else value)
     return compiled.string, arguments
+
+
+def private_file(folder: Path, name: str, content: str) -> Path:
+    """`content` written to `folder/name`, readable by its owner only (0600): a client's
+    password file (libpq ignores a passfile others can read)."""
+    import os
+
+    path = folder / name
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write(content)
+    return path
 
 
 def pool_options(settings: Settings) -> dict[str, Any]:

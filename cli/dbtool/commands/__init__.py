@@ -18,12 +18,17 @@ COMMANDS = {
     "init": "schema",
     "drop": "schema",
     "reset": "schema",
+    "dump": "data",
+    "load": "data",
+    "seed": "data",
     "ping": "status",
     "pool-status": "status",
     "info": "status",
     "check": "status",
     "config": "status",
     "users": "users",
+    "shell": "interactive",
+    "dbshell": "interactive",
 }
 # Groups of subcommands: the module's Typer app is the group itself.
 GROUPS = {"users": "users_app"}

@@ -72,6 +72,13 @@ def init(
             "record head as applied (Alembic's cookbook for a schema made by create_all).",
         ),
     ] = False,
+    seed: Annotated[
+        bool,
+        flag(
+            "--seed",
+            help="Then load the project's seed data (DBTOOL_SEED), as `dbtool seed` does.",
+        ),
+    ] = False,
     sql: SqlOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -83,7 +90,10 @@ def init(
     in the current directory, or DBTOOL_ALEMBIC_CONFIG.
     """
     from dbtool.commands.runtime import waiting
+    from dbtool.fixtures.seed import entries
+    from dbtool.fixtures.seed import seed as seed_data
     from dbtool.render import console as output
+    from dbtool.render.reports import print_seed
     from dbtool.schema import tables as schema
     from dbtool.schema.migrations import config_path
 
@@ -97,8 +107,12 @@ def init(
                 "DBTOOL_ALEMBIC_CONFIG); without one, init creates the tables anyway"
             )
         if sql:
+            if seed:
+                raise UsageError("--seed loads data: it does not go with --sql")
             _print_statements(cmd, _init_sql(cmd, project, migrate=not (stamp or create_all)))
             return
+        if seed:
+            entries(settings.seed)  # a missing or wrong DBTOOL_SEED stops init before it starts
         database_created = False
         if create_database:
             with waiting(settings.masked_url, wait) as on_retry:
@@ -109,6 +123,7 @@ def init(
             migrated, report, unversioned = _init(
                 cmd, project, wait, stamp=stamp, create_all=create_all
             )
+            seeded = cmd.run(seed_data(cmd.db, settings.seed)) if seed else None
 
     if as_json:
         output.print_json(
@@ -122,6 +137,7 @@ def init(
                 if migrated is None
                 else {**migrated[0].as_dict(), "applied": migrated[1]},
                 "alembic_without_revisions": None if unversioned is None else str(unversioned),
+                "seed": None if seeded is None else seeded.as_dict(),
             }
         )
         return
@@ -150,6 +166,8 @@ def init(
         )
     if report.existing:
         output.note(f"Already existed: {', '.join(report.existing)}")
+    if seeded is not None:
+        print_seed(seeded)
 
 
 def _init(

@@ -564,11 +564,25 @@ class Models:
         return list(self.metadata.sorted_tables)
 
     @property
+    def classes(self) -> list[type[Any]]:
+        """The mapped classes of the models (none for tables declared without a class)."""
+        return [mapper.class_ for mapper in self._mappers]
+
+    @property
     def user(self) -> UserModel:
         """The user model, or ConfigError (exit 2) saying how to name it."""
         if self._user is None:
             self._user = self._resolve_user()
         return self._user
+
+    @property
+    def user_or_none(self) -> UserModel | None:
+        """The user model where the models have one that can be told, else None (fixtures
+        of models without users, or with several candidates, need none)."""
+        try:
+            return self.user
+        except ConfigError:
+            return None
 
     def _resolve_user(self) -> UserModel:
         if self._user_spec:

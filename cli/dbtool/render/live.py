@@ -26,24 +26,56 @@ def import_progress(
     if not output.stderr_is_terminal():
         yield None
         return
-    from rich.progress import Progress
-
     # A JSON document's lines are not its records: it shows bytes read, as stdin does.
     lines = None if fmt is Format.JSON else count_lines(path)
     total = None if lines is None else max(lines - (1 if fmt is Format.CSV else 0), 0)
+    with row_progress(total, lambda: f" · {bytes_read() / 1e6:,.1f} MB read") as update:
+        yield update
+
+
+@contextmanager
+def load_progress(files: list[tuple[str, Format]]) -> Iterator[Callable[[int], None] | None]:
+    """`dbtool load`'s progress bar over all its files (rows of the total when every file's
+    rows can be counted)."""
+    from dbtool.render import console as output
+
+    if not output.stderr_is_terminal():
+        yield None
+        return
+    total: int | None = 0
+    for path, fmt in files:
+        lines = None if fmt is Format.JSON else count_lines(path)
+        if lines is None or total is None:
+            total = None
+            continue
+        total += max(lines - (1 if fmt is Format.CSV else 0), 0)
+    with row_progress(total, lambda: "") as update:
+        yield update
+
+
+@contextmanager
+def row_progress(
+    total: int | None, unknown_total: Callable[[], str]
+) -> Iterator[Callable[[int], None]]:
+    """A transient bar of rows done on stderr: of `total` with an ETA, or rows and
+    `unknown_total()`'s words when nobody knows the total."""
+    from rich.progress import Progress
+
+    from dbtool.render import console as output
+
     console = output.err_console()
     wide = console.width >= WIDE_PROGRESS
 
     def done(rows: int) -> str:
         if total is not None:
             return f"{rows:,} of {total:,} rows" if wide else f"{rows:,}/{total:,} rows"
-        return f"{rows:,} rows · {bytes_read() / 1e6:,.1f} MB read"
+        return f"{rows:,} rows{unknown_total()}"
 
     columns = progress_columns(console.width, known_total=total is not None)
     with Progress(*columns, console=console, transient=True) as progress:
         # The total shows from the start: the first batch can take a while (plain passwords
         # are hashed at about ten a second per core).
-        task = progress.add_task("import", total=total, done=done(0), rate="-")
+        task = progress.add_task("rows", total=total, done=done(0), rate="-")
         started = time.perf_counter()
 
         def update(rows: int) -> None:

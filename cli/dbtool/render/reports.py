@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
 
     from dbtool.diagnostics.pools import PoolReport
+    from dbtool.fixtures.seed import SeedReport
     from dbtool.transfer.importing import ImportReport
 
 
@@ -281,3 +282,15 @@ def _role_text(role: dict[str, Any]) -> str:
     if role.get("last_replay_seconds") is not None:
         lag.append(f"last transaction replayed {role['last_replay_seconds']:g}s ago")
     return f"read-only standby{where}" + (f" ({', '.join(lag)})" if lag else "")
+
+
+def print_seed(report: SeedReport) -> None:
+    """What `dbtool seed` (and `init --seed`) did."""
+    from dbtool.render import console as output
+    from dbtool.wording import counted
+
+    if report.fixtures:
+        rows = report.loaded.get("rows", 0)
+        output.success(f"Seeded {counted(rows, 'row')} from {', '.join(report.fixtures)}")
+    for name in report.functions:
+        output.success(f"Ran the seed function {name}")

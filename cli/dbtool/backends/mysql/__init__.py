@@ -23,10 +23,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Column, Table, bindparam, event, text
 from sqlalchemy.dialects.mysql import Insert as MySQLInsert
+from sqlalchemy.dialects.mysql.dml import OnDuplicateClause
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -34,12 +36,15 @@ from sqlalchemy.pool import NullPool
 
 from dbtool.backends.base import (
     Backend,
+    ClientCommand,
+    ExportJob,
     ServerConnections,
     ServerProcess,
     ServerRole,
     default_application_name,
     integer_bits,
     pool_options,
+    private_file,
 )
 from dbtool.backends.urls import (
     check_server_url,
@@ -103,6 +108,8 @@ _UNKNOWN_HOST = 2005
 # The server went away or closed the connection, or it is shutting down.
 _LOST = (2006, 2013, 2055, 1053, 1927)
 _TOO_MANY_CONNECTIONS = 1040
+# Marks a connection whose server took no LOAD DATA LOCAL: batches go by INSERTs on it.
+_NO_LOCAL_LOADS = "dbtool.no_local_loads"
 # What 2003 ("can't connect") says when the name did not resolve.
 _NO_SUCH_HOST = re.compile(r"Name or service not known|nodename nor servname|name resolution")
 
@@ -114,7 +121,6 @@ _DUPLICATE = re.compile(r"for key '(?:[^'.]+\.)?(?P<key>[^']+)'")
 class MySQL(Backend):
     name: ClassVar[str] = "mysql"
     product: ClassVar[str] = "MySQL"
-    client: ClassVar[str | None] = "mariadb"
     # asyncmy reads and writes on the event loop: the batch in flight gets turns while
     # the next one is validated.
     validation_slice: ClassVar[int | None] = 500
@@ -136,6 +142,38 @@ class MySQL(Backend):
     def hosts(self, url: URL) -> list[str]:
         return [f"{url.host or 'localhost'}:{url.port or 3306}"]
 
+    # The client programs, the product's own first (both read the same option files).
+    clients: ClassVar[tuple[str, ...]] = ("mysql", "mariadb")
+    client_package: ClassVar[str] = "mysql-client (or mariadb-client)"
+
+    def client_command(self, settings: Settings, private: Path) -> ClientCommand:
+        """The mysql or mariadb client, given everything in an option file of its own
+        (--defaults-extra-file, which must come first): the password never in argv."""
+        url = settings.url
+        options = {
+            "host": url.host or "localhost",
+            "port": url.port or 3306,
+            "user": url.username,
+            "password": url.password,
+            "database": url.database,
+            "ssl-ca": settings.ssl_rootcert,
+            "ssl-cert": settings.ssl_cert,
+            "ssl-key": settings.ssl_key,
+            "default-character-set": url.query.get("charset", DEFAULT_CHARSET),
+        }
+        # TLS, in each client's words; "loose-": the client that does not know one skips it.
+        mode = str(url.query.get("ssl_mode", ""))
+        tls = {
+            "loose-ssl-mode": mode,  # MySQL's
+            "loose-ssl": mode in ("REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"),  # MariaDB's
+            "loose-ssl-verify-server-cert": mode in ("VERIFY_CA", "VERIFY_IDENTITY"),
+            "loose-skip-ssl": mode == "DISABLED",
+        }
+        lines = [f"{key}={_option_value(value)}" for key, value in options.items() if value]
+        lines += [key if value is True else f"{key}={value}" for key, value in tls.items() if value]
+        path = private_file(private, "client.cnf", "[client]\n" + "\n".join(lines) + "\n")
+        return ClientCommand(self.clients, self.client_package, (f"--defaults-extra-file={path}",))
+
     def engine_options(self, settings: Settings) -> tuple[URL, dict[str, Any]]:
         url = settings.url
         driver = url.get_driver_name()
@@ -154,6 +192,8 @@ class MySQL(Backend):
             "init_command": SESSION_SETUP,
             "program_name": settings.application_name or default_application_name(),
             "conv": _conversions(url.get_driver_name()),
+            # Said at connect time; answered only during dbtool's own LOAD DATA (load.py).
+            "local_infile": True,
         }
         context = ssl_context(settings, mode)
         if context is not None:
@@ -169,6 +209,14 @@ class MySQL(Backend):
         import logging
 
         logging.getLogger(engine.url.get_driver_name()).setLevel(logging.ERROR)
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _no_local_files(dbapi_connection: Any, _record: Any) -> None:
+            # Local files only while dbtool's own LOAD DATA runs (load.py), never at a
+            # server's request otherwise.
+            raw = getattr(dbapi_connection, "driver_connection", None)
+            if raw is not None and hasattr(raw, "_local_infile"):
+                raw._local_infile = False
 
         @event.listens_for(engine.sync_engine, "after_cursor_execute")
         def _refuse_ignored_errors(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
@@ -410,6 +458,13 @@ class MySQL(Backend):
                 yield
 
     @contextlib.asynccontextmanager
+    async def taking_turns(self, db: Database, name: str) -> AsyncIterator[None]:
+        async with db.engine.connect() as conn:
+            database = await conn.scalar(text("SELECT DATABASE()"))
+            async with _named_lock(conn, f"dbtool {name} {database}"[:64], None):
+                yield
+
+    @contextlib.asynccontextmanager
     async def import_lock(self, conn: AsyncConnection, table: Table) -> AsyncIterator[None]:
         # One import per table at a time (as PostgreSQL's advisory lock does): waited for
         # as long as the other import takes.
@@ -448,6 +503,16 @@ class MySQL(Backend):
         bits = integer_bits(column)
         return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
+    def upsert(self, table: Table, keys: list[Column[Any]], updates: list[Column[Any]]) -> Any:
+        """ON DUPLICATE KEY UPDATE (any unique key of the table matches: MySQL names none),
+        or INSERT IGNORE to keep the existing row."""
+        statement = _Insert(table)
+        if not updates:
+            return statement.on_conflict_do_nothing()
+        return statement.on_duplicate_key_update(
+            {column.name: statement.inserted[column.name] for column in updates}
+        )
+
     # --- bulk paths ----------------------------------------------------------------------
 
     @property
@@ -457,15 +522,24 @@ class MySQL(Backend):
     async def copy_rows(
         self, conn: AsyncConnection, table: Table, columns: list[str], records: list[list[Any]]
     ) -> None:
-        # asyncmy turns executemany of an INSERT ... VALUES into multi-row INSERTs of up to
-        # max_allowed_packet each; a duplicate key is SQLAlchemy's IntegrityError.
+        # A duplicate key is SQLAlchemy's IntegrityError, by either path.
         await self.load_rows(conn, table, columns, records)
 
     async def load_rows(
         self, conn: AsyncConnection, table: Table, columns: list[str], payload: Any
     ) -> None:
+        """LOAD DATA LOCAL INFILE where the server takes it (load.py); else multi-row
+        INSERTs, which asyncmy makes of an executemany, up to max_allowed_packet each."""
+        from dbtool.backends.mysql.load import LocalLoadRefused, load_data
+
         if not payload:
             return
+        if conn.info.get(_NO_LOCAL_LOADS) is None:
+            try:
+                await load_data(conn, table, columns, payload)
+                return
+            except LocalLoadRefused:
+                conn.info[_NO_LOCAL_LOADS] = True
         preparer = conn.dialect.identifier_preparer
         names = ", ".join(preparer.quote(name) for name in columns)
         marks = ", ".join(["%s"] * len(columns))
@@ -473,6 +547,11 @@ class MySQL(Backend):
         await conn.exec_driver_sql(
             f"INSERT INTO {target} ({names}) VALUES ({marks})", [tuple(row) for row in payload]
         )
+
+    async def fast_export(self, job: ExportJob) -> int | None:
+        from dbtool.backends.mysql.export import export
+
+        return await export(job)
 
     # --- errors --------------------------------------------------------------------------
 
@@ -543,6 +622,17 @@ class MariaDB(MySQL):
 
     name: ClassVar[str] = "mariadb"
     product: ClassVar[str] = "MariaDB"
+    clients: ClassVar[tuple[str, ...]] = ("mariadb", "mysql")
+    client_package: ClassVar[str] = "mariadb-client"
+
+
+def _option_value(value: object) -> str:
+    """A value of an option file, quoted with the escapes the clients read (a password may
+    hold any character)."""
+    text_value = str(value)
+    for plain, escaped in (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\t", "\\t")):
+        text_value = text_value.replace(plain, escaped)
+    return f'"{text_value}"'
 
 
 class _Insert(MySQLInsert):
@@ -553,6 +643,19 @@ class _Insert(MySQLInsert):
 
     def on_conflict_do_nothing(self) -> _Insert:
         return self.prefix_with("IGNORE")
+
+    def on_duplicate_key_update(self, *args: Any, **kw: Any) -> _Insert:
+        statement = super().on_duplicate_key_update(*args, **kw)
+        clause: Any = statement._post_values_clause
+        statement._post_values_clause = _OnDuplicate(clause.inserted_alias, clause.update)
+        return statement
+
+
+class _OnDuplicate(OnDuplicateClause):
+    """SQLAlchemy 2.0's ON DUPLICATE KEY UPDATE clause has no cache key, and warns so on
+    every statement: said here to be compiled each time (nothing, next to a load's rows)."""
+
+    inherit_cache = False
 
 
 # Every client session, with its program's name (which asyncmy sends, where the server

@@ -14,6 +14,7 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Column, Table, func, select, text
@@ -24,6 +25,8 @@ from sqlalchemy.pool import NullPool
 
 from dbtool.backends.base import (
     Backend,
+    ClientCommand,
+    CsvSource,
     ExportJob,
     ServerConnections,
     ServerProcess,
@@ -31,6 +34,7 @@ from dbtool.backends.base import (
     default_application_name,
     integer_bits,
     pool_options,
+    private_file,
 )
 from dbtool.backends.urls import (
     check_server_url,
@@ -143,7 +147,6 @@ _PROCESS_SQL = (
 class PostgreSQL(Backend):
     name: ClassVar[str] = "postgresql"
     product: ClassVar[str] = "PostgreSQL"
-    client: ClassVar[str | None] = "psql"
     # COPY and the move are several exchanges with the server, each taken up only when
     # the event loop turns: validation yields every this many rows.
     validation_slice: ClassVar[int | None] = 100
@@ -179,6 +182,33 @@ class PostgreSQL(Backend):
             listed = (hosts,) if isinstance(hosts, str) else hosts
             return [host if ":" in host else f"{host}:{url.port or 5432}" for host in listed]
         return [f"{url.host or 'localhost'}:{url.port or 5432}"]
+
+    def client_command(self, settings: Settings, private: Path) -> ClientCommand:
+        """psql, told where to connect by libpq's environment variables (so that `-- ARGS`
+        stay the user's); the password in a passfile of its own."""
+        url = settings.url
+        hosts = [host.rpartition(":") for host in self.hosts(url)]
+        env = {
+            "PGHOST": ",".join(host for host, _, _ in hosts),
+            "PGPORT": ",".join(port for _, _, port in hosts),
+            "PGAPPNAME": settings.application_name or default_application_name(),
+        }
+        libpq = {
+            "PGUSER": url.username,
+            "PGDATABASE": url.database,
+            "PGSSLMODE": url.query.get("ssl"),
+            "PGTARGETSESSIONATTRS": url.query.get("target_session_attrs"),
+            "PGSSLROOTCERT": settings.ssl_rootcert,
+            "PGSSLCERT": settings.ssl_cert,
+            "PGSSLKEY": settings.ssl_key,
+        }
+        env |= {name: str(value) for name, value in libpq.items() if value}
+        if url.password:
+            # Any host, port, database, user: the file is this run's alone. ":" and "\"
+            # are escaped as the passfile format asks.
+            secret = str(url.password).replace("\\", "\\\\").replace(":", "\\:")
+            env["PGPASSFILE"] = str(private_file(private, "pgpass", f"*:*:*:*:{secret}\n"))
+        return ClientCommand(("psql",), "postgresql-client", env=env)
 
     def engine_options(self, settings: Settings) -> tuple[URL, dict[str, Any]]:
         url = settings.url
@@ -368,6 +398,12 @@ class PostgreSQL(Backend):
             await _advisory_lock(conn, SCHEMA_LOCK_ID)
             yield
 
+    @contextlib.asynccontextmanager
+    async def taking_turns(self, db: Database, name: str) -> AsyncIterator[None]:
+        async with db.engine.connect() as conn, conn.begin():
+            await _advisory_lock(conn, func.hashtext(f"dbtool {name}"))
+            yield
+
     async def drop_cascade(
         self, conn: AsyncConnection, quoted_tables: list[str]
     ) -> list[str] | None:
@@ -414,6 +450,14 @@ class PostgreSQL(Backend):
         # would pile up for every later batch to scan.
         return text(f"TRUNCATE {_quoted(table)}")
 
+    defers_constraints: ClassVar[bool] = True
+
+    async def defer_constraints(self, conn: AsyncConnection) -> None:
+        await conn.exec_driver_sql("SET CONSTRAINTS ALL DEFERRED")
+
+    async def snapshot(self, conn: AsyncConnection) -> None:
+        await conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
     # --- bulk paths ----------------------------------------------------------------------
 
     @property
@@ -432,6 +476,11 @@ class PostgreSQL(Backend):
             )
         except IntegrityConstraintViolationError as exc:  # as SQLAlchemy reports the move's
             raise IntegrityError("COPY", None, exc) from exc
+
+    async def copy_csv(self, conn: AsyncConnection, table: Table, source: CsvSource) -> int | None:
+        from dbtool.backends.postgresql.copy_in import copy_csv
+
+        return await copy_csv(conn, table, source)
 
     async def load_rows(
         self, conn: AsyncConnection, table: Table, columns: list[str], payload: Any

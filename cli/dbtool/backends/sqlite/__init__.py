@@ -25,7 +25,14 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from dbtool.backends.base import READONLY, Backend, ExportJob, driver_sql, pool_options
+from dbtool.backends.base import (
+    READONLY,
+    Backend,
+    ClientCommand,
+    ExportJob,
+    driver_sql,
+    pool_options,
+)
 from dbtool.backends.sqlite.files import (
     create_private_file,
     database_file,
@@ -59,7 +66,6 @@ _DATETIME_SAMPLES = (
 class SQLite(Backend):
     name: ClassVar[str] = "sqlite"
     product: ClassVar[str] = "SQLite"
-    client: ClassVar[str | None] = "sqlite3"
     embedded: ClassVar[bool] = True
 
     # --- URLs and connecting -----------------------------------------------------------
@@ -107,6 +113,20 @@ class SQLite(Backend):
                 "exist (`dbtool init --create-database` creates it)",
                 retryable=False,
             )
+
+    def client_command(self, settings: Settings, private: Path) -> ClientCommand:
+        """sqlite3 on the database file (which must exist: sqlite3 would create an empty
+        one)."""
+        from dbtool.errors import UsageError
+
+        path = self.database_file(settings.url)
+        if path is None:
+            raise UsageError(
+                "the database is in memory, gone when its process ends: no client can open "
+                "it (set DATABASE_URL to a file)"
+            )
+        self.check_target(settings.url, must_exist=True)
+        return ClientCommand(("sqlite3",), "sqlite3", (str(path),))
 
     def engine_options(self, settings: Settings) -> tuple[URL, dict[str, Any]]:
         options: dict[str, Any] = {"connect_args": {"timeout": BUSY_TIMEOUT}}
@@ -184,6 +204,20 @@ class SQLite(Backend):
 
     @contextlib.asynccontextmanager
     async def schema_lock(self, db: Database) -> AsyncIterator[None]:
+        async with self.taking_turns(db, "schema"):
+            yield
+
+    async def broken_references(self, conn: AsyncConnection, table: Table) -> set[Any] | None:
+        # SQLite enforces foreign keys only where each connection asks (PRAGMA foreign_keys,
+        # which applications rarely set): loads check their rows instead.
+        quoted = conn.dialect.identifier_preparer.format_table(table)
+        result = await conn.exec_driver_sql(f"PRAGMA foreign_key_check({quoted})")
+        return {(row[1], row[2]) for row in result}  # (rowid, referenced table)
+
+    @contextlib.asynccontextmanager
+    async def taking_turns(self, db: Database, name: str) -> AsyncIterator[None]:
+        # One lock for everything on a file (an flock of the database file itself, no
+        # file beside it): schema changes and seeds never run at once, nor nested.
         path = self.database_file(db.settings.url)
         if path is None:  # in-memory: one process only
             yield

@@ -5,13 +5,10 @@ are rendered by this process and a second one (`chunks`), every other chunk each
 
 from __future__ import annotations
 
-import csv
 import json
 import uuid
 from datetime import date, datetime
 from enum import Enum
-from functools import cache
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -30,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dbtool.backends.base import READONLY, ExportJob, driver_sql
-from dbtool.backends.rendering import ArrayWriter, cat, json_line
+from dbtool.backends.rendering import cat, csv_field, json_line, write_lines
 from dbtool.backends.sqlite.files import database_file, sqlite_error
 from dbtool.formats import Format
 from dbtool.models.user_model import UserModel, keeps_time_zone, python_type
@@ -100,27 +97,12 @@ def _json_value(column: Column[Any]) -> Any:
     return func.json_quote(as_text(column))  # json_quote(NULL) is null
 
 
-# The characters that make csv.writer(lineterminator="\\n") quote a field (QUOTE_MINIMAL):
-# the delimiter, the quote, and the line terminator's (Python 3.11 leaves "\\r" unquoted
-# then; asked of the csv module itself, so that a Python that does not stays identical).
-@cache
-def _quoted_characters() -> list[str]:
-    import io
-
-    probe = io.StringIO()
-    csv.writer(probe, lineterminator="\n").writerow(["\r"])
-    return [",", '"', "\n", *(["\r"] if probe.getvalue().startswith('"') else [])]
-
-
 def _csv_piece(column: Column[Any]) -> tuple[str, list[Any]]:
     """A column's part of the line, as printf format and arguments (printf builds the
     whole line in one step, where || would copy it once per column)."""
     kind = python_type(column)
     if issubclass(kind, str):
-        needs_quotes = or_(*(func.instr(column, character) > 0
-                             for character in _quoted_characters()))  # fmt: skip
-        quoted = cat('"', func.replace(column, '"', '""'), '"')
-        return "%s", [case((needs_quotes, quoted), else_=column)]
+        return "%s", [csv_field(column)]
     if issubclass(kind, bool):
         return "%s", [as_text(column)]  # NULL prints as nothing
     rendered = _sqlite_rendering(column)
@@ -213,24 +195,14 @@ def _irregular_row(model: UserModel, columns: list[Column[Any]]) -> Any:
 
 
 async def _sqlite_out(job: ExportJob) -> int:
-    conn, fmt, stream = job.conn, job.fmt, job.stream
+    conn = job.conn
     sql, arguments = driver_sql(conn.dialect, _lines(job))
     raw = await conn.get_raw_connection()
     cursor = await raw.driver_connection.execute(sql, arguments)  # type: ignore[union-attr]
-    array = ArrayWriter(stream) if fmt is Format.JSON else None
-    write = array.write if array is not None else stream.write
-    job.write_csv_header()
-    line = itemgetter(0)
-    count = 0
     try:
-        while rows := await cursor.fetchmany(SQLITE_BATCH):
-            count += len(rows)
-            write("\n".join(map(line, rows)) + "\n")
+        return await write_lines(job, cursor, SQLITE_BATCH)
     finally:
         await cursor.close()
-    if array is not None:
-        array.close()
-    return count
 
 
 # --- SQLite, large tables: two readers ---------------------------------------------------------
