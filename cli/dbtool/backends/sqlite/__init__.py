@@ -15,7 +15,7 @@ import fcntl
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -212,7 +212,9 @@ class SQLite(Backend):
         # which applications rarely set): loads check their rows instead.
         quoted = conn.dialect.identifier_preparer.format_table(table)
         result = await conn.exec_driver_sql(f"PRAGMA foreign_key_check({quoted})")
-        return {(row[1], row[2]) for row in result}  # (rowid, referenced table)
+        # Rows of (table, rowid, referenced table, key index): the rowid and its target.
+        rows: list[Sequence[Any]] = list(result)
+        return {(row[1], row[2]) for row in rows}
 
     @contextlib.asynccontextmanager
     async def taking_turns(self, db: Database, name: str) -> AsyncIterator[None]:
