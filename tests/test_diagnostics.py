@@ -11,11 +11,13 @@ from typing import Any
 
 import asyncpg
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from tests.helpers import (
     PRODUCTS,
     Dbtool,
     Terminal,
+    assert_clean_error,
     dbtool_executable,
     postgres_dsn,
     postgres_url,
@@ -331,3 +333,29 @@ def test_info_finds_each_table_where_the_models_put_it(new_postgres_database: st
         assert info_says() == inspector_says(), sql
     assert info_says() == {"things": ["id", "name"], "audit.entries": ["id", "more", "note"],
                            "MixedCase": ["id"]}  # fmt: skip
+
+
+# --- probes and metrics on every backend ----------------------------------------------------
+
+
+def test_ping_gates_on_role_on_every_backend(initialised: Dbtool) -> None:
+    """A server without replication takes writes: a primary to --require."""
+    assert initialised("ping", "--require", "primary", "--max-lag", "10s").exit_code == 0
+    wrong = initialised("ping", "--require", "standby")
+    assert_clean_error(wrong, 6, "standby required")
+    answer = json.loads(initialised("ping", "--require", "standby", "--json").stdout)
+    assert answer["ok"] is False and answer["problem"].startswith("standby required")
+    for bad in (("--require", "leader"), ("--max-lag", "10 parsecs"), ("--max-lag", "-1s")):
+        assert_clean_error(initialised("ping", *bad), 2)
+
+
+def test_cluster_of_one_server_on_every_backend(initialised: Dbtool) -> None:
+    result = initialised("cluster", "--json")
+    assert result.exit_code == 0, result.output
+    view = json.loads(result.stdout)
+    assert [member["role"] for member in view["members"]] == ["primary"]
+    assert view["leader"] == view["members"][0]["name"]
+    metrics = initialised("cluster", "--format", "openmetrics").stdout
+    families = {f.name: f for f in text_string_to_metric_families(metrics)}
+    assert families["dbtool_cluster_primaries"].samples[0].value == 1
+    assert_clean_error(initialised("cluster", "--format", "xml"), 2)

@@ -171,6 +171,7 @@ COMMANDS_THAT_CONNECT = [
     ("reset", "--yes"),
     ("ping",),
     ("pool-status",),
+    ("cluster",),
     ("info",),
     ("check",),
     ("users", "add", "alice@example.com", "--password-stdin"),

@@ -338,6 +338,60 @@ def test_waiting_on_a_standby_that_is_never_promoted(replicated: tuple[Dbtool, D
     assert 2 <= time.monotonic() - started < 20
 
 
+def test_a_stopped_receiver_shows_its_true_lag(primary: Cluster, standby: Cluster) -> None:
+    """A standby whose WAL receiver stopped, 20 MB behind: `cluster` measures it against the
+    primary's position (received-minus-replayed would say 0) and warns; `ping --max-lag` on
+    the standby fails with 7, since from there how far behind it is cannot be known."""
+    conninfo = sql(standby, "SHOW primary_conninfo")[0][0]  # pg_basebackup -R's, in auto.conf
+    sql(standby, "ALTER SYSTEM SET primary_conninfo = ''")
+    sql(standby, "SELECT pg_reload_conf()")
+    try:
+        deadline = time.monotonic() + 30
+        while sql(standby, "SELECT count(*) FROM pg_stat_wal_receiver")[0][0]:
+            assert time.monotonic() < deadline, "the WAL receiver did not stop"
+            time.sleep(0.2)
+        sql(primary, "CREATE TABLE ballast AS SELECT repeat('x', 1000) AS filler "
+                     "FROM generate_series(1, 20000)")  # fmt: skip
+        hosts = f"127.0.0.1:{primary.port},127.0.0.1:{standby.port}"
+        view = json.loads(
+            Dbtool(f"postgresql://postgres@{hosts}/postgres")("cluster", "--json").stdout
+        )
+        member = next(m for m in view["members"] if m["host"] == f"127.0.0.1:{standby.port}")
+        assert member["role"] == "standby" and member["state"] == "stopped"
+        assert member["receive_lag_bytes"] > 20_000_000
+        assert member["replay_lag_bytes"] >= member["receive_lag_bytes"]
+        assert any("WAL receiver is stopped" in warning for warning in view["warnings"])
+        on_standby = Dbtool(f"postgresql://postgres@127.0.0.1:{standby.port}/postgres")
+        lagging = on_standby("ping", "--require", "standby", "--max-lag", "100MB")
+        assert_clean_error(lagging, 7, "cannot be known")
+        assert on_standby("ping", "--require", "standby").exit_code == 0
+    finally:
+        quoted = conninfo.replace("'", "''")
+        sql(standby, f"ALTER SYSTEM SET primary_conninfo = '{quoted}'")
+        sql(standby, "SELECT pg_reload_conf()")
+        sql(primary, "DROP TABLE IF EXISTS ballast")
+    deadline = time.monotonic() + 30
+    while not sql(standby, "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'")[
+        0
+    ][0]:
+        assert time.monotonic() < deadline, "the WAL receiver did not start again"
+        time.sleep(0.2)
+    caught_up = json.loads(
+        Dbtool(f"postgresql://postgres@{hosts}/postgres")("cluster", "--json").stdout
+    )
+    assert caught_up["warnings"] == []
+
+
+def test_cluster_on_one_server_and_without_replication() -> None:
+    """One server is a cluster of one; a URL that reaches nothing is exit 3."""
+    alone = Dbtool("postgresql://postgres@127.0.0.1:5432/postgres")("cluster", "--json")
+    assert alone.exit_code == 0, alone.output
+    view = json.loads(alone.stdout)
+    assert [m["role"] for m in view["members"]] == ["primary"]
+    dead = Dbtool("postgresql://postgres@127.0.0.1:1,127.0.0.1:2/postgres")("cluster")
+    assert_clean_error(dead, 3, "no member", "127.0.0.1:1", "127.0.0.1:2")
+
+
 # --- multi-host URLs ----------------------------------------------------------------------
 
 
@@ -382,6 +436,18 @@ def test_no_host_matching_is_retried_then_named(
     result = Dbtool(url)("ping", "--wait", "2")
     assert_clean_error(result, 3, "is read-write")
     assert time.monotonic() - started >= 2  # it was retried, as a failover would need
+
+
+def test_a_wait_says_what_each_host_is(replicated: tuple[Dbtool, Dbtool], standby: Cluster) -> None:
+    """No read-write host yet: the wait names what each host is, not "connection refused on
+    any of" (which the standby does not)."""
+    url = (f"postgresql://postgres@127.0.0.1:1,127.0.0.1:{standby.port}/postgres"
+           "?target_session_attrs=read-write")  # fmt: skip
+    result = Dbtool(url)("ping", "--wait", "1")
+    line = assert_clean_error(result, 3, "no read-write host among 2")
+    assert f"1 standby (127.0.0.1:{standby.port})" in line
+    assert "1 refusing connections (127.0.0.1:1)" in line
+    assert "retrying" in result.stderr and "1 standby" in result.stderr.splitlines()[0]
 
 
 def test_init_rides_through_a_failover(tmp_path: Path) -> None:

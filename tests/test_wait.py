@@ -108,3 +108,23 @@ def test_wait_on_a_missing_sqlite_file_fails_fast(tmp_path: Path) -> None:
     result = Dbtool(f"sqlite:///{tmp_path / 'none.db'}")("ping", "--wait", "30")
     assert time.monotonic() - start < 10
     assert_clean_error(result, 3, "does not exist")
+
+
+@pytest.mark.postgres
+def test_json_logs_for_collectors(postgres_available: None) -> None:
+    """DBTOOL_LOG_FORMAT=json (or --log-format json): each message on stderr, the retries
+    of --wait included, is one JSON object; stdout is the same as ever."""
+    dbtool = Dbtool(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    for how in ({"env": {"DBTOOL_LOG_FORMAT": "json"}}, {"args": ("--log-format", "json")}):
+        args: tuple[str, ...] = (*how.get("args", ()), "ping", "--wait", "1")
+        result = dbtool(*args, env=how.get("env"))  # type: ignore[arg-type]
+        assert result.exit_code == 3
+        records = [json.loads(line) for line in result.stderr.splitlines()]
+        assert all(set(record) == {"time", "level", "message"} for record in records)
+        assert records[-1]["level"] == "error" and "connection refused" in records[-1]["message"]
+        assert any(r["level"] == "info" and "retrying" in r["message"] for r in records[:-1])
+    ok = Dbtool(postgres_url("postgres"))("--log-format", "json", "ping", "--json")
+    assert json.loads(ok.stdout)["ok"] is True
+    assert all(json.loads(line)["level"] for line in ok.stderr.splitlines())
+    bad = Dbtool(postgres_url("postgres"))("ping", env={"DBTOOL_LOG_FORMAT": "yaml"})
+    assert_clean_error(bad, 2, "DBTOOL_LOG_FORMAT")

@@ -8,6 +8,7 @@ the shared server on 5432 is never touched.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -312,4 +313,235 @@ class MariaDB:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass
+class Patroni:
+    """A three-member PostgreSQL cluster run by Patroni (Debian's `patroni`) over a private
+    etcd (`etcd-server`): each member's PostgreSQL and REST API on free loopback ports, as
+    the `postgres` system user. Switchovers and leader kills are what the tests do to it;
+    `url()` lists every member with target_session_attrs, as an application's would."""
+
+    directory: Path
+    run_as: list[str]
+    etcd_port: int
+    members: list[dict[str, int]] = field(default_factory=list)  # name -> pg / rest ports
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    SCOPE = "dbtool"
+
+    @classmethod
+    def create(cls, size: int = 3) -> Patroni:
+        bindir = server_binaries()
+        run_as = _run_as()
+        patroni, etcd = shutil.which("patroni"), shutil.which("etcd")
+        if isinstance(bindir, str) or isinstance(run_as, str):
+            raise TopologyError(str(bindir if isinstance(bindir, str) else run_as))
+        if patroni is None or etcd is None:
+            raise TopologyError("patroni and etcd are not installed (apt-get install -y patroni "
+                                "etcd-server)")  # fmt: skip
+        directory = private_directory("dbtool-patroni-")
+        cluster = cls(directory, run_as, free_port())
+        cluster._start_etcd(etcd)
+        try:
+            for number in range(size):
+                ports = {"pg": free_port(), "rest": free_port()}
+                cluster.members.append(ports)
+                cluster._write_config(number, ports, bindir)
+                cluster.start_member(number)
+                if number == 0:
+                    cluster.wait_for(lambda: cluster.leader() is not None, 90, "a leader")
+            cluster.wait_for(lambda: cluster.streaming() == size - 1, 120, "streaming replicas")
+        except BaseException:
+            cluster.remove()
+            raise
+        return cluster
+
+    def _start_etcd(self, etcd: str) -> None:
+        peer = free_port()
+        with (self.directory / "etcd.log").open("wb") as log:
+            self.processes["etcd"] = subprocess.Popen(
+                [*self.run_as, etcd, "--name", "dbtool", "--data-dir", str(self.directory / "etcd"),
+                 "--listen-client-urls", f"http://127.0.0.1:{self.etcd_port}",
+                 "--advertise-client-urls", f"http://127.0.0.1:{self.etcd_port}",
+                 "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                 "--initial-cluster", f"dbtool=http://127.0.0.1:{peer}",
+                 "--enable-v2=true"],
+                stdout=subprocess.DEVNULL, stderr=log,
+            )  # fmt: skip
+        self.wait_for(lambda: self._get(f"http://127.0.0.1:{self.etcd_port}/health") is not None,
+                      30, "etcd")  # fmt: skip
+
+    def _write_config(self, number: int, ports: dict[str, int], bindir: Path) -> None:
+        name = f"m{number}"
+        data = self.directory / name
+        config = {
+            "scope": self.SCOPE, "name": name,
+            "restapi": {"listen": f"127.0.0.1:{ports['rest']}",
+                        "connect_address": f"127.0.0.1:{ports['rest']}"},
+            "etcd3": {"host": f"127.0.0.1:{self.etcd_port}"},
+            "bootstrap": {
+                "dcs": {"ttl": 20, "loop_wait": 2, "retry_timeout": 5,
+                        "maximum_lag_on_failover": 1048576,
+                        "postgresql": {"use_pg_rewind": True,
+                                       "parameters": {"wal_level": "replica",
+                                                      "hot_standby": "on",
+                                                      "max_wal_senders": 10,
+                                                      "max_replication_slots": 10,
+                                                      "wal_keep_size": "128MB"}}},
+                "initdb": [{"encoding": "UTF8"}, "data-checksums"],
+                "pg_hba": ["local all all trust", "host all all 127.0.0.1/32 trust",
+                           "host replication all 127.0.0.1/32 trust"],
+            },
+            "postgresql": {
+                "listen": f"127.0.0.1:{ports['pg']}",
+                "connect_address": f"127.0.0.1:{ports['pg']}",
+                "data_dir": str(data), "bin_dir": str(bindir),
+                "pgpass": str(self.directory / f"{name}.pgpass"),
+                "authentication": {"superuser": {"username": "postgres"},
+                                   "replication": {"username": "postgres"},
+                                   "rewind": {"username": "postgres"}},
+                "parameters": {"unix_socket_directories": str(self.directory),
+                               "max_connections": 100},
+                "pg_hba": ["local all all trust", "host all all 127.0.0.1/32 trust",
+                           "host replication all 127.0.0.1/32 trust"],
+            },
+            "tags": {"nofailover": False, "noloadbalance": False},
+        }  # fmt: skip
+        import json
+
+        (self.directory / f"{name}.yml").write_text(json.dumps(config))  # JSON is YAML
+
+    def start_member(self, number: int) -> None:
+        name = f"m{number}"
+        with (self.directory / f"{name}.log").open("ab") as log:  # the child keeps its own
+            self.processes[name] = subprocess.Popen(
+                [*self.run_as, shutil.which("patroni") or "patroni",
+                 str(self.directory / f"{name}.yml")],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def url(self, database: str = "postgres", *, attrs: str = "read-write") -> str:
+        hosts = "&".join(f"host=127.0.0.1:{ports['pg']}" for ports in self.members)
+        return f"postgresql+asyncpg://postgres@/{database}?{hosts}&target_session_attrs={attrs}"
+
+    def member_url(self, number: int, database: str = "postgres") -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.members[number]['pg']}/{database}"
+
+    def rest(self, number: int = 0) -> str:
+        return f"http://127.0.0.1:{self.members[number]['rest']}"
+
+    @staticmethod
+    def _get(url: str) -> dict[str, object] | None:
+        import json
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return json.loads(answer.read() or b"{}")  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return None
+
+    def state(self) -> list[dict[str, object]]:
+        """Every member as Patroni's /cluster lists it (any member's REST API that answers)."""
+        for number in range(len(self.members)):
+            found = self._get(f"{self.rest(number)}/cluster")
+            if found is not None:
+                return list(found.get("members", []))  # type: ignore[arg-type]
+        return []
+
+    def leader(self) -> int | None:
+        for member in self.state():
+            if member.get("role") == "leader" and member.get("state") == "running":
+                return int(str(member["name"])[1:])
+        return None
+
+    def streaming(self) -> int:
+        """Replicas Patroni calls running with no lag whose WAL receiver streams from the
+        leader (the leader's pg_stat_replication: Patroni 3.0 does not say)."""
+        import asyncio
+
+        import asyncpg
+
+        replicas = [m for m in self.state() if m.get("role") in ("replica", "sync_standby")]
+        current = sum(1 for m in replicas if m.get("state") == "running" and m.get("lag") == 0)
+        leader = self.leader()
+        if leader is None:
+            return 0
+
+        async def senders() -> int:
+            port = self.members[leader]["pg"]
+            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres",
+                                         timeout=2)  # fmt: skip
+            try:
+                query = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+                return int(await conn.fetchval(query))
+            finally:
+                await conn.close()
+
+        try:
+            return min(current, asyncio.run(senders()))
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return 0
+
+    def wait_for(self, condition: object, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():  # type: ignore[operator]
+                return
+            time.sleep(0.3)
+        raise TopologyError(f"Patroni: no {what} within {timeout:g}s")
+
+    def switchover(self) -> None:
+        """Hand the leadership to another member (Patroni's REST API, as patronictl does)."""
+        import json
+        import urllib.request
+
+        leader = self.leader()
+        if leader is None:
+            raise TopologyError("Patroni: no leader to switch over from")
+        body = json.dumps({"leader": f"m{leader}"}).encode()
+        request = urllib.request.Request(f"{self.rest(leader)}/switchover", data=body,
+                                         method="POST")  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+
+    def kill_leader(self) -> int:
+        """Kill the leader's Patroni and its postmaster (a crashed machine); its number."""
+        import signal
+
+        leader = self.leader()
+        if leader is None:
+            raise TopologyError("Patroni: no leader to kill")
+        process = self.processes[f"m{leader}"]
+        os.killpg(process.pid, signal.SIGKILL)
+        pid_file = self.directory / f"m{leader}" / "postmaster.pid"
+        if pid_file.exists():
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+        process.wait(timeout=10)
+        return leader
+
+    def remove(self) -> None:
+        import signal
+
+        for name, process in reversed(list(self.processes.items())):
+            if process.poll() is None:
+                with contextlib.suppress(OSError):
+                    if name == "etcd":
+                        process.terminate()
+                    else:
+                        os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for number in range(len(self.members)):  # any postmaster Patroni left behind
+            pid_file = self.directory / f"m{number}" / "postmaster.pid"
+            if pid_file.exists():
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
         shutil.rmtree(self.directory, ignore_errors=True)

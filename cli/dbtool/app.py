@@ -76,6 +76,7 @@ class RootGroup(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         arguments = hoist_global_options(list(sys.argv[1:] if args is None else args))
         try:
+            _apply_log_format(_option_value(arguments, "--log-format"))
             for number, argument in enumerate(arguments, start=1):
                 _check_argument(number, argument)
             result = super().main(arguments, prog_name, complete_var, False, **extra)
@@ -97,7 +98,7 @@ class RootGroup(TyperGroup):
 
 
 # The root options, which may also come after the command name (`dbtool ping --url ...`).
-GLOBAL_VALUE_OPTIONS = ("--url", "--env-file", "--models")
+GLOBAL_VALUE_OPTIONS = ("--url", "--env-file", "--models", "--log-format")
 GLOBAL_FLAGS = ("--debug",)
 
 
@@ -204,6 +205,16 @@ def root(
             show_default=False,
         ),
     ] = None,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            metavar="text|json",
+            help="How messages on stderr are written: text, or one JSON object per line "
+            "(time, level, message) for log collectors (default: DBTOOL_LOG_FORMAT, else text).",
+            show_default=False,
+        ),
+    ] = None,
     debug: Annotated[bool, flag("--debug", help="Show tracebacks for errors.")] = False,
     version: Annotated[
         bool,
@@ -220,8 +231,10 @@ def root(
 
     The options below work before or after the command name (`dbtool ping --url URL`).
     Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 cannot reach the
-    database, 4 conflict, 5 refused, 130 cancelled.
+    database, 4 conflict, 5 refused, 6 wrong role and 7 lagging (`ping --require`,
+    `--max-lag`), 130 cancelled.
     """
+    _apply_log_format(log_format)
     if url is not None and _URL_WITH_PASSWORD.match(url):
         from dbtool.render import console as output
 
@@ -230,6 +243,38 @@ def root(
             "put the URL in DATABASE_URL or .env instead"
         )
     ctx.obj = State(url=url, env_file=env_file, debug=debug, models=models)
+
+
+def _option_value(arguments: list[str], name: str) -> str | None:
+    """A root option's value from argv before Click parses it (messages of a usage error
+    Click raises are written in the chosen format too)."""
+    for index, argument in enumerate(arguments):
+        if argument == "--":
+            break
+        if argument == name and index + 1 < len(arguments):
+            return arguments[index + 1]
+        if argument.startswith(name + "="):
+            return argument.partition("=")[2]
+    return None
+
+
+def _apply_log_format(option: str | None) -> None:
+    """--log-format, else DBTOOL_LOG_FORMAT from the environment: set before anything is
+    said (a .env file's value applies once the settings are read)."""
+    import os
+
+    from dbtool.formats import parse_log_format
+    from dbtool.render import console as output
+
+    raw = option if option is not None else os.environ.get("DBTOOL_LOG_FORMAT") or None
+    output.set_log_format("text")  # each run starts from text (and says a bad value so)
+    if raw is None:
+        return
+    try:
+        output.set_log_format(parse_log_format(raw))
+    except ValueError as exc:
+        name = "--log-format" if option is not None else "DBTOOL_LOG_FORMAT"
+        raise click_exceptions.UsageError(f"{name} {raw!r}: {exc}") from None
 
 
 def _terminated(signum: int, frame: Any) -> None:

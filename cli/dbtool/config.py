@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError
 
 from dbtool.backends import DRIVERS, SUPPORTED, backend_for
 from dbtool.errors import ConfigError
+from dbtool.formats import parse_log_format
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./dbtool.db"
 DEFAULT_APPLICATION_NAME = "dbtool"
@@ -51,6 +52,8 @@ class Settings:
     alembic_version_table: str | None = None
     models: str | None = None
     seed: str | None = None
+    patroni_url: str | None = None
+    log_format: str = "text"
     user_model: str | None = None
     user_fields: str | None = None
     # None: the CLI calls itself "dbtool"; applications get their program's name (dbtool.db).
@@ -134,6 +137,7 @@ def parse_seconds(raw: str) -> float:
 
 PASSWORD_SCHEMES = ("argon2", "bcrypt")
 
+
 SETTING_SPECS: tuple[_Spec, ...] = (
     _Spec("pool_size", "DBTOOL_POOL_SIZE", _parse_int, lambda v: v >= 1, "at least 1"),
     _Spec("max_overflow", "DBTOOL_MAX_OVERFLOW", _parse_int, lambda v: v >= 0, "0 or more"),
@@ -177,6 +181,8 @@ SETTING_SPECS: tuple[_Spec, ...] = (
     ),
     _Spec("models", "DBTOOL_MODELS", _parse_text),
     _Spec("seed", "DBTOOL_SEED", _parse_text),
+    _Spec("patroni_url", "DBTOOL_PATRONI_URL", _parse_text),
+    _Spec("log_format", "DBTOOL_LOG_FORMAT", parse_log_format),
     _Spec("user_model", "DBTOOL_USER_MODEL", _parse_text),
     _Spec("user_fields", "DBTOOL_USER_FIELDS", _parse_text),
 )

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,12 +35,13 @@ from dbtool.backends import backend_for
 from dbtool.backends.base import READONLY, Backend, ServerRole
 from dbtool.backends.errors import UnavailableError, connection_error
 from dbtool.config import Settings, load_settings, mask_url, normalize_url, str_url
-from dbtool.errors import DatabaseUnavailableError, RefusedError
+from dbtool.errors import CommitUncertainError, DatabaseUnavailableError, RefusedError
 from dbtool.models.user_model import Models, UserModel, load_models
 
 # Where a session made by `Database.session()` finds its Database (see `database_of`).
 SESSION_DATABASE_KEY = "dbtool.database"
 
+T = TypeVar("T")
 RetryCallback = Callable[[int, DatabaseUnavailableError, float], None]
 """Called before each retry while waiting: (attempt number, why it failed, seconds left)."""
 
@@ -94,6 +95,11 @@ class Database:
         if self._engine is None:
             raise RuntimeError("Database is not connected: call `await db.connect()` first")
         return self._engine
+
+    @property
+    def connected(self) -> bool:
+        """Whether `connect()` made the engine (and `dispose()` has not let it go)."""
+        return self._engine is not None
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -184,6 +190,64 @@ class Database:
             await asyncio.sleep(min(1.0, remaining))
             await self.engine.dispose()  # the next connection may reach another host
 
+    async def retrying(
+        self,
+        step: Callable[[], Awaitable[T]],
+        *,
+        wait: float,
+        on_retry: RetryCallback | None = None,
+        write: bool = False,
+        replayable: bool = True,
+    ) -> T:
+        """Run `step` (a unit of work: a whole transaction), and while `wait` seconds last,
+        again whenever the database went away under it: the connection lost (a server
+        shut down, a failover), no host of the URL that takes writes yet, a write refused
+        by a server that has just become a standby. Between attempts the pool is emptied
+        (its connections may lead to the old primary), and the database reached again.
+
+        A step whose COMMIT was cut off may have been saved: it is run again only when
+        `replayable` (running it twice leaves what running it once does); otherwise
+        CommitUncertainError says so. Any other error is raised at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        delay = 0.25
+        for attempt in range(1, 1_000_000):
+            try:
+                return await step()
+            except Exception as exc:
+                error = self._gone(exc, write=write)
+                remaining = deadline - loop.time()
+                if error is None or wait <= 0 or remaining <= 0:
+                    raise
+                if isinstance(exc, CommitUncertainError) and not replayable:
+                    raise
+                if on_retry is not None:
+                    on_retry(attempt, error, remaining)
+            await self.engine.dispose()  # the next connection may reach another host
+            await asyncio.sleep(min(delay, max(deadline - loop.time(), 0)))
+            delay = min(delay * 2, 2.0)
+            left = max(deadline - loop.time(), 0.0)
+            await retry_connect(self._ping, self.settings, wait=left, on_retry=on_retry)
+            if write:
+                await self.require_primary(wait=max(deadline - loop.time(), 0.0),
+                                           on_retry=on_retry)  # fmt: skip
+        raise AssertionError("unreachable")
+
+    def _gone(self, exc: BaseException, *, write: bool) -> DatabaseUnavailableError | None:
+        """Why waiting may cure `exc` (the database went away, or its primary moved), else
+        None."""
+        if isinstance(exc, CommitUncertainError):
+            return exc
+        lost = connection_error(exc, self.settings)
+        if lost is not None:
+            return lost if lost.retryable else None
+        if write and self.backend.is_read_only(exc):
+            return UnavailableError(
+                f"{mask_url(self.settings.url)} has become a read-only standby (a failover?)",
+                retryable=True,
+            )
+        return None
+
     async def _ping(self) -> None:
         async with self.reading() as conn:
             await conn.exec_driver_sql("SELECT 1")
@@ -223,7 +287,7 @@ class Database:
                 with contextlib.suppress(SQLAlchemyError, OSError):
                     await session.rollback()
                 raise
-            await session.commit()
+            await self._commit(session.commit)
 
     async def session_dependency(self) -> AsyncIterator[AsyncSession]:
         """A FastAPI dependency yielding one session per request, with `session()`'s rules.
@@ -247,8 +311,28 @@ class Database:
         async with self.engine.connect() as conn:
             if readonly:
                 await conn.execution_options(**{READONLY: True})
-            async with conn.begin():
+            transaction = await conn.begin()
+            try:
                 yield conn
+            except BaseException:
+                with contextlib.suppress(SQLAlchemyError, OSError):
+                    await transaction.rollback()
+                raise
+            await self._commit(transaction.commit)
+
+    async def _commit(self, commit: Callable[[], Awaitable[None]]) -> None:
+        """COMMIT; a connection lost on the way is CommitUncertainError: the server may have
+        committed before the answer was lost."""
+        try:
+            await commit()
+        except Exception as exc:
+            lost = connection_error(exc, self.settings)
+            if lost is None:
+                raise
+            raise CommitUncertainError(
+                f"{lost.message}, while committing: the changes may or may not have been "
+                "saved; look before running the command again"
+            ) from exc
 
 
 def create_engine(settings: Settings, **engine_options: Any) -> AsyncEngine:
@@ -297,6 +381,7 @@ async def retry_connect(
             error = connection_error(exc, settings)
             if error is None:
                 raise
+            error = await _explained(error, settings)
             remaining = deadline - loop.time()
             if not error.retryable or remaining <= 0:
                 raise error from exc
@@ -304,6 +389,25 @@ async def retry_connect(
                 on_retry(number, error, remaining)
             await asyncio.sleep(min(delay, remaining))
             delay = min(delay * 2, 2.0)
+
+
+async def _explained(error: UnavailableError, settings: Settings) -> UnavailableError:
+    """A connection failure on a URL of several hosts, said host by host where the backend
+    can ("no read-write host among 3: 2 standbys, 1 refusing connections"), rather than
+    the last host's error alone."""
+    backend = backend_for(settings.url)
+    if not error.retryable or len(backend.hosts(settings.url)) < 2:
+        return error
+    try:
+        summary = await backend.explain_hosts(settings)
+    except Exception:  # the explanation is a bonus: never replace the error with another
+        return error
+    if summary is None:
+        return error
+    explained = UnavailableError(f"cannot connect to {mask_url(settings.url)}: {summary}",
+                                 retryable=True)  # fmt: skip
+    explained.__cause__ = error.__cause__
+    return explained
 
 
 def database_of(session: AsyncSession) -> Database | None:

@@ -18,6 +18,8 @@ class ExitCode(IntEnum):
     UNAVAILABLE = 3
     CONFLICT = 4
     REFUSED = 5
+    WRONG_ROLE = 6
+    LAGGING = 7
     CANCELLED = 130
 
 
@@ -60,6 +62,26 @@ class DatabaseUnavailableError(DbtoolError):
     """The database cannot be reached: refused, unknown host, bad credentials, missing, timeout."""
 
     exit_code = ExitCode.UNAVAILABLE
+    http_status = 503
+
+
+class CommitUncertainError(DatabaseUnavailableError):
+    """The connection was lost while committing: the work may or may not have been saved,
+    and running it again is not known to be safe (exit 3)."""
+
+
+class WrongRoleError(DbtoolError):
+    """`ping --require` reached a server of the other role (a standby, or a primary)."""
+
+    exit_code = ExitCode.WRONG_ROLE
+    http_status = 503
+
+
+class LaggingError(DbtoolError):
+    """`ping --max-lag`: the standby is further behind than allowed, or how far cannot be
+    known (its WAL receiver is stopped)."""
+
+    exit_code = ExitCode.LAGGING
     http_status = 503
 
 

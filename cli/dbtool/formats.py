@@ -69,3 +69,15 @@ def excerpt(value: Any, limit: int = 32) -> str:
     end = min(cut.start() if cut else len(text), limit)
     shown = text[:end]
     return repr(shown + "…" if end < len(text) else shown)
+
+
+# How messages on stderr are written (DBTOOL_LOG_FORMAT, --log-format): for people, or one
+# JSON object per line for log collectors.
+LOG_FORMATS = ("text", "json")
+
+
+def parse_log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LOG_FORMATS:
+        raise ValueError(f"expected one of {', '.join(LOG_FORMATS)}")
+    return value

@@ -16,6 +16,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
@@ -37,12 +38,15 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ServerRole:
-    """Which server a connection reached, and whether it can take writes."""
+    """Which server a connection reached, whether it takes writes, and how far a standby
+    is behind: WAL it knows of (received, or reported by its upstream) not yet replayed,
+    and how long ago the first of it was written (0 when caught up, however idle)."""
 
     standby: bool  # in recovery: a hot standby, read-only
     host: str | None  # host:port actually reached (a multi-host URL names several)
-    replay_lag_bytes: int | None = None  # WAL received but not yet replayed (standby)
-    last_replay_seconds: float | None = None  # since the last replayed transaction
+    replay_lag_bytes: int | None = None
+    replay_lag_seconds: float | None = None
+    receiver: str | None = None  # a standby's WAL receiver: "streaming", "stopped", ...
 
     @property
     def name(self) -> str:
@@ -52,19 +56,79 @@ class ServerRole:
         where = f" at {self.host}" if self.host else ""
         if not self.standby:
             return f"primary{where}"
-        lag = []
+        facts = []
+        if self.receiver is not None:
+            facts.append(f"WAL receiver {self.receiver}")
         if self.replay_lag_bytes is not None:
-            lag.append(f"{self.replay_lag_bytes:,} bytes of WAL to replay")
-        if self.last_replay_seconds is not None:
-            lag.append(f"last transaction replayed {self.last_replay_seconds:g}s ago")
-        return f"read-only standby{where}" + (f" ({', '.join(lag)})" if lag else "")
+            facts.append(f"{self.replay_lag_bytes:,} bytes behind")
+        if self.replay_lag_seconds is not None:
+            facts.append(f"{self.replay_lag_seconds:g}s behind")
+        if self.receiver == "stopped":
+            facts.append("the primary's position is unknown from here: `dbtool cluster`")
+        return f"read-only standby{where}" + (f" ({'; '.join(facts)})" if facts else "")
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "role": self.name,
             "host": self.host,
+            "receiver": self.receiver,
             "replay_lag_bytes": self.replay_lag_bytes,
-            "last_replay_seconds": self.last_replay_seconds,
+            "replay_lag_seconds": self.replay_lag_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServerRole:
+        return cls(
+            standby=data.get("role") == "standby",
+            host=data.get("host"),
+            replay_lag_bytes=data.get("replay_lag_bytes"),
+            replay_lag_seconds=data.get("replay_lag_seconds"),
+            receiver=data.get("receiver"),
+        )
+
+
+@dataclass(frozen=True)
+class ClusterMember:
+    """One server of a replicated cluster as `dbtool cluster` shows it. `role`: primary,
+    standby or unreachable (then `state` says why); lag in bytes behind the primary's
+    current WAL position (`receive`: not yet received, `replay`: not yet replayed) and in
+    seconds (0 once caught up)."""
+
+    name: str  # Patroni's member name, else host:port
+    host: str
+    role: str
+    state: str | None = None  # running, streaming, stopped (a standby's WAL receiver), ...
+    timeline: int | None = None
+    wal_position: int | None = None  # bytes: a primary's current, a standby's replayed
+    receive_lag_bytes: int | None = None
+    replay_lag_bytes: int | None = None
+    replay_lag_seconds: float | None = None
+    measured_against: str | None = None  # "primary", or "upstream" (none answered)
+    upstream: str | None = None  # the host a standby streams from
+    patroni_role: str | None = None
+    patroni_state: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Every member `dbtool cluster` could find, read at `checked_at`."""
+
+    members: list[ClusterMember]
+    leader: str | None  # the one member that takes writes (None: none, or several)
+    checked_at: datetime
+    patroni: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "checked_at": self.checked_at.isoformat(),
+            "leader": self.leader,
+            "patroni": self.patroni,
+            "members": [member.as_dict() for member in self.members],
+            "warnings": self.warnings,
         }
 
 
@@ -234,6 +298,16 @@ class Backend:
 
     async def server_role(self, conn: AsyncConnection) -> ServerRole | None:
         """Primary or standby, where, and how far behind (None: no replication)."""
+        return None
+
+    async def explain_hosts(self, settings: Settings) -> str | None:
+        """Why none of a multi-host URL's hosts would do, host by host, asked afresh (None:
+        the backend cannot say, or one would do now)."""
+        return None
+
+    async def cluster(self, settings: Settings, patroni: str | None) -> ClusterView | None:
+        """Every member of the replicated cluster the URL leads to (and, with `patroni`,
+        that HA manager's REST API, read only); None where there is no such thing."""
         return None
 
     async def database_size(self, conn: AsyncConnection, url: URL) -> tuple[str, int]:

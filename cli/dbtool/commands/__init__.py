@@ -23,6 +23,7 @@ COMMANDS = {
     "seed": "data",
     "ping": "status",
     "pool-status": "status",
+    "cluster": "status",
     "info": "status",
     "check": "status",
     "config": "status",

@@ -80,6 +80,7 @@ def dump(
             "secret, token, api_key), which are left out by default.",
         ),
     ] = False,
+    wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Write the models' tables as fixtures: rows in foreign-key order (parents first), by
@@ -90,7 +91,7 @@ def dump(
     """
     from dbtool.fixtures import dump as dumping
     from dbtool.render import console as output
-    from dbtool.transfer.files import GuardedStream, replace_when_done
+    from dbtool.transfer.files import GuardedStream, from_the_start, replace_when_done
     from dbtool.transfer.readers import detect_format
 
     with Command(ctx) as cmd:
@@ -109,7 +110,14 @@ def dump(
 
         def run(**target: Any) -> "dumping.DumpReport":
             options = {"with_hashes": with_hashes, "where": condition, **target}
-            return cmd.run(dumping.dump(db, tables=selected, fmt=chosen, **options))
+            stream = target.get("stream")
+            rewind = from_the_start(stream) if stream is not None else (lambda: None)
+
+            async def step() -> "dumping.DumpReport":
+                rewind()  # a step run again after a lost connection starts the output over
+                return await dumping.dump(db, tables=selected, fmt=chosen, **options)
+
+            return cmd.attempt(step)
 
         if chosen is Format.CSV:
             if output_path in (None, "-"):
@@ -201,10 +209,14 @@ def load(
         files = [(str(source.path), source.fmt) for source in inputs]
         try:
             with load_progress(files) as on_progress:
-                work = loading.load(
-                    db, inputs, on_conflict=on_conflict, keys=keys, on_progress=on_progress
+                report = cmd.attempt(
+                    lambda: loading.load(
+                        db, inputs, on_conflict=on_conflict, keys=keys, on_progress=on_progress
+                    ),
+                    # Loaded twice, `fail` would find its own rows: not run again after a
+                    # COMMIT the connection cut off.
+                    replayable=on_conflict is not OnConflict.FAIL,
                 )
-                report = cmd.run(work)
         except loading.LoadRejectedError as exc:
             for rejection in exc.report.rejections[1:]:
                 output.note(f"{rejection.where}: {rejection.reason}")
@@ -244,7 +256,7 @@ def seed(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = False
     with Command(ctx) as cmd:
         entries(cmd.settings.seed)  # a missing or wrong DBTOOL_SEED, before connecting
         db = cmd.database(wait=wait, write=True)
-        report = cmd.run(seed_data(db, cmd.settings.seed))
+        report = cmd.attempt(lambda: seed_data(db, cmd.settings.seed))
     if as_json:
         output.print_json(report.as_dict())
         return

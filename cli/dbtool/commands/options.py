@@ -104,18 +104,72 @@ def at_least(low: float) -> Callable[[float], float]:
     return check
 
 
+def one_of(*choices: str) -> Callable[[str | None], str | None]:
+    """Option callback: one of `choices` (or unset)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def lag_limit(value: str | None) -> str | None:
+    """Option callback: a lag such as 10s, 500ms, 2min, 16MB or 512kB."""
+    from dbtool.diagnostics.server import parse_lag
+
+    if value is not None:
+        try:
+            parse_lag(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 # The largest count an option takes (a PostgreSQL integer).
 MAX_COUNT = 2**31 - 1
 
 
 JsonOption = Annotated[bool, flag("--json", help="Print the result as JSON on stdout.")]
+# Where --wait is kept for the command's `Command` (every step on the database waits).
+WAIT_KEY = "dbtool.wait"
+
+
+def _wait_seconds(ctx: typer.Context, value: float) -> float:
+    seconds = finite_seconds(value)
+    ctx.meta[WAIT_KEY] = seconds
+    return seconds
+
+
 WaitOption = Annotated[
     float,
     typer.Option(
         "--wait",
         metavar="SECONDS",
-        callback=finite_seconds,
-        help="Keep retrying to connect for up to SECONDS (for CI, right after the server starts).",
+        callback=_wait_seconds,
+        help="Wait up to SECONDS for the database: to accept connections (CI, right after "
+        "the server starts), to have a primary again (a failover), and to finish a step a "
+        "lost connection cut off (run again where that is safe).",
+    ),
+]
+FormatOption = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        metavar="FORMAT",
+        callback=one_of("table", "json", "openmetrics"),
+        help="table, json (as --json), or openmetrics: Prometheus' text format, for a "
+        "node_exporter textfile collector or a scrape wrapper.",
+    ),
+]
+IntervalOption = Annotated[
+    float,
+    typer.Option(
+        "--interval",
+        metavar="SECONDS",
+        callback=at_least(0.1),
+        help="Refresh interval for --watch (at least 0.1).",
     ),
 ]
 YesOption = Annotated[bool, flag("--yes", "-y", help="Do not ask for confirmation.")]

@@ -87,6 +87,11 @@ class Command:
         self._runner = asyncio.Runner()
         self._settings: Settings | None = None
         self._db: Database | None = None
+        # --wait: how long every step on the database may wait for it (`attempt`).
+        from dbtool.commands.options import WAIT_KEY
+
+        self.wait = float(ctx.meta.get(WAIT_KEY, 0.0))
+        self._writes = False
 
     def __enter__(self) -> Command:
         return self
@@ -106,6 +111,10 @@ class Command:
             if settings.application_name is None:
                 settings = replace(settings, application_name=DEFAULT_APPLICATION_NAME)
             self._settings = settings
+            if settings.log_format != "text" and settings.sources.get("DBTOOL_LOG_FORMAT"):
+                from dbtool.render import console as output
+
+                output.set_log_format(settings.log_format)
             if settings.warnings:
                 from dbtool.render import console as output
 
@@ -148,6 +157,8 @@ class Command:
         commands that only look at the server)."""
         from dbtool.db import Database
 
+        self.wait = wait = max(self.wait, wait)
+        self._writes = self._writes or write
         if self._db is not None:
             return self._db
         settings = self.settings
@@ -171,6 +182,12 @@ class Command:
             db, self._db = self._db, None
             self._runner.run(db.dispose())
 
+    def forget_connections(self) -> None:
+        """Let go of the pooled connections (after the database went away: a refresh of
+        --watch then reaches whichever host serves now)."""
+        if self._db is not None and self._db.connected:
+            self._runner.run(self._db.engine.dispose())
+
     def note_standby(self) -> None:
         """Say so when reading from a standby: what was just written may not show yet."""
         role = self.run(self.database().server_role())
@@ -189,17 +206,32 @@ class Command:
         return self._db
 
     def in_session(
-        self, work: Callable[[AsyncSession], Awaitable[T]], *, readonly: bool = False
+        self,
+        work: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        readonly: bool = False,
+        replayable: bool = True,
     ) -> T:
-        """Run `work(session)` in one session of the command's database (commit on success);
-        `readonly` for work that only reads (on SQLite it then never waits for a writer)."""
+        """Run `work(session)` in one session of the command's database (commit on success),
+        again if the database goes away meanwhile and --wait allows (`attempt`); `readonly`
+        for work that only reads (on SQLite it then never waits for a writer)."""
         db = self._db if self._db is not None else self.database()
 
         async def unit() -> T:
             async with db.session(readonly=readonly) as session:
                 return await work(session)
 
-        return self.run(unit())
+        return self.attempt(unit, replayable=replayable)
+
+    def attempt(self, step: Callable[[], Awaitable[T]], *, replayable: bool = True) -> T:
+        """Run `step` (a coroutine function: one unit of work on the command's database)
+        and, within --wait, again after reconnecting when the connection is lost or the
+        primary moves (`Database.retrying`; `replayable`: running it twice leaves what
+        running it once does). Each wait is said on stderr as it happens."""
+        db = self._db if self._db is not None else self.database()
+        with retry_notices(self.wait) as on_retry:
+            return self.run(db.retrying(step, wait=self.wait, on_retry=on_retry,
+                                        write=self._writes, replayable=replayable))  # fmt: skip
 
     def __exit__(
         self,
@@ -294,7 +326,7 @@ def waiting(target: str, wait: float) -> Iterator[RetryCallback | None]:
     from dbtool.render import console as output
 
     console = output.err_console()
-    if console.is_terminal:
+    if output.stderr_is_terminal():
         width = console.width - 4  # the spinner and its space
         with console.status(fit(f"connecting to {target} …", width)) as status:
 
@@ -315,6 +347,39 @@ def waiting(target: str, wait: float) -> Iterator[RetryCallback | None]:
             output.note(f"{why(error)}; retrying, {left:.0f}s left")
 
     yield log
+
+
+@contextmanager
+def retry_notices(wait: float) -> Iterator[RetryCallback | None]:
+    """While a step of work waits for the database to come back: a spinner on a terminal
+    from the first retry on (nothing before: the step may draw its own progress), else a
+    line at most every 5 seconds."""
+    if wait <= 0:
+        yield None
+        return
+    from dbtool.render import console as output
+
+    console = output.err_console()
+    if not output.stderr_is_terminal():
+        with waiting("", wait) as log:
+            yield log
+        return
+    width = console.width - 4
+    status: Any = None
+
+    def update(attempt: int, error: DatabaseUnavailableError, left: float) -> None:
+        nonlocal status
+        text = fit(f"{why(error)}; retrying, {left:.0f}s left (Ctrl-C to stop)", width)
+        if status is None:
+            status = console.status(text)
+            status.start()
+        status.update(text)
+
+    try:
+        yield update
+    finally:
+        if status is not None:
+            status.stop()
 
 
 def why(error: DbtoolError) -> str:

@@ -123,7 +123,7 @@ def init(
             migrated, report, unversioned = _init(
                 cmd, project, wait, stamp=stamp, create_all=create_all
             )
-            seeded = cmd.run(seed_data(cmd.db, settings.seed)) if seed else None
+            seeded = cmd.attempt(lambda: seed_data(cmd.db, settings.seed)) if seed else None
 
     if as_json:
         output.print_json(
@@ -184,25 +184,25 @@ def _init(
         if not migrations.has_revisions(project, cmd.settings):
             # Nothing to migrate to: the tables come from the models, as without Alembic
             # (and as such projects' own apps make them at start-up).
-            return None, cmd.run(schema.create_schema(db)), project
-        before = cmd.run(schema.present_tables(db))
-        migrated = cmd.run(migrations.upgrade(db, project))
-        after = cmd.run(schema.present_tables(db))
+            return None, cmd.attempt(lambda: schema.create_schema(db)), project
+        before = cmd.attempt(lambda: schema.present_tables(db))
+        migrated = cmd.attempt(lambda: migrations.upgrade(db, project))
+        after = cmd.attempt(lambda: schema.present_tables(db))
         report = schema.SchemaReport(
             created=[name for name in after if name not in before], existing=before
         )
         return migrated, report, None
-    if create_all and cmd.run(schema.present_tables(db, with_version_table=True)):
+    if create_all and cmd.attempt(lambda: schema.present_tables(db, with_version_table=True)):
         raise RefusedError(
             "--create-all is for an empty database, and this one has tables of the "
             "models (or Alembic's version table): run the migrations (dbtool init)"
         )
-    report = cmd.run(schema.create_schema(db))
+    report = cmd.attempt(lambda: schema.create_schema(db))
     if project is None:
         return None, report, None
     from dbtool.schema import migrations
 
-    return (cmd.run(migrations.stamp_head(db, project)), []), report, None
+    return (cmd.attempt(lambda: migrations.stamp_head(db, project)), []), report, None
 
 
 @contextlib.contextmanager
@@ -285,7 +285,7 @@ def _plan_destruction(cmd: Command, db: "Database", force: bool) -> "DropPlan":
     depend on a table to drop."""
     from dbtool.schema import tables as schema
 
-    state = cmd.run(schema.describe_tables(db, dependents=True))
+    state = cmd.attempt(lambda: schema.describe_tables(db, dependents=True))
     plan = schema.plan_drop(state, db.models, force=force)
     if plan.blocked:
         raise RefusedError(
@@ -347,6 +347,7 @@ def drop(
     force: ForceOption = False,
     allow_protected: AllowProtectedOption = False,
     sql: SqlOption = False,
+    wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Drop the models' tables (after showing them with their row counts and confirming),
@@ -361,12 +362,12 @@ def drop(
         _refuse_if_protected(cmd, allow_protected, "drop tables in")
         db = cmd.database(write=not sql)
         if sql:
-            _print_statements(cmd, cmd.run(schema.drop_sql(db, force=force))[1])
+            _print_statements(cmd, cmd.attempt(lambda: schema.drop_sql(db, force=force))[1])
             return
         plan = _plan_destruction(cmd, db, force)
         _confirm_destruction(cmd, plan, yes, "drop these tables")
         if plan.drop:
-            plan = cmd.run(schema.drop_schema(db, force=force))
+            plan = cmd.attempt(lambda: schema.drop_schema(db, force=force))
         if as_json:
             output.print_json({"database": cmd.settings.masked_url, **_drop_summary(plan)})
         elif plan.drop:
@@ -389,6 +390,7 @@ def reset(
     force: ForceOption = False,
     allow_protected: AllowProtectedOption = False,
     sql: SqlOption = False,
+    wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Drop the models' tables and create them again, empty, in one transaction (same
@@ -408,7 +410,7 @@ def reset(
             if not migrations.has_revisions(project, cmd.settings):
                 project = None  # nothing to migrate to: the tables come from the models
         if sql:
-            statements = cmd.run(schema.drop_sql(db, force=force))[1]
+            statements = cmd.attempt(lambda: schema.drop_sql(db, force=force))[1]
             if project is not None:
                 statements.append(migrations.upgrade_sql(project, cmd.settings, []))
             else:
@@ -418,12 +420,12 @@ def reset(
         plan = _plan_destruction(cmd, db, force)
         _confirm_destruction(cmd, plan, yes, "drop and re-create these tables")
         if project is None:
-            plan, report = cmd.run(schema.reset_schema(db, force=force))
+            plan, report = cmd.attempt(lambda: schema.reset_schema(db, force=force))
         else:
-            plan = cmd.run(schema.drop_schema(db, force=force))
-            before = cmd.run(schema.present_tables(db))
-            cmd.run(migrations.upgrade(db, project))
-            after = cmd.run(schema.present_tables(db))
+            plan = cmd.attempt(lambda: schema.drop_schema(db, force=force))
+            before = cmd.attempt(lambda: schema.present_tables(db))
+            cmd.attempt(lambda: migrations.upgrade(db, project))
+            after = cmd.attempt(lambda: schema.present_tables(db))
             report = schema.SchemaReport([t for t in after if t not in before], before)
         if as_json:
             output.print_json(

@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dbtool.commands.options import (
+    FormatOption,
+    IntervalOption,
     JsonOption,
     WaitOption,
-    at_least,
     finite_seconds,
     flag,
+    lag_limit,
+    one_of,
     register,
     whole_number,
 )
@@ -21,6 +24,7 @@ from dbtool.render.live import watch as refresh_until_stopped
 from dbtool.wording import counted
 
 if TYPE_CHECKING:
+    from dbtool.backends.base import ClusterView
     from dbtool.config import Settings
     from dbtool.diagnostics.pools import PoolReport
 
@@ -36,27 +40,147 @@ class CheckFailed(DbtoolError):
     "ping",
     "dbtool ping",
     "dbtool ping --wait 30 --json",
+    "dbtool ping --require primary            # a readiness probe for writers",
+    "dbtool ping --require standby --max-lag 10s  # a replica fit to serve reads",
 )
-def ping(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = False) -> None:
+def ping(
+    ctx: typer.Context,
+    require: Annotated[
+        str | None,
+        typer.Option(
+            "--require",
+            metavar="ROLE",
+            callback=one_of("primary", "standby"),
+            help="primary or standby: exit 6 when the server reached has the other role.",
+            show_default=False,
+        ),
+    ] = None,
+    max_lag: Annotated[
+        str | None,
+        typer.Option(
+            "--max-lag",
+            metavar="LAG",
+            callback=lag_limit,
+            help="On a standby, exit 7 when it is further behind than LAG: seconds (10s, "
+            "500ms, 2min) or WAL (16MB, 512kB), or when that cannot be known (its WAL "
+            "receiver stopped). A primary is never behind.",
+            show_default=False,
+        ),
+    ] = None,
+    wait: WaitOption = 0.0,
+    as_json: JsonOption = False,
+) -> None:
     """Check that the database answers; print the server version and round-trip latency.
 
-    Exits 0 when it answers, 3 when it cannot be reached.
+    Exits 0 when it answers (and is what --require and --max-lag ask for), 3 when it cannot
+    be reached, 6 when it has the wrong role, 7 when it lags too far: a health probe for
+    Kubernetes, HAProxy or a deploy script. Only the server the URL leads to is asked
+    (`dbtool cluster` shows every member).
     """
     from dbtool.diagnostics import server as diagnostics
     from dbtool.render import console as output
 
     with Command(ctx) as cmd:
         db = cmd.database(wait=wait, models=False)
-        result = cmd.run(diagnostics.ping(db))
+        result = cmd.attempt(lambda: diagnostics.ping(db))
+        problem = diagnostics.health_problem(result, require=require, max_lag=max_lag)
+        if as_json:
+            verdict = {"ok": problem is None, "problem": problem and problem.message}
+            output.print_json({**verdict, **result.as_dict()})
+        elif problem is None:
+            role = f"; {result.role.describe()}" if result.role is not None else ""
+            output.success(
+                f"{result.server} {result.version} at {result.database}: "
+                f"{result.latency_ms:.2f} ms round trip{role}"
+            )
+        if problem is not None:
+            raise problem
 
-    if as_json:
-        output.print_json({"ok": True, **result.as_dict()})
-    else:
-        role = f"; {result.role.describe()}" if result.role is not None else ""
-        output.success(
-            f"{result.server} {result.version} at {result.database}: "
-            f"{result.latency_ms:.2f} ms round trip{role}"
-        )
+
+@command(
+    "cluster",
+    "dbtool cluster",
+    "dbtool cluster --patroni http://127.0.0.1:8008",
+    "dbtool cluster --watch --interval 1",
+    "dbtool cluster --format openmetrics > /var/lib/node_exporter/dbtool.prom",
+)
+def cluster(
+    ctx: typer.Context,
+    patroni: Annotated[
+        str | None,
+        typer.Option(
+            "--patroni",
+            metavar="URL",
+            help="Patroni's REST API (http://host:8008), read only: its members join the "
+            "URL's hosts, with Patroni's role and state (default: DBTOOL_PATRONI_URL).",
+            show_default=False,
+        ),
+    ] = None,
+    watch: Annotated[
+        bool, flag("--watch", help="Refresh until Ctrl-C, marking every change of leader.")
+    ] = False,
+    interval: IntervalOption = 2.0,
+    output_format: FormatOption = "table",
+    as_json: JsonOption = False,
+) -> None:
+    """Show every member of a replicated PostgreSQL cluster: role, state, timeline and lag.
+
+    The members are the hosts of a multi-host URL (host1,host2,host3) and, with --patroni,
+    every member Patroni knows; each is asked on a connection of its own. Lag is measured
+    against the primary's current WAL position, in bytes not yet received and not yet
+    replayed, and in seconds (0 once caught up): a standby whose WAL receiver stopped shows
+    how far behind it really is. Warnings: no primary, several, a stopped receiver. SQLite
+    and MariaDB show the one server reached.
+
+    Exits 0 when a member answered, 3 when none did.
+    """
+    from dbtool.backends import backend_for
+    from dbtool.diagnostics import server as diagnostics
+    from dbtool.errors import DatabaseUnavailableError, UsageError
+    from dbtool.render import console as output
+    from dbtool.render.cluster import cluster_renderable, print_cluster
+
+    chosen = "json" if as_json else output_format
+    with Command(ctx) as cmd:
+        settings = cmd.settings
+        backend = backend_for(settings.url)
+        source = patroni or settings.patroni_url
+
+        def collect() -> "ClusterView":
+            view = cmd.run(backend.cluster(settings, source))
+            if view is None:  # no cluster to find: the one server reached
+                if source:
+                    raise UsageError(f"--patroni: {backend.product} has no Patroni cluster")
+                db = cmd.database(models=False)
+                return cmd.attempt(lambda: diagnostics.single_server_view(db))
+            if not any(member.role != "unreachable" for member in view.members):
+                reasons = "; ".join(f"{m.host}: {m.state}" for m in view.members)
+                raise DatabaseUnavailableError(f"no member of the cluster answered ({reasons})")
+            return view
+
+        leaders: list[str | None] = []
+        changes: list[str] = []  # "12:00:01 leader m1 -> m2", as they are seen
+
+        def observe() -> "ClusterView":
+            view = collect()
+            if leaders and view.leader != leaders[-1]:
+                changes.append(f"{view.checked_at.astimezone():%H:%M:%S} leader "
+                               f"{leaders[-1] or 'none'} -> {view.leader or 'none'}")  # fmt: skip
+                if chosen != "table" or not output.out_console().is_terminal:
+                    output.warning(changes[-1])
+            leaders.append(view.leader)
+            return view
+
+        if not watch:
+            print_cluster(observe(), chosen)
+        else:
+            refresh_until_stopped(
+                observe, lambda view: print_cluster(view, chosen, stream=True),
+                interval, live=chosen == "table",
+                view=lambda view, refreshed, every, height: cluster_renderable(
+                    view, refreshed=refreshed, interval=every, changes=changes
+                ),
+            )  # fmt: skip
 
 
 @command(
@@ -99,15 +223,7 @@ def pool_status(
         bool,
         flag("--watch", help="Refresh the report until Ctrl-C."),
     ] = False,
-    interval: Annotated[
-        float,
-        typer.Option(
-            "--interval",
-            metavar="SECONDS",
-            callback=at_least(0.1),
-            help="Refresh interval for --watch (at least 0.1).",
-        ),
-    ] = 2.0,
+    interval: IntervalOption = 2.0,
     pgbouncer: Annotated[
         str | None,
         typer.Option(
@@ -148,8 +264,8 @@ def pool_status(
             backend = backend_for(cmd.settings.url)
             bouncer = cmd.run(backend.pooler_report(cmd.settings, admin)) if admin else None
             db = cmd.database(wait=wait, models=False)
-            return cmd.run(
-                pools.pool_report(
+            return cmd.attempt(
+                lambda: pools.pool_report(
                     db,
                     probe_connections=probe_connections,
                     probe_hold=probe_hold,
@@ -161,7 +277,13 @@ def pool_status(
         if not watch:
             render(collect(probe))
         else:
-            refresh_until_stopped(lambda: collect(0), render, interval, live=not as_json)
+            refresh_until_stopped(
+                lambda: collect(0), render, interval, live=not as_json,
+                view=lambda report, refreshed, every, height: reports.pool_report_renderable(
+                    report, refreshed=refreshed, interval=every, height=height
+                ),
+                on_lost=cmd.forget_connections,
+            )  # fmt: skip
 
 
 @command(
@@ -176,6 +298,7 @@ def info(
         bool,
         flag("--exact", help="Count the rows of large tables too, instead of estimating."),
     ] = False,
+    wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Show the server, the database size, the models' tables and whether the schema is
@@ -192,14 +315,14 @@ def info(
 
     with Command(ctx) as cmd:
         db = cmd.database()
-        report = cmd.run(diagnostics.info(db, exact=exact))
+        report = cmd.attempt(lambda: diagnostics.info(db, exact=exact))
         project = config_path(cmd.settings)
         if project is not None:
             from dataclasses import replace
 
             from dbtool.schema import migrations
 
-            alembic = cmd.run(migrations.state(db, project))
+            alembic = cmd.attempt(lambda: migrations.state(db, project))
             report = replace(report, alembic=alembic.as_dict())
     if as_json:
         output.print_json(report.as_dict())
@@ -252,13 +375,13 @@ def check(ctx: typer.Context, wait: WaitOption = 0.0, as_json: JsonOption = Fals
 
     with Command(ctx) as cmd:
         db = cmd.database(wait=wait)
-        found = cmd.run(drift.differences(db))
+        found = cmd.attempt(lambda: drift.differences(db))
         project = config_path(cmd.settings)
         alembic = None
         if project is not None:
             from dbtool.schema import migrations
 
-            alembic = cmd.run(migrations.state(db, project))
+            alembic = cmd.attempt(lambda: migrations.state(db, project))
         agree = not found and (alembic is None or alembic.at_head)
         if as_json:
             output.print_json(

@@ -18,18 +18,20 @@ from dbtool.commands.options import (
     NoPasswordOption,
     SearchOption,
     SuperuserFilterOption,
+    WaitOption,
     flag,
     register,
     user_filter,
     whole_number,
 )
 from dbtool.commands.runtime import Command
-from dbtool.errors import FileError, UsageError
+from dbtool.errors import DatabaseUnavailableError, FileError, UsageError
 from dbtool.formats import Format, OnConflict, Source
 from dbtool.render.live import import_progress
 from dbtool.render.reports import report_import_problems
 from dbtool.transfer.files import (
     GuardedStream,
+    from_the_start,
     open_input,
     rejects_writer,
     replace_when_done,
@@ -144,6 +146,7 @@ def users_import(
             help="Rows read, hashed and sent at a time.",
         ),
     ] = 5000,
+    wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Import users from CSV, JSON Lines or a JSON array: all or nothing, in one transaction.
@@ -210,6 +213,17 @@ def users_import(
             except (transfer.ImportRejectedError, transfer.ImportConflictError) as exc:
                 report_import_problems(exc.report)
                 raise
+            except Exception as exc:
+                from dbtool.backends.errors import connection_error
+
+                lost = connection_error(exc, cmd.settings)
+                if lost is None or cmd.wait <= 0:
+                    raise
+                # Its input is read as it goes (stdin, a pipe): not run again by itself.
+                raise DatabaseUnavailableError(
+                    f"{lost.message}; the import was rolled back, and --wait does not run it "
+                    "again by itself (its input is read once): run it again"
+                ) from exc
     report_import_problems(report)
     ignored = sorted(field_map.ignored) if field_map is not None else []
     if as_json:
@@ -322,6 +336,7 @@ def users_export(
     superuser: SuperuserFilterOption = False,
     search: SearchOption = None,
     no_password: NoPasswordOption = False,
+    wait: WaitOption = 0.0,
 ) -> None:
     """Export users as CSV, JSON Lines or one JSON array, streaming (the same filters as
     `users list`)."""
@@ -341,21 +356,28 @@ def users_export(
         model = cmd.models.user
         columns = exporting.export_columns(model, include_hashes)
 
-        async def export(stream: Any) -> int:
-            async with cmd.db.session(readonly=True) as session:
-                return await exporting.export_users(
-                    session, selection, model=model, columns=columns, fmt=chosen, stream=stream
-                )
+        def export(stream: Any) -> int:
+            rewind = from_the_start(stream)
+
+            async def step() -> int:
+                rewind()  # run again after a lost connection: the output starts over
+                async with cmd.db.session(readonly=True) as session:
+                    return await exporting.export_users(
+                        session, selection, model=model, columns=columns, fmt=chosen,
+                        stream=stream,
+                    )  # fmt: skip
+
+            return cmd.attempt(step)
 
         if output_path not in (None, "-"):
             _refuse_to_overwrite(cmd, Path(output_path), "-o", {})
         cmd.note_standby()
         if output_path in (None, "-"):
             stdout = GuardedStream(sys.stdout, "standard output")
-            count = cmd.run(export(stdout))
+            count = export(stdout)
             stdout.flush()
         else:
             with replace_when_done(Path(output_path)) as stream:
-                count = cmd.run(export(stream))
+                count = export(stream)
     where = "stdout" if output_path in (None, "-") else output_path
     output.note(f"Exported {count:,} {'user' if count == 1 else 'users'} to {where}")

@@ -21,6 +21,7 @@ from dbtool.commands.options import (
     NoPasswordOption,
     SearchOption,
     SuperuserFilterOption,
+    WaitOption,
     either,
     flag,
     register,
@@ -282,6 +283,7 @@ def users_add(
         flag("--if-not-exists", help="Succeed without changes when a user with this email exists."),
     ] = False,
     password_stdin: PasswordStdinOption = False,
+    wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Create a user.
@@ -312,7 +314,11 @@ def users_add(
         policy = _policy(cmd, email=normalised, username=name)
         password = read_new_password(cmd, password_stdin, policy)
 
+        attempts = 0
+
         async def add(session: "AsyncSession") -> "tuple[UserRecord, bool]":
+            nonlocal attempts
+            attempts += 1
             try:
                 user = await users.add_user(
                     session,
@@ -327,6 +333,14 @@ def users_add(
                 return user, True
             except ConflictError as exc:
                 existing = await users.find_user(session, normalised)
+                if (
+                    attempts > 1
+                    and existing is not None
+                    and await _ours(session, normalised, password)
+                ):
+                    # An earlier attempt's COMMIT reached the server before the connection
+                    # went (a failover): the user is the one this command made.
+                    return existing, True
                 if if_not_exists and existing is not None:
                     return existing, False
                 if model.username is not None and existing is None and not username:
@@ -342,6 +356,18 @@ def users_add(
         output.success(f"Created user {_describe(user)}")
     else:
         output.success(f"User {user.email} already exists, unchanged")
+
+
+async def _ours(session: "AsyncSession", email: str, password: str) -> bool:
+    """Whether the user with `email` has `password`: after a cut-off attempt, the row this
+    very command wrote (its password was chosen a moment ago, for this user)."""
+    from dbtool.errors import NotFoundError
+    from dbtool.users import service as users
+
+    try:
+        return (await users.check_password(session, email, password)).matches
+    except NotFoundError:
+        return False
 
 
 DEFAULT_LIMIT = 50
@@ -408,6 +434,7 @@ def users_list(
     ] = False,
     as_json: JsonOption = False,
     as_csv: Annotated[bool, flag("--csv", help="Print CSV on stdout.")] = False,
+    wait: WaitOption = 0.0,
 ) -> None:
     """List users: a table that fits the terminal (tab-separated when piped), --json or
     --csv. Shows the first 50 and says how many there are.
@@ -532,6 +559,7 @@ def _stream_all(
 
     from dbtool.formats import csv_value, json_default
     from dbtool.render import console as output
+    from dbtool.transfer.files import OutputStartedError
     from dbtool.users import service as users
 
     model = cmd.models.user
@@ -547,6 +575,11 @@ def _stream_all(
 
     async def stream() -> int:
         nonlocal written
+        if written:  # a lost connection cut it off after rows were shown
+            raise OutputStartedError(
+                "the connection to the database was lost after part of the list was written: "
+                "run the command again"
+            )
         if writer is not None:
             writer.writerow(columns)
         if as_json:
@@ -574,7 +607,7 @@ def _stream_all(
         out.flush()
         return written
 
-    return cmd.run(stream())
+    return cmd.attempt(stream)
 
 
 @users_command(
@@ -582,7 +615,9 @@ def _stream_all(
     "dbtool users show ada@example.com",
     "dbtool users show 2f1c7a58-9d41-4f3c-9a53-1f3c7e1f2a10 --json",
 )
-def users_show(ctx: typer.Context, ident: IdentArgument, as_json: JsonOption = False) -> None:
+def users_show(
+    ctx: typer.Context, ident: IdentArgument, wait: WaitOption = 0.0, as_json: JsonOption = False
+) -> None:
     """Show one user (and, on a terminal, the kind of password hash they have)."""
     from dbtool.render import console as output
     from dbtool.users import passwords
@@ -606,7 +641,10 @@ def users_show(ctx: typer.Context, ident: IdentArgument, as_json: JsonOption = F
     'printf %s "$NEW_PASSWORD" | dbtool users set-password ada --password-stdin',
 )
 def users_set_password(
-    ctx: typer.Context, ident: IdentArgument, password_stdin: PasswordStdinOption = False
+    ctx: typer.Context,
+    ident: IdentArgument,
+    password_stdin: PasswordStdinOption = False,
+    wait: WaitOption = 0.0,
 ) -> None:
     """Set a user's password (same sources and policy as `users add`)."""
     from dbtool.render import console as output
@@ -642,6 +680,7 @@ def users_check_password(
             "nothing else), else Argon2id. Without it, a check writes nothing.",
         ),
     ] = False,
+    wait: WaitOption = 0.0,
 ) -> None:
     """Check a password against the stored hash: exit 0 when it matches, 1 when not. It
     only reads, unless --upgrade is given."""
@@ -712,6 +751,7 @@ def users_update(
         flag("--unverified", help="Mark the email unverified."),
     ] = False,
     assignments: SetOption = None,
+    wait: WaitOption = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Change a user's email, username, flags or other columns (--set)."""
@@ -753,6 +793,7 @@ def users_delete(
     ctx: typer.Context,
     ident: IdentArgument,
     yes: Annotated[bool, flag("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    wait: WaitOption = 0.0,
 ) -> None:
     """Delete a user (asks first on a terminal; --yes without one)."""
     from dbtool.render import console as output

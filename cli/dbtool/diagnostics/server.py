@@ -4,15 +4,18 @@ these two commands do not load it."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from dbtool.backends import backend_for
-from dbtool.backends.base import ServerRole
+from dbtool.backends.base import ClusterMember, ClusterView, ServerRole
 from dbtool.db import Database
+from dbtool.errors import DbtoolError, LaggingError, WrongRoleError
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,73 @@ async def ping(db: Database, *, rounds: int = 5) -> PingResult:
         version=version,
         latency_ms=round(median(timings), 3),
         role=role,
+    )
+
+
+# --- health probes: ping --require, --max-lag ----------------------------------------------
+
+_LAG_UNITS = {
+    "ms": ("seconds", 0.001), "s": ("seconds", 1.0), "min": ("seconds", 60.0),
+    "b": ("bytes", 1), "kb": ("bytes", 1000), "mb": ("bytes", 10**6), "gb": ("bytes", 10**9),
+    "kib": ("bytes", 1024), "mib": ("bytes", 2**20), "gib": ("bytes", 2**30),
+}  # fmt: skip
+_LAG = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*")
+
+
+def parse_lag(text: str) -> tuple[str, float]:
+    """("seconds" or "bytes", amount) from 10s, 500ms, 2min, 16MB, 512kB, 1GiB."""
+    found = _LAG.fullmatch(text)
+    unit = _LAG_UNITS.get(found.group(2).lower()) if found else None
+    if found is None or unit is None:
+        raise ValueError(
+            f"{text!r} is not a lag: a number with a unit of time (ms, s, min) or of WAL "
+            "(B, kB, MB, GB, KiB, MiB, GiB), e.g. 10s or 16MB"
+        )
+    kind, scale = unit
+    return kind, float(found.group(1)) * scale
+
+
+def health_problem(
+    result: PingResult, *, require: str | None, max_lag: str | None
+) -> DbtoolError | None:
+    """Why the server reached is not what a probe asks for (None: it is). A server without
+    replication (SQLite, a standalone server) takes writes: it is a primary."""
+    role = result.role
+    standby = role is not None and role.standby
+    if require is not None and standby != (require == "standby"):
+        where = f" at {role.host}" if role is not None and role.host else ""
+        found = "a read-only standby" if standby else "a server that takes writes"
+        return WrongRoleError(f"{require} required, but reached {found}{where}")
+    if max_lag is None or not standby or role is None:
+        return None
+    kind, limit = parse_lag(max_lag)
+    behind = role.replay_lag_seconds if kind == "seconds" else role.replay_lag_bytes
+    if role.receiver not in (None, "streaming") or behind is None:
+        state = role.receiver or "unknown"
+        return LaggingError(
+            f"the standby's lag cannot be known (WAL receiver {state}): it may be far "
+            f"behind ({role.describe()})"
+        )
+    if behind > limit:
+        shown = f"{behind:g}s" if kind == "seconds" else f"{int(behind):,} bytes"
+        return LaggingError(f"the standby is {shown} behind, more than --max-lag {max_lag}")
+    return None
+
+
+async def single_server_view(db: Database) -> ClusterView:
+    """`dbtool cluster` where the backend knows no cluster (SQLite, MariaDB for now): the
+    one server the URL reaches, as a member of a cluster of one."""
+    role = await db.server_role()
+    standby = role is not None and role.standby
+    where = (role.host if role is not None else None) or db.settings.masked_url
+    member = ClusterMember(
+        name=where, host=where, role="standby" if standby else "primary",
+        state=(role.receiver if role is not None else None) or "running",
+        replay_lag_bytes=role.replay_lag_bytes if standby and role else None,
+        replay_lag_seconds=role.replay_lag_seconds if standby and role else None,
+    )  # fmt: skip
+    return ClusterView(
+        members=[member], leader=None if standby else member.name, checked_at=datetime.now(UTC)
     )
 
 

@@ -58,8 +58,18 @@ def _is_terminal(stream: TextIO) -> bool:
         return False
 
 
+# "json": every message on stderr is one JSON object per line (--log-format json), for log
+# collectors; spinners and progress bars are then off.
+_log_format = "text"
+
+
+def set_log_format(name: str) -> None:
+    global _log_format
+    _log_format = name
+
+
 def stderr_is_terminal() -> bool:
-    return _is_terminal(sys.stderr)
+    return _log_format == "text" and _is_terminal(sys.stderr)
 
 
 def stdout_is_terminal() -> bool:
@@ -100,6 +110,9 @@ def _message(prefix: str, style: str, message: str, *, one_line: bool = False) -
     """`message` on stderr. On a terminal, wrapped at spaces to its width (its own wrapping
     cuts words), unless `one_line`: errors and warnings stay one logical line, to be copied
     or searched for whole."""
+    if _log_format == "json":
+        _json_message(prefix, message)
+        return
     if not stderr_is_terminal():  # what Rich prints there: the plain line
         line = (prefix + printable(message)).translate(_RICH_STRIPS).expandtabs()
         sys.stderr.write(line + "\n")
@@ -109,6 +122,21 @@ def _message(prefix: str, style: str, message: str, *, one_line: bool = False) -
 
     text = Text.assemble((prefix, style), visible(printable(message), lines=True))
     err_console().print(text, soft_wrap=one_line)
+
+
+_LEVELS = {"error: ": "error", "warning: ": "warning", "✓ ": "success"}
+
+
+def _json_message(prefix: str, message: str) -> None:
+    from datetime import UTC
+
+    record = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "level": _LEVELS.get(prefix, "info"),
+        "message": message,
+    }
+    sys.stderr.write(json.dumps(record, ensure_ascii=False) + "\n")
+    sys.stderr.flush()
 
 
 def _fits_unwrapped(message: str) -> bool:
@@ -146,6 +174,9 @@ def note(message: str | Text, *, wrap: bool = False) -> None:
     instead of leaving one long line to the terminal."""
     if isinstance(message, str) and (not wrap or _fits_unwrapped(message)):
         _message("", "", message)
+        return
+    if _log_format == "json":
+        _json_message("", message if isinstance(message, str) else message.plain)
         return
     from rich.text import Text
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 from dbtool.formats import Format
 from dbtool.transfer.files import count_lines
 
-if TYPE_CHECKING:
-    from dbtool.diagnostics.pools import PoolReport
+T = TypeVar("T")
 
 
 @contextmanager
@@ -110,36 +110,71 @@ def progress_columns(width: int, *, known_total: bool) -> list[Any]:
 
 
 def watch(
-    collect: Callable[[], PoolReport],
-    render: Callable[[PoolReport], None],
+    collect: Callable[[], T],
+    render: Callable[[T], None],
     interval: float,
     *,
     live: bool,
+    view: Callable[[T, datetime, float, int], Any] | None = None,
+    on_lost: Callable[[], None] | None = None,
 ) -> None:
-    """Refresh until Ctrl-C (which ends the command normally, exit 0)."""
+    """Refresh until Ctrl-C (which ends the command normally, exit 0): `collect` a report,
+    then `view(report, refreshed, interval, height)` it in place on a terminal (`live`),
+    else `render` one after another (a pipe, --json).
+
+    The database going away does not end it: the gap is shown (on the screen, or one line
+    on stderr) and collecting goes on every `interval` (after `on_lost`, which lets go of
+    dead connections) until it answers again; then how long it was gone is said."""
     import time
 
+    from dbtool.errors import DatabaseUnavailableError
     from dbtool.render import console as output
-    from dbtool.render import reports
 
+    lost: tuple[float, datetime, str] | None = None  # since (monotonic, wall), why
+
+    def step() -> T | None:
+        nonlocal lost
+        try:
+            report = collect()
+        except DatabaseUnavailableError as exc:
+            if lost is None:
+                lost = (time.monotonic(), datetime.now(), exc.message)
+                if not screen_on:
+                    output.warning(f"lost the database at {lost[1]:%H:%M:%S} ({exc.message}); "
+                                   f"trying again every {interval:g}s")  # fmt: skip
+            if on_lost is not None:
+                on_lost()
+            return None
+        if lost is not None:
+            gone = time.monotonic() - lost[0]
+            output.note(f"the database is back after {gone:.1f}s (lost at {lost[1]:%H:%M:%S})")
+            lost = None
+        return report
+
+    screen_on = live and view is not None and output.out_console().is_terminal
     try:
-        if live and output.out_console().is_terminal:
-            from datetime import datetime
-
+        if screen_on:
             from rich.live import Live
+            from rich.text import Text
 
             console = output.out_console()
             with Live(console=console, auto_refresh=False, vertical_overflow="crop") as screen:
                 while True:
-                    report = collect()
-                    view = reports.pool_report_renderable(
-                        report, refreshed=datetime.now(), interval=interval, height=console.height
-                    )
-                    screen.update(view, refresh=True)
+                    report = step()
+                    if report is not None:
+                        shown = view(report, datetime.now(), interval, console.height)  # type: ignore[misc]
+                    elif lost is not None:
+                        gone = time.monotonic() - lost[0]
+                        words = (f"lost the database at {lost[1]:%H:%M:%S}, {gone:.0f}s ago "
+                                 f"({lost[2]}); trying again every {interval:g}s")  # fmt: skip
+                        shown = Text(words, style="yellow")
+                    screen.update(shown, refresh=True)
                     time.sleep(interval)
         else:  # a pipe or --json: one report (or JSON line) after another
             while True:
-                render(collect())
+                report = step()
+                if report is not None:
+                    render(report)
                 time.sleep(interval)
     except KeyboardInterrupt:
         output.note("stopped")

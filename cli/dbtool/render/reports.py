@@ -273,15 +273,9 @@ def _pool_view(
 
 
 def _role_text(role: dict[str, Any]) -> str:
-    where = f" at {role['host']}" if role.get("host") else ""
-    if role["role"] != "standby":
-        return f"primary{where}"
-    lag = []
-    if role.get("replay_lag_bytes") is not None:
-        lag.append(f"{role['replay_lag_bytes']:,} bytes of WAL to replay")
-    if role.get("last_replay_seconds") is not None:
-        lag.append(f"last transaction replayed {role['last_replay_seconds']:g}s ago")
-    return f"read-only standby{where}" + (f" ({', '.join(lag)})" if lag else "")
+    from dbtool.backends.base import ServerRole
+
+    return ServerRole.from_dict(role).describe()
 
 
 def print_seed(report: SeedReport) -> None:

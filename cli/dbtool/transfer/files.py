@@ -13,7 +13,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
-from dbtool.errors import FileError
+from dbtool.errors import DbtoolError, FileError
 from dbtool.formats import Format
 
 
@@ -65,6 +65,7 @@ class GuardedStream:
 
     def __init__(self, stream: IO[str], name: str) -> None:
         self.stream, self.name = stream, name
+        self.written = 0  # characters or bytes handed on: whether output has begun
 
     @contextmanager
     def _guarded(self) -> Iterator[None]:
@@ -76,6 +77,7 @@ class GuardedStream:
             raise FileError(f"cannot write {self.name}: {exc.strerror or exc}") from None
 
     def write(self, text: str) -> int:
+        self.written += len(text)
         with self._guarded():
             return self.stream.write(text)
 
@@ -88,12 +90,63 @@ class GuardedStream:
             self.write(data.decode("utf-8"))
             return
         self.flush()  # what was written as text goes first
+        self.written += len(data)
         with self._guarded():
             binary.write(data)
 
     def flush(self) -> None:
         with self._guarded():
             self.stream.flush()
+
+    # Where the stream is a file (`dump > file`): a step run again starts it over.
+    def seekable(self) -> bool:
+        try:
+            return bool(self.stream.seekable())
+        except (OSError, ValueError):
+            return False
+
+    def tell(self) -> int:
+        self.flush()
+        return self.stream.tell()
+
+    def seek(self, position: int) -> None:
+        self.flush()
+        with self._guarded():
+            self.stream.seek(position)
+
+    def truncate(self) -> None:
+        with self._guarded():
+            self.stream.truncate()
+
+
+class OutputStartedError(DbtoolError):
+    """The database went away after part of the output was written where it cannot be
+    taken back (standard output, a pipe): the command is not run again by itself."""
+
+
+def from_the_start(stream: Any) -> Callable[[], None]:
+    """A function that puts `stream` back as it is now, for a step run again after a lost
+    connection: a file is cut back; output that cannot be taken back (stdout, a pipe), once
+    begun, is OutputStartedError."""
+    seekable = False
+    try:
+        seekable = bool(stream.seekable())
+        start = stream.tell() if seekable else 0
+    except (OSError, ValueError, AttributeError):
+        seekable = False
+    begun = getattr(stream, "written", 0)
+
+    def rewind() -> None:
+        if seekable:
+            stream.seek(start)
+            stream.truncate()
+        elif getattr(stream, "written", 0) != begun:
+            raise OutputStartedError(
+                "the connection to the database was lost after part of the output was "
+                "written: run the command again"
+            )
+
+    return rewind
 
 
 def private_file(path: Path) -> IO[str]:

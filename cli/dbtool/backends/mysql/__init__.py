@@ -318,7 +318,7 @@ class MySQL(Backend):
         return ServerRole(
             standby=bool(read_only) or replica,
             host=f"{host}:{port}",
-            last_replay_seconds=behind if isinstance(behind, float) else None,
+            replay_lag_seconds=behind if isinstance(behind, float) else None,
         )
 
     async def database_size(self, conn: AsyncConnection, url: URL) -> tuple[str, int]:

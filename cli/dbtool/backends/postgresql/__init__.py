@@ -26,6 +26,7 @@ from sqlalchemy.pool import NullPool
 from dbtool.backends.base import (
     Backend,
     ClientCommand,
+    ClusterView,
     CsvSource,
     ExportJob,
     ServerConnections,
@@ -92,12 +93,22 @@ _DATABASE_EXISTS_SQLSTATES = ("42P04", "23505")
 _LOCK_NOT_AVAILABLE = "55P03"
 _PG_KEY = re.compile(r"Key \((?P<columns>.+?)\)=")
 
+# The server's role and, on a standby, its WAL receiver and lag: behind the newest WAL it
+# knows of (received, or reported by its upstream: `latest_end_lsn`), not behind what it
+# received only (a stopped receiver would read 0); 0 seconds once caught up, not the time
+# since the last transaction (which grows on an idle, current cluster).
 _ROLE_SQL = (
-    "SELECT pg_is_in_recovery(), host(inet_server_addr()), inet_server_port(),"
-    " CASE WHEN pg_is_in_recovery() THEN"
-    " pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 END,"
-    " CASE WHEN pg_is_in_recovery() THEN"
-    " extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END"
+    "WITH r AS (SELECT status, latest_end_lsn, flushed_lsn FROM pg_stat_wal_receiver),"
+    " s AS (SELECT pg_is_in_recovery() AS standby, pg_last_wal_replay_lsn() AS replayed,"
+    " GREATEST((SELECT latest_end_lsn FROM r), (SELECT flushed_lsn FROM r),"
+    " pg_last_wal_receive_lsn()) AS known)"
+    " SELECT s.standby, host(inet_server_addr()), inet_server_port(),"
+    " CASE WHEN s.standby THEN coalesce((SELECT status FROM r),"
+    " CASE WHEN EXISTS (SELECT 1 FROM r) THEN 'unknown' ELSE 'stopped' END) END,"
+    " CASE WHEN s.standby THEN greatest(pg_wal_lsn_diff(s.known, s.replayed), 0)::float8 END,"
+    " CASE WHEN s.standby THEN CASE WHEN s.replayed >= s.known THEN 0 ELSE"
+    " extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END END"
+    " FROM s"
 )
 
 # The columns of tables by schema and name, in one catalogue query; a schema of '' is the
@@ -292,12 +303,25 @@ class PostgreSQL(Backend):
 
     async def server_role(self, conn: AsyncConnection) -> ServerRole | None:
         row = (await conn.exec_driver_sql(_ROLE_SQL)).one()
-        standby, host, port, lag_bytes, seconds = tuple(row)
+        standby, host, port, receiver, lag_bytes, seconds = tuple(row)
         return ServerRole(
             standby=bool(standby),
             host=f"{host}:{port}" if host else None,
-            replay_lag_bytes=None if lag_bytes is None else int(max(lag_bytes, 0)),
-            last_replay_seconds=None if seconds is None else round(max(seconds, 0.0), 1),
+            replay_lag_bytes=None if lag_bytes is None else int(lag_bytes),
+            replay_lag_seconds=None if seconds is None else round(max(seconds, 0.0), 3),
+            receiver=receiver,
+        )
+
+    async def explain_hosts(self, settings: Settings) -> str | None:
+        from dbtool.backends.postgresql.cluster import explain_hosts
+
+        return await explain_hosts(settings, self.hosts(settings.url), ssl_context(settings))
+
+    async def cluster(self, settings: Settings, patroni: str | None) -> ClusterView | None:
+        from dbtool.backends.postgresql.cluster import cluster_view
+
+        return await cluster_view(
+            settings, self.hosts(settings.url), patroni, ssl_context(settings)
         )
 
     async def database_size(self, conn: AsyncConnection, url: URL) -> tuple[str, int]:
@@ -510,6 +534,14 @@ class PostgreSQL(Backend):
                 f"{target}: authentication failed for user {url.username!r}", retryable=False
             )
         if code == "3D000":
+            if len(self.hosts(url)) > 1:
+                # Several hosts: the one that answered may be a standby that has not yet
+                # replayed the CREATE DATABASE (during a failover, say).
+                return UnavailableError(
+                    f"{target}: database {url.database!r} does not exist on the host that "
+                    "answered (a standby behind its primary?)",
+                    retryable=True,
+                )
             return UnavailableError(
                 f"{target}: database {url.database!r} does not exist "
                 "(`dbtool init --create-database` creates it)",
