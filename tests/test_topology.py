@@ -20,7 +20,7 @@ import pytest
 from dbtool.db import Database
 from dbtool.diagnostics.pools import ProbeReport, probe
 from tests.helpers import REQUIRE_POSTGRES, Dbtool, assert_clean_error, dbtool_executable
-from tests.topology import Cluster, PgBouncer, TopologyError
+from tests.topology import Cluster, PgBouncer, Pgpool, TopologyError
 
 pytestmark = pytest.mark.postgres
 PASSWORD = "long enough pw"
@@ -32,6 +32,15 @@ def _or_skip(make: object) -> object:
     except TopologyError as exc:
         if REQUIRE_POSTGRES:
             pytest.fail(f"DBTOOL_REQUIRE_POSTGRES=1 but {exc}")
+        pytest.skip(str(exc))
+
+
+def _or_pgpool_skip(make: object) -> Pgpool:
+    try:
+        return make()  # type: ignore[operator,no-any-return]
+    except TopologyError as exc:
+        if os.environ.get("DBTOOL_REQUIRE_PGPOOL") == "1":
+            pytest.fail(f"DBTOOL_REQUIRE_PGPOOL=1 but {exc}")
         pytest.skip(str(exc))
 
 
@@ -235,7 +244,7 @@ def test_pool_status_sees_clients_waiting_in_pgbouncer(primary: Cluster, databas
         pooler, report = asyncio.run(hold_and_report())
         assert int(pooler["clients_waiting"]) >= 2, pooler  # type: ignore[call-overload]
         assert pooler["default_pool_size"] == 1 and pooler["max_client_conn"] == 200
-        assert any("waiting in PgBouncer" in w for w in report["warnings"])  # type: ignore[attr-defined]
+        assert any("for a server connection" in w for w in report["warnings"])  # type: ignore[attr-defined]
         assert dbtool("ping").exit_code == 0
 
         async def probe_behind_a_busy_pooler() -> ProbeReport:
@@ -256,6 +265,99 @@ def test_pool_status_sees_clients_waiting_in_pgbouncer(primary: Cluster, databas
         assert probed.first_query_max_ms > probed.wait_max_ms + 1000, probed
     finally:
         bouncer.stop()
+
+
+def test_pool_status_behind_a_full_pgbouncer_pool_answers_at_once(
+    primary: Cluster, database: str
+) -> None:
+    """PgBouncer's pool full (one server connection, three clients on it): pool-status does
+    not queue behind them; it says the pool is full, that the server half was not read,
+    gives one verdict, PgBouncer's server states and totals, and OpenMetrics that parse."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    bouncer: PgBouncer = _or_skip(  # type: ignore[assignment]
+        lambda: PgBouncer.start(primary, mode="transaction", pool_size=1)
+    )
+    try:
+        url = bouncer.url(database)
+        env = {**os.environ, "DBTOOL_PGBOUNCER": "true"}
+
+        async def while_full(*args: str) -> tuple[float, str]:
+            dsn = f"postgresql://postgres@127.0.0.1:{bouncer.port}/{database}"
+            holders = [await asyncpg.connect(dsn, statement_cache_size=0) for _ in range(3)]
+            busy = [asyncio.create_task(c.execute("SELECT pg_sleep(6)")) for c in holders]
+            await asyncio.sleep(0.5)  # one runs, two queue in PgBouncer
+            started = time.monotonic()
+            process = await asyncio.create_subprocess_exec(
+                dbtool_executable(), "--url", url, "pool-status", "--pgbouncer",
+                bouncer.admin_url, *args, env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await process.communicate()
+            took = time.monotonic() - started
+            for task in busy:
+                task.cancel()
+            for conn in holders:
+                conn.terminate()
+            assert process.returncode == 0, err.decode()
+            return took, out.decode()
+
+        took, out = asyncio.run(while_full("--json"))
+        report = json.loads(out)
+        assert took < 10, took  # the 3 s deadline and start-up, not the queue (17.5 s)
+        pooler = report["pgbouncer"]
+        assert pooler["clients_waiting"] >= 2 and pooler["server_headroom"] == 0
+        assert {"servers_used", "servers_tested", "servers_login"} <= set(pooler)
+        assert pooler["stats"]["transactions"] >= 0 and pooler["read_at"]
+        assert report["server"] is None
+        assert any("pool for" in w and "is full" in w for w in report["warnings"])
+        assert any("server side was not read" in w for w in report["warnings"])
+        assert report["headroom"]["limited_by"].startswith("PgBouncer's max_client_conn")
+        assert report["headroom"]["processes"] == (200 - pooler["clients_total"]) // 15
+
+        _, metrics = asyncio.run(while_full("--format", "openmetrics"))
+        families = {f.name: f for f in text_string_to_metric_families(metrics)}
+        waiting = {s.labels["state"]: s.value for s in families["dbtool_pgbouncer_clients"].samples}
+        assert waiting["waiting"] >= 2
+        assert families["dbtool_pgbouncer_transactions"].type == "counter"
+        assert families["dbtool_pgbouncer_wait_seconds"].unit == "seconds"
+
+        # With room in the pool, both halves are read, each with its time.
+        calm = json.loads(Dbtool(url, env={"DBTOOL_PGBOUNCER": "true"})(
+            "pool-status", "--json", "--pgbouncer", bouncer.admin_url).stdout)  # fmt: skip
+        assert calm["server"]["read_at"] and calm["pgbouncer"]["read_at"]
+        assert not any("not read" in w for w in calm["warnings"])
+    finally:
+        bouncer.stop()
+
+
+def test_pool_status_behind_pgpool(primary: Cluster, database: str) -> None:
+    """pgpool-II (connection cache on, 8 children) is recognised on the database connection:
+    the headroom comes from its num_init_children, and the backend connections its idle
+    children keep are shown as its cache, not as idle sessions of dbtool."""
+    pool: Pgpool = _or_pgpool_skip(lambda: Pgpool.start(primary, children=8))
+    try:
+        dbtool = Dbtool(pool.url(database))
+        for _ in range(3):  # each run leaves its backend connection in a child's cache
+            assert dbtool("ping").exit_code == 0
+        report = json.loads(dbtool("pool-status", "--json").stdout)
+        found = report["pgpool"]
+        assert found is not None, report
+        assert found["num_init_children"] == 8 and found["children_with_client"] >= 1
+        assert found["cached_connections"] >= 1
+        assert report["headroom"]["limited_by"] == "pgpool-II's num_init_children (8)"
+        assert report["headroom"]["processes"] == found["client_headroom"] // 15
+        rows = {(r["application_name"], r["state"]): r["count"]
+                for r in report["server"]["by_application"]}  # fmt: skip
+        assert rows[("(pgpool-II cache)", "idle")] == found["cached_connections"]
+        assert ("dbtool", "idle") not in rows  # the cache is not dbtool's sessions
+        assert any("pgpool-II's cache" in note for note in report["notes"])
+        assert "pgpool-II" in dbtool("pool-status").stdout
+        direct = json.loads(Dbtool(primary.url(database))("pool-status", "--json").stdout)
+        assert direct["pgpool"] is None
+        assert direct["headroom"]["limited_by"].startswith("the server's max_connections")
+    finally:
+        pool.stop()
 
 
 # --- a hot standby ----------------------------------------------------------------------------

@@ -205,6 +205,83 @@ class PgBouncer:
 
 
 @dataclass
+class Pgpool:
+    """A private pgpool-II (Debian's `pgpool2`) in front of one server: connection cache on,
+    `children` processes (num_init_children), no load balancing or health checks; run as
+    the postgres system user."""
+
+    directory: Path
+    port: int
+    children: int
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    @classmethod
+    def start(cls, server: Cluster, *, children: int = 8, max_pool: int = 2) -> Pgpool:
+        binary = shutil.which("pgpool") or "/usr/sbin/pgpool"
+        run_as = _run_as()
+        if not Path(binary).exists():
+            raise TopologyError("pgpool-II is not installed (apt-get install -y pgpool2)")
+        if isinstance(run_as, str):
+            raise TopologyError(run_as)
+        directory = private_directory("dbtool-pgpool-")
+        pool = cls(directory, free_port(), children)
+        settings = {
+            "backend_clustering_mode": "'streaming_replication'",
+            "listen_addresses": "'127.0.0.1'", "port": pool.port,
+            "unix_socket_directories": f"'{directory}'",
+            "pcp_listen_addresses": "''", "pcp_port": free_port(),
+            "pcp_socket_dir": f"'{directory}'",
+            "backend_hostname0": "'127.0.0.1'", "backend_port0": server.port,
+            "backend_weight0": 1, "backend_flag0": "'ALWAYS_PRIMARY|DISALLOW_TO_FAILOVER'",
+            "num_init_children": children, "max_pool": max_pool,
+            "connection_cache": "on", "load_balance_mode": "off",
+            "sr_check_period": 0, "health_check_period": 0,
+            "failover_on_backend_error": "off", "enable_pool_hba": "off",
+            "pid_file_name": f"'{directory / 'pgpool.pid'}'", "logdir": f"'{directory}'",
+            "wd_ipc_socket_dir": f"'{directory}'", "use_watchdog": "off",
+        }  # fmt: skip
+        (directory / "pgpool.conf").write_text(
+            "".join(f"{name} = {value}\n" for name, value in settings.items())
+        )
+        (directory / "pcp.conf").write_text("")
+        for name in ("pgpool.conf", "pcp.conf"):
+            (directory / name).chmod(0o644)
+        with (directory / "log").open("wb") as log:
+            pool.process = subprocess.Popen(
+                [*run_as, binary, "-n", "-f", str(directory / "pgpool.conf"),
+                 "-F", str(directory / "pcp.conf")],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if pool.process.poll() is not None:
+                break
+            try:
+                socket.create_connection(("127.0.0.1", pool.port), timeout=1).close()
+                return pool
+            except OSError:
+                time.sleep(0.2)
+        pool.stop()
+        raise TopologyError(f"pgpool-II did not start: {(directory / 'log').read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            import signal
+
+            with contextlib.suppress(OSError):
+                os.killpg(self.process.pid, signal.SIGINT)  # pgpool's fast shutdown
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass
 class MariaDB:
     """A private MariaDB server (Debian's mariadb-server): mariadb-install-db into a
     temporary directory, then mariadbd on a free port, as the `mysql` system user when the

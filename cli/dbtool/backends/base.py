@@ -335,6 +335,11 @@ class Backend:
         on PostgreSQL), read before connecting through it; None where there is none."""
         return None
 
+    async def pooler_in_between(self, db: Database) -> Any | None:
+        """A pooler that stands between dbtool and the server and answers on the
+        database's own connection (pgpool-II's SHOW commands): its report, or None."""
+        return None
+
     # --- locks and schema changes ------------------------------------------------------
 
     async def bound_lock_waits(self, conn: AsyncConnection, settings: Settings) -> None:

@@ -149,12 +149,14 @@ class Command:
         wait: float = 0.0,
         write: bool = False,
         models: bool = True,
+        verify: bool = True,
     ) -> Database:
         """Connect (retrying for up to `wait` seconds); disposed when the command ends.
         `write`: the command changes the database, so a read-only standby is refused here,
         before anything is done or shown (or, with `wait`, waited on until promoted).
         `models`: the command works on the models, so they are imported first (False for
-        commands that only look at the server)."""
+        commands that only look at the server). `verify`: prove the connection now (False:
+        at the first step, which may want a deadline of its own)."""
         from dbtool.db import Database
 
         self.wait = wait = max(self.wait, wait)
@@ -170,7 +172,7 @@ class Command:
             self.models  # noqa: B018 (imported and cached for the Database)
         self._db = Database(settings, must_exist=must_exist)
         with waiting(settings.masked_url, wait) as on_retry:
-            self.run(self._db.connect(wait=wait, on_retry=on_retry))
+            self.run(self._db.connect(wait=wait, on_retry=on_retry, verify=verify))
             if write:
                 self.run(self._db.require_primary(wait=wait, on_retry=on_retry))
         return self._db

@@ -32,6 +32,10 @@ app = typer.Typer()
 command = partial(register, app)
 
 
+# Seconds pool-status waits for the server's half behind a pooler (its pool may be full).
+POOLER_DEADLINE = 3.0
+
+
 class CheckFailed(DbtoolError):
     """`dbtool check` found differences (exit 1)."""
 
@@ -188,6 +192,7 @@ def cluster(
     "dbtool pool-status",
     "dbtool pool-status --probe 20 --json",
     "dbtool pool-status --watch --interval 5",
+    "dbtool pool-status --format openmetrics > /var/lib/node_exporter/dbtool_pool.prom",
 )
 def pool_status(
     ctx: typer.Context,
@@ -235,6 +240,7 @@ def pool_status(
         ),
     ] = None,
     wait: WaitOption = 0.0,
+    output_format: FormatOption = "table",
     as_json: JsonOption = False,
 ) -> None:
     """Show the pool each process gets, who holds connections on the server, and the room left.
@@ -248,11 +254,15 @@ def pool_status(
     from dbtool.render import console as output
     from dbtool.render import reports
 
+    chosen = "json" if as_json else output_format
+
     def render(report: "PoolReport") -> None:
-        if as_json and watch:
+        if chosen == "json" and watch:
             output.print_json_line(report.as_dict())  # a stream: one object per refresh
-        elif as_json:
+        elif chosen == "json":
             output.print_json(report.as_dict())
+        elif chosen == "openmetrics":
+            reports.print_pool_metrics(report)
         else:
             reports.print_pool_report(report)
 
@@ -263,7 +273,10 @@ def pool_status(
             # PgBouncer's admin console first: dbtool's own connection may queue in it.
             backend = backend_for(cmd.settings.url)
             bouncer = cmd.run(backend.pooler_report(cmd.settings, admin)) if admin else None
-            db = cmd.database(wait=wait, models=False)
+            # Behind the pooler, dbtool's own queries may queue in its full pool: the
+            # server half gets a deadline rather than blocking the report.
+            deadline = min(cmd.settings.connect_timeout, POOLER_DEADLINE) if bouncer else None
+            db = cmd.database(wait=wait, models=False, verify=bouncer is None)
             return cmd.attempt(
                 lambda: pools.pool_report(
                     db,
@@ -271,6 +284,7 @@ def pool_status(
                     probe_hold=probe_hold,
                     idle_in_transaction_warning=idle_warning,
                     bouncer=bouncer,
+                    server_deadline=deadline,
                 )
             )
 
@@ -278,7 +292,7 @@ def pool_status(
             render(collect(probe))
         else:
             refresh_until_stopped(
-                lambda: collect(0), render, interval, live=not as_json,
+                lambda: collect(0), render, interval, live=chosen == "table",
                 view=lambda report, refreshed, every, height: reports.pool_report_renderable(
                     report, refreshed=refreshed, interval=every, height=height
                 ),

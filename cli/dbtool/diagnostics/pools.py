@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event
@@ -97,6 +98,7 @@ class ServerReport:
     oldest_transaction: ServerProcess | None
     longest_idle_in_transaction: ServerProcess | None
     role: dict[str, Any] | None = None  # primary or standby, host reached, replay lag
+    read_at: str = ""  # ISO time: behind a pooler, its half is read apart
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,9 @@ class PoolReport:
     server: ServerReport | None
     probe: ProbeReport | None = None
     pgbouncer: Any = None  # the backend's pooler report (PgBouncer's: pgbouncer.py)
+    pgpool: Any = None  # a pooler found in between (pgpool-II's: pgpool.py)
+    # The tightest limit on more processes with this pool: {"processes", "limited_by"}.
+    headroom: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -158,6 +163,7 @@ async def server_report(db: Database) -> ServerReport | None:
         oldest_transaction=seen.oldest_transaction,
         longest_idle_in_transaction=seen.longest_idle_in_transaction,
         role=None if role is None else role.as_dict(),
+        read_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
     )
 
 
@@ -222,6 +228,37 @@ async def probe(db: Database, connections: int, *, hold: float = 0.05) -> ProbeR
     )
 
 
+def _without_cache(server: ServerReport, pooler: Any) -> list[dict[str, Any]]:
+    """The server's connections by application, the pooler's cached ones in a row of their
+    own rather than counted as idle sessions of the application that last used them."""
+    rows = [dict(row) for row in server.by_application]
+    for cached in pooler.cached_by_application:
+        for row in rows:
+            same = (row["application_name"], row["state"]) == (
+                cached["application_name"], cached["state"])  # fmt: skip
+            if same:
+                row["count"] -= cached["count"]
+    rows = [row for row in rows if row["count"] > 0]
+    total = sum(cached["count"] for cached in pooler.cached_by_application)
+    if total:
+        rows.append({"application_name": "(pgpool-II cache)", "state": "idle", "count": total})
+    return rows
+
+
+def _tightest(server: ServerReport | None, pooler: Any, capacity: int) -> dict[str, Any] | None:
+    """How many more processes with this pool fit, by the tightest of the limits known:
+    behind a pooler, the clients it accepts (it shares its server connections, so the
+    server's max_connections does not bound the processes); else the server's."""
+    if pooler is not None and pooler.headroom_processes is not None:
+        processes, limited_by = pooler.headroom_processes, pooler.limit
+    elif server is not None and server.headroom_processes is not None:
+        processes = server.headroom_processes
+        limited_by = f"the server's max_connections ({server.max_connections})"
+    else:
+        return None
+    return {"processes": processes, "per_process": capacity, "limited_by": limited_by}
+
+
 def _p95(ordered: list[float]) -> float:
     return ordered[max(0, round(0.95 * len(ordered)) - 1)]
 
@@ -233,25 +270,66 @@ async def pool_report(
     probe_hold: float = 0.05,
     idle_in_transaction_warning: float = IDLE_IN_TRANSACTION_WARNING,
     bouncer: Any = None,
+    server_deadline: float | None = None,
 ) -> PoolReport:
     """The whole picture: client pool, server side, PgBouncer (its report, from
-    pgbouncer_report), optional probe, and warnings."""
+    pgbouncer_report), optional probe, the tightest headroom, and warnings.
+
+    Behind a pooler (`bouncer` given) the server side is read within `server_deadline`
+    seconds: when the pooler's pool is full, dbtool's own query queues with the others, and
+    a report of one moment beats a late one of two; the warning says what was not read."""
     probed = await probe(db, probe_connections, hold=probe_hold) if probe_connections else None
-    server = await server_report(db)
+    # A pooler that answers on the database's own connection (pgpool-II), read first: the
+    # server's view then includes what reading it changed (its connection, now cached).
+    pgpool = await db.backend.pooler_in_between(db) if bouncer is None else None
+    unread = None
+    try:
+        server = await asyncio.wait_for(server_report(db), server_deadline)
+    except TimeoutError:
+        server, unread = None, server_deadline
     report = PoolReport(
         database=db.settings.masked_url,
         client=client_pool(db),
         server=server,
         probe=probed,
         pgbouncer=bouncer,
+        pgpool=pgpool,
+        headroom=_tightest(server, bouncer or pgpool, db.settings.pool_capacity),
     )
+    if pgpool is not None and server is not None:
+        report.server = replace(server, by_application=_without_cache(server, pgpool))
+        if pgpool.cached_connections:
+            report.notes.append(
+                f"{counted(pgpool.cached_connections, 'idle connection')} on the server "
+                f"{agreeing(pgpool.cached_connections, 'is', 'are')} pgpool-II's cache "
+                "(children without a client keep their backend connections): no running "
+                "process holds them"
+            )
+        if pgpool.headroom_processes == 0:
+            report.warnings.append(
+                f"pgpool-II accepts only {counted(pgpool.client_headroom, 'more client')} "
+                f"(num_init_children {pgpool.num_init_children}): no room for another "
+                f"process with this pool ({db.settings.pool_capacity} connections)"
+            )
+    if unread is not None:
+        report.warnings.append(
+            f"the server side was not read: dbtool's own query found no server connection "
+            f"within {unread:g}s (it queued behind the pooler's full pool)"
+        )
     if bouncer is not None:
-        if bouncer.clients_waiting:
+        if bouncer.full:
+            report.warnings.append(
+                f"PgBouncer's pool for {bouncer.database} is full: "
+                f"{counted(bouncer.clients_waiting, 'client')} "
+                f"{agreeing(bouncer.clients_waiting, 'is', 'are')} waiting for a server "
+                f"connection (longest {bouncer.max_wait_seconds:g}s; default_pool_size "
+                f"{bouncer.default_pool_size}): more processes queue there, they are not refused"
+            )
+        elif bouncer.clients_waiting:
             report.warnings.append(
                 f"{counted(bouncer.clients_waiting, 'client')} "
                 f"{agreeing(bouncer.clients_waiting, 'is', 'are')} waiting in PgBouncer for a "
-                f"server connection (longest {bouncer.max_wait_seconds:g}s): the pool for "
-                f"{bouncer.database} (default_pool_size {bouncer.default_pool_size}) is full"
+                f"server connection (longest {bouncer.max_wait_seconds:g}s)"
             )
         if bouncer.headroom_processes == 0:
             report.warnings.append(

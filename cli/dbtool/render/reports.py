@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from dbtool.render.console import out_console, printable, stdout_is_terminal, tsv_field
+from dbtool.wording import counted
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -50,6 +51,13 @@ def _pool_report_sections(report: PoolReport) -> list[_Section]:
     """What `pool-status` shows, part by part (rendered in panels on a terminal, as plain
     indented lines when piped)."""
     sections = []
+    if report.headroom is not None:
+        room = report.headroom
+        sections.append(_Section("Headroom", [(
+            "verdict",
+            f"{counted(room['processes'], 'more process', 'more processes')} with this pool "
+            f"({room['per_process']} connections each) fit, limited by {room['limited_by']}",
+        )]))  # fmt: skip
     client = report.client
     pairs = [("class", client.pool_class)]
     if client.pool_size is not None:
@@ -94,6 +102,8 @@ def _pool_report_sections(report: PoolReport) -> list[_Section]:
                 f"({client.capacity} connections each)",
             )
         )
+        if report.pgbouncer is not None:  # the two halves are read at different moments
+            pairs.append(("read at", server.read_at))
         for label, backend in (
             ("oldest transaction", server.oldest_transaction),
             ("idle in transaction", server.longest_idle_in_transaction),
@@ -134,7 +144,8 @@ def _pool_report_sections(report: PoolReport) -> list[_Section]:
             (
                 "servers",
                 f"{bouncer.servers_active} active, {bouncer.servers_idle} idle, "
-                f"{bouncer.servers_other} other, of default_pool_size "
+                f"{bouncer.servers_used} used, {bouncer.servers_tested} tested, "
+                f"{bouncer.servers_login} logging in, of default_pool_size "
                 f"{bouncer.default_pool_size}",
             ),
             (
@@ -144,7 +155,40 @@ def _pool_report_sections(report: PoolReport) -> list[_Section]:
                 "pool",
             ),
         ]
+        stats = bouncer.stats
+        if "transactions" in stats:
+            pairs.append((
+                "since start",
+                f"{stats['transactions']:,.0f} transactions, "
+                f"{stats.get('queries', 0):,.0f} queries, "
+                f"{stats.get('wait_seconds', 0):,.3f}s waited for a server in all",
+            ))  # fmt: skip
+        pairs.append(("read at", bouncer.read_at))
+        if len(bouncer.pools) > 1:
+            pairs += [
+                (f"user {pool['user']}",
+                 f"{pool['cl_active']} clients active, {pool['cl_waiting']} waiting; "
+                 f"{pool['sv_active']} servers active, {pool['sv_idle']} idle")
+                for pool in bouncer.pools
+            ]  # fmt: skip
         sections.append(_Section("PgBouncer", pairs))
+    pgpool = report.pgpool
+    if pgpool is not None:
+        nodes = ", ".join(f"{n['hostname']}:{n['port']} {n['role']} {n['status']}"
+                          for n in pgpool.nodes)  # fmt: skip
+        pairs = [
+            ("pgpool-II", pgpool.version or "found between dbtool and the server"),
+            ("children", f"{pgpool.children_with_client} with a client, "
+                         f"{pgpool.children_waiting} waiting, of num_init_children "
+                         f"{pgpool.num_init_children} (max_pool {pgpool.max_pool})"),
+            ("cache", f"{pgpool.cached_connections} backend connections kept by children "
+                      "without a client" if pgpool.connection_cache else "off"),
+            ("headroom", f"{pgpool.client_headroom} more clients; "
+                         f"{pgpool.headroom_processes} more processes with this pool"),
+            ("nodes", nodes or "-"),
+            ("read at", pgpool.read_at),
+        ]  # fmt: skip
+        sections.append(_Section("pgpool-II", pairs))
     probe = report.probe
     if probe is not None:
         pairs = [
@@ -192,6 +236,76 @@ def print_pool_report(report: PoolReport) -> None:
     lines += [f"note: {note}" for note in report.notes]
     lines += [f"warning: {warning}" for warning in report.warnings]
     sys.stdout.write("".join(printable(line) + "\n" for line in lines))
+    sys.stdout.flush()
+
+
+def print_pool_metrics(report: PoolReport) -> None:
+    """`pool-status --format openmetrics`: the report as gauges (and PgBouncer's totals as
+    counters), for a textfile collector or a scrape wrapper."""
+    from dbtool.render.metrics import Family, render
+
+    client = report.client
+    families = [
+        Family("dbtool_pool_capacity", "Connections one process's pool may open").add(
+            client.capacity
+        ),
+    ]
+    server = report.server
+    if server is not None:
+        families += [
+            Family("dbtool_server_max_connections", "The server's max_connections").add(
+                server.max_connections
+            ),
+            Family("dbtool_server_connections_in_use", "Connections open on the server").add(
+                server.in_use
+            ),
+            Family("dbtool_server_connections_free", "Connections still free").add(
+                server.available
+            ),
+        ]
+        by_application = Family(
+            "dbtool_server_connections", "Connections to the database by application and state"
+        )
+        for row in server.by_application:
+            by_application.add(row["count"], application=row["application_name"] or "",
+                               state=row["state"] or "")  # fmt: skip
+        families.append(by_application)
+    if report.headroom is not None:
+        families.append(
+            Family("dbtool_pool_headroom_processes",
+                   "More processes with this pool that fit, by the tightest limit").add(
+                report.headroom["processes"], limited_by=report.headroom["limited_by"])
+        )  # fmt: skip
+    bouncer = report.pgbouncer
+    if bouncer is not None:
+        labels = {"database": bouncer.database}
+        clients = Family("dbtool_pgbouncer_clients", "PgBouncer's clients of the database")
+        clients.add(bouncer.clients_active, state="active", **labels)
+        clients.add(bouncer.clients_waiting, state="waiting", **labels)
+        servers = Family("dbtool_pgbouncer_servers", "PgBouncer's server connections")
+        for state in ("active", "idle", "used", "tested", "login"):
+            servers.add(getattr(bouncer, f"servers_{state}"), state=state, **labels)
+        families += [
+            clients,
+            servers,
+            Family("dbtool_pgbouncer_max_wait_seconds", "The longest wait of a client",
+                   unit="seconds").add(bouncer.max_wait_seconds, **labels),
+            Family("dbtool_pgbouncer_pool_size", "default_pool_size").add(
+                bouncer.default_pool_size, **labels),
+            Family("dbtool_pgbouncer_max_client_conn", "max_client_conn").add(
+                bouncer.max_client_conn),
+            Family("dbtool_pgbouncer_client_headroom", "More clients PgBouncer accepts").add(
+                bouncer.client_headroom),
+        ]  # fmt: skip
+        for name, value in bouncer.stats.items():
+            if name.startswith("average"):
+                continue
+            unit = "seconds" if name.endswith("_seconds") else "bytes" if name.endswith(
+                "_bytes") else ""  # fmt: skip
+            metric = f"dbtool_pgbouncer_{name}"
+            families.append(Family(metric, f"PgBouncer's SHOW STATS total ({name})",
+                                   kind="counter", unit=unit).add(value, **labels))  # fmt: skip
+    sys.stdout.write(render(families))
     sys.stdout.flush()
 
 

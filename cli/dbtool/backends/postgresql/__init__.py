@@ -383,6 +383,14 @@ class PostgreSQL(Backend):
 
         return await pgbouncer_report(settings, admin_url)
 
+    async def pooler_in_between(self, db: Database) -> Any | None:
+        from dbtool.backends.postgresql.pgpool import pgpool_report, proxied
+
+        async with db.reading() as conn:
+            if not await proxied(conn, self.hosts(db.settings.url)):
+                return None
+        return await pgpool_report(db.settings)
+
     # --- locks and schema changes ------------------------------------------------------
 
     async def bound_lock_waits(self, conn: AsyncConnection, settings: Settings) -> None:
