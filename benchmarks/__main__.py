@@ -20,7 +20,7 @@ from benchmarks.harness import HEADER, Row, compile_package
 # Each module has run(runs, postgres_url=..., quick=...) -> list[Row]. Later issues add theirs.
 SUITES = [
     "startup", "commands", "everyday", "sessions", "imports", "exports", "lists", "mariadb",
-    "fixtures",
+    "fixtures", "probes",
 ]  # fmt: skip
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -197,6 +197,9 @@ def exercise_every_command(dbtool: Dbtool, tmp_path: Path) -> None:
     ok("info")
     ok("check")
     ok("pool-status", "--probe", "3")
+    ok("ping", "--require", "primary")
+    assert [m["role"] for m in json.loads(ok("cluster", "--json"))["members"]] == ["primary"]
+    assert '"table": "users"' in ok("dump")
     ok("config")
     ok("reset", "--yes")
     assert json.loads(ok("users", "list", "--json")) == []
@@ -329,6 +332,17 @@ def test_pool_status_behind_a_full_pgbouncer_pool_answers_at_once(
         assert not any("not read" in w for w in calm["warnings"])
     finally:
         bouncer.stop()
+
+
+def test_every_command_through_pgpool(primary: Cluster, database: str, tmp_path: Path) -> None:
+    pool: Pgpool = _or_pgpool_skip(lambda: Pgpool.start(primary, children=16))
+    try:
+        dbtool = Dbtool(pool.url(database))
+        assert dbtool("init").exit_code == 0
+        exercise_every_command(dbtool, tmp_path)
+        assert json.loads(dbtool("pool-status", "--json").stdout)["pgpool"] is not None
+    finally:
+        pool.stop()
 
 
 def test_pool_status_behind_pgpool(primary: Cluster, database: str) -> None:

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.helpers import POSTGRES_URL, Dbtool, assert_clean_error, postgres_url
+from tests.helpers import (
+    POSTGRES_URL,
+    Dbtool,
+    Result,
+    assert_clean_error,
+    postgres_dsn,
+    postgres_url,
+    run_sql,
+)
 
 
 def free_port() -> int:
@@ -128,3 +136,61 @@ def test_json_logs_for_collectors(postgres_available: None) -> None:
     assert all(json.loads(line)["level"] for line in ok.stderr.splitlines())
     bad = Dbtool(postgres_url("postgres"))("ping", env={"DBTOOL_LOG_FORMAT": "yaml"})
     assert_clean_error(bad, 2, "DBTOOL_LOG_FORMAT")
+
+
+SLOW_SEED = """
+from sqlalchemy import text
+
+
+async def run(session):
+    await session.execute(text(
+        "INSERT INTO users VALUES (gen_random_uuid(), 'seeded@example.com', 'seeded', '!',"
+        " true, false, now(), now())"))
+    await session.execute(text("SELECT pg_sleep(2.5)"))
+"""
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_mid_command_is_retried_whole(
+    new_postgres_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server ends dbtool's connection in the middle of a step (pg_terminate_backend, as
+    an admin shutdown or a failover does): under --wait the whole step runs again and its
+    work is done once; without it, exit 3 and nothing of it is saved."""
+    import asyncpg
+
+    (tmp_path / "slow_seed.py").write_text(SLOW_SEED)
+    monkeypatch.chdir(tmp_path)
+    url = postgres_url(new_postgres_database)
+    dbtool = Dbtool(url, env={"DBTOOL_SEED": "slow_seed:run"})
+    assert dbtool("init").exit_code == 0
+
+    async def terminate_the_seed_once() -> None:
+        conn = await asyncpg.connect(postgres_dsn())
+        try:
+            for _ in range(100):
+                ended = await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = $1 AND query LIKE 'SELECT pg_sleep(2.5)%'",
+                    new_postgres_database,
+                )
+                if ended:
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError("the seed never ran")
+        finally:
+            await conn.close()
+
+    for wait, code in ((["--wait", "30"], 0), ([], 3)):
+        process = dbtool.spawn("seed", *wait, "--json", cwd=tmp_path)
+        asyncio.run(terminate_the_seed_once())
+        out, err = process.communicate(timeout=60)
+        assert process.returncode == code, err
+        if code == 0:
+            assert "lost" in err and "retrying" in err
+            rows = run_sql(url, "SELECT count(*) FROM users WHERE email = 'seeded@example.com'")
+            assert rows == [(1,)]
+            run_sql(url, "DELETE FROM users")
+        else:
+            assert_clean_error(Result(code, out, err), 3, "lost")
+            assert run_sql(url, "SELECT count(*) FROM users") == [(0,)]

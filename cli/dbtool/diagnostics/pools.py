@@ -331,6 +331,12 @@ async def pool_report(
                 f"{agreeing(bouncer.clients_waiting, 'is', 'are')} waiting in PgBouncer for a "
                 f"server connection (longest {bouncer.max_wait_seconds:g}s)"
             )
+        if server is not None and server.available < bouncer.server_headroom:
+            report.warnings.append(
+                f"PgBouncer may open {bouncer.server_headroom} more server connections for "
+                f"{bouncer.database}, but the server has only {server.available} free: its "
+                "pool cannot grow to default_pool_size"
+            )
         if bouncer.headroom_processes == 0:
             report.warnings.append(
                 f"PgBouncer accepts only {counted(bouncer.client_headroom, 'more client')} "
