@@ -7,6 +7,7 @@ list reached with `--after` (keyset) and with `--offset` (which must skip rows).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import statistics
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.data import generate, libpq, load, postgres_database, sqlite_database
-from benchmarks.harness import Row
+from benchmarks.harness import DBTOOL, Row, clean_env, time_interleaved, timed_process
 
 SMALL = 10_000
 
@@ -25,28 +26,50 @@ def run(runs: int, postgres_url: str | None = None, quick: bool = False, **_: ob
     large = 100_000 if quick else 1_000_000
     samples = max(15, runs * 2)
     rows: list[Row] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as databases:
         folder = Path(tmp)
         files = {n: generate(folder / f"{n}.csv", n) for n in (SMALL, large)}
         if postgres_url:
-            timings = {}
+            timings, urls = {}, {}
             for n, data in files.items():
-                with postgres_database(postgres_url) as url:
-                    load(url, data)
-                    timings[n] = {
-                        page: asyncio.run(_postgres_ms(url, sql, samples))
-                        for page, sql in _queries(url, n).items()
-                    }
+                urls[n] = url = databases.enter_context(postgres_database(postgres_url))
+                load(url, data)
+                timings[n] = {
+                    page: asyncio.run(_postgres_ms(url, sql, samples))
+                    for page, sql in _queries(url, n).items()
+                }
             rows += _rows("PostgreSQL", timings, large)
-        timings = {}
+            rows.append(_whole_command("PostgreSQL", urls, large, runs))
+        timings, urls = {}, {}
         for n, data in files.items():
-            url = sqlite_database(folder / f"{n}.db")
+            urls[n] = url = sqlite_database(folder / f"{n}.db")
             load(url, data)
             timings[n] = {
                 page: _sqlite_ms(url, sql, samples) for page, sql in _queries(url, n).items()
             }
         rows += _rows("SQLite", timings, large)
+        rows.append(_whole_command("SQLite", urls, large, runs))
     return rows
+
+
+def _whole_command(backend: str, urls: dict[int, str], large: int, runs: int) -> Row:
+    """`users list --limit 50` as a user runs it (start-up, page and total), at both sizes."""
+    env = clean_env()
+    medians = time_interleaved(
+        {n: timed_process([DBTOOL, "--url", url, "users", "list", "--limit", "50"], env=env)
+         for n, url in urls.items()},
+        runs,
+    )  # fmt: skip
+    return Row(
+        f"`users list --limit 50`, whole command, {large:,} users ({backend})",
+        medians[large] * 1000,
+        f"the same at {SMALL:,} users",
+        medians[SMALL] * 1000,
+        target=1.2,
+        note="the total estimated from the planner's statistics above 100,000 rows"
+        if backend == "PostgreSQL"
+        else "SQLite has no statistics to estimate from: it counts",
+    )
 
 
 def _queries(url: str, count: int) -> dict[str, str]:

@@ -453,3 +453,49 @@ def test_every_users_command_says_to_run_init_first(database_url: str, backend: 
     for args in USER_COMMANDS:
         result = dbtool(*args, input=PASSWORD + "\n")
         assert_clean_error(result, 1, "run `dbtool init` first")
+
+
+# Many users in one statement per backend, then the statistics the estimate reads.
+MANY_USERS = {
+    "postgres": [
+        "INSERT INTO users SELECT gen_random_uuid(), 'u' || n || '@example.com', 'u' || n, '!',"
+        " true, n % 2 = 0, now(), now() FROM generate_series(1, 120000) AS n",
+        "ANALYZE users",
+    ],
+    "mariadb": [
+        "INSERT INTO users SELECT replace(uuid(), '-', ''), concat('u', seq, '@example.com'),"
+        " concat('u', seq), '!', true, seq % 2 = 0, now(), now() FROM seq_1_to_120000",
+        "ANALYZE TABLE users",
+    ],
+    "sqlite": [
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 120000)"
+        " INSERT INTO users SELECT lower(hex(randomblob(16))), 'u' || i || '@example.com',"
+        " 'u' || i, '!', 1, i % 2 = 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM n",
+    ],
+}
+
+
+def test_list_totals_on_a_large_table_cost_no_full_count(initialised: Dbtool, backend: str) -> None:
+    """From 100,000 users (the planner's statistics), the total of a page is the estimate,
+    or with a filter a count that stops past 10,000; --exact and --json --count count all.
+    SQLite keeps no statistics to estimate from: it counts."""
+    for statement in MANY_USERS[backend]:
+        run_sql(initialised.url, statement)
+    plain = initialised("users", "list", "--limit", "5")
+    assert plain.exit_code == 0, plain.output
+    exact = initialised("users", "list", "--limit", "5", "--exact")
+    assert "of 120,000 users" in exact.stderr and "estimated" not in exact.stderr
+    assert (
+        json.loads(initialised("users", "list", "--json", "--count", "--limit", "1").stdout)[
+            "total"
+        ]
+        == 120_000
+    )
+    filtered = initialised("users", "list", "--limit", "5", "--superuser")
+    if backend == "sqlite":
+        assert "of 120,000 users" in plain.stderr and "estimated" not in plain.stderr
+        assert "of 60,000 users" in filtered.stderr
+        return
+    assert "of about " in plain.stderr and "the total is estimated" in plain.stderr
+    assert "of more than 10,000 users" in filtered.stderr and "bounded" in filtered.stderr
+    assert "of 60,000 users" in initialised("users", "list", "--superuser", "--exact").stderr

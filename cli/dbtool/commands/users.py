@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from dbtool.models.user_model import UserModel
-    from dbtool.users.service import UserRecord
+    from dbtool.users.service import Total, UserRecord
 
 users_app = typer.Typer(
     name="users",
@@ -432,12 +432,24 @@ def users_list(
             show_default=False,
         ),
     ] = False,
+    exact: Annotated[
+        bool,
+        flag(
+            "--exact",
+            help="Count every matching user for the total, however many (on a "
+            "large table the total is otherwise estimated, or bounded with a filter).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     as_csv: Annotated[bool, flag("--csv", help="Print CSV on stdout.")] = False,
     wait: WaitOption = 0.0,
 ) -> None:
     """List users: a table that fits the terminal (tab-separated when piped), --json or
     --csv. Shows the first 50 and says how many there are.
+
+    On a table of 100,000 users or more (by the planner's statistics) the total is the
+    planner's estimate ("about 1,000,000"), or with a filter "more than 10,000", so that a
+    page costs the same at any size; --exact counts them all, and so does --json --count.
 
     Users come oldest first (by primary key for a user model without an index on its
     creation time); `--after` the last user of a page gives the next page at the same speed
@@ -465,10 +477,10 @@ def users_list(
         if limit_or_all is None:
             shown = _stream_all(cmd, selection, columns, as_json=as_json, as_csv=as_csv,
                                 count=count)  # fmt: skip
-            total = shown
+            total = users.Total(shown)
         else:
 
-            async def page(session: "AsyncSession") -> "tuple[list[UserRecord], int, bool]":
+            async def page(session: "AsyncSession") -> "tuple[list[UserRecord], Total, bool]":
                 # One user more than the page: whether a next page exists, without a guess.
                 found = await users.list_users(
                     session, selection, limit=limit_or_all + 1, offset=offset, after=after
@@ -477,8 +489,10 @@ def users_list(
                 found = found[:limit_or_all]
                 # A page that ends the list: its total needs no count(*).
                 if not beyond and (found or not offset) and not after:
-                    return found, offset + len(found), beyond
-                return found, await users.count_users(session, selection), beyond
+                    return found, users.Total(offset + len(found)), beyond
+                counted_all = exact or (as_json and count)
+                total = await users.total_users(session, selection, exact=counted_all)
+                return found, total, beyond
 
             found, total, more = cmd.in_session(page, readonly=True)
             cmd.note_standby()
@@ -487,7 +501,7 @@ def users_list(
             rows = [[user.get(name) for name in columns] for user in found]
             if as_json:
                 listed = [user.public() for user in found]
-                output.print_json({"total": total, "users": listed} if count else listed)
+                output.print_json({"total": total.count, "users": listed} if count else listed)
             elif as_csv:
                 output.print_csv(columns, rows)
             else:
@@ -499,20 +513,24 @@ def users_list(
                         f"not shown at this width: {', '.join(left_out)} (--json shows all)",
                         wrap=True,
                     )
+    of = total.describe()
     if after is not None and not shown:
-        output.note(f"no users after {after}: that was the last of {total:,}", wrap=True)
+        output.note(f"no users after {after}: that was the last of {of}", wrap=True)
     elif after is not None:
-        output.note(f"showing {shown:,} after {after} of {total:,} users", wrap=True)
-    elif shown < total and shown:
+        output.note(f"showing {shown:,} after {after} of {of} users", wrap=True)
+    elif shown < total.count and shown:
         output.note(
-            f"showing {offset + 1:,}-{offset + shown:,} of {total:,} users "
+            f"showing {offset + 1:,}-{offset + shown:,} of {of} users "
             "(use --limit / --offset, or --all)",
             wrap=True,
         )
-    elif shown < total:
-        output.note(f"no users after the first {offset:,}: there are {total:,}")
+    elif shown < total.count:
+        output.note(f"no users after the first {offset:,}: there are {of}")
     else:
-        output.note(f"{total:,} {'user' if total == 1 else 'users'}")
+        output.note(f"{of} {'user' if total.count == 1 else 'users'}")
+    if total.kind != "exact":
+        output.note(f"the total is {'estimated' if total.kind == 'estimate' else 'bounded'}: "
+                    "--exact counts every user")  # fmt: skip
     if last is not None and more:
         # On a line of its own, never folded: the id is there to be copied.
         output.note(f"next page: --after {last}")

@@ -137,10 +137,12 @@ def from_the_start(stream: Any) -> Callable[[], None]:
     begun = getattr(stream, "written", 0)
 
     def rewind() -> None:
+        if getattr(stream, "written", 0) == begun:
+            return  # nothing written since (a first attempt): nothing to take back
         if seekable:
             stream.seek(start)
             stream.truncate()
-        elif getattr(stream, "written", 0) != begun:
+        else:
             raise OutputStartedError(
                 "the connection to the database was lost after part of the output was "
                 "written: run the command again"

@@ -349,6 +349,55 @@ async def count_users(
     return int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
+# Above this many matching users, `users list` says "more than ..." rather than counting
+# every one (on a large table with a filter; without one, the planner's estimate serves).
+COUNT_BOUND = 10_000
+
+
+@dataclass(frozen=True)
+class Total:
+    """How many users a selection has: `exact`, the planner's `estimate` (a large table,
+    no filter), or `at_least` (a filter on a large table: counted up to a bound)."""
+
+    count: int
+    kind: str = "exact"
+
+    def describe(self) -> str:
+        if self.kind == "estimate":
+            return f"about {self.count:,}"
+        if self.kind == "at_least":
+            return f"more than {self.count - 1:,}"
+        return f"{self.count:,}"
+
+
+async def total_users(
+    session: AsyncSession,
+    selection: UserFilter = UserFilter(),
+    *,
+    model: UserModel | None = None,
+    exact: bool = False,
+) -> Total:
+    """How many users `selection` has, at a cost that does not grow with the table: exact
+    below ESTIMATE_FROM rows (by the planner's statistics) or when `exact`; above, the
+    planner's estimate without a filter, else a count that stops past COUNT_BOUND."""
+    from dbtool.backends import backend_for
+    from dbtool.schema.tables import ESTIMATE_FROM
+
+    model, _ = _resolve(session, model)
+    if not exact:
+        conn = await session.connection()
+        quoted = conn.dialect.identifier_preparer.format_table(model.table)
+        guess = await backend_for(conn.dialect.name).estimated_rows(conn, quoted)
+        if guess is not None and guess >= ESTIMATE_FROM:
+            if selection == UserFilter():
+                return Total(int(guess), "estimate")
+            query = filtered(select(model.id), selection, model).order_by(None)
+            bounded = select(func.count()).select_from(query.limit(COUNT_BOUND + 1).subquery())
+            found = int(await session.scalar(bounded) or 0)
+            return Total(found, "at_least" if found > COUNT_BOUND else "exact")
+    return Total(await count_users(session, selection, model=model))
+
+
 # --- writing ----------------------------------------------------------------------------------
 
 
