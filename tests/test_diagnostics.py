@@ -361,3 +361,13 @@ def test_cluster_of_one_server_on_every_backend(initialised: Dbtool) -> None:
     families = {f.name: f for f in text_string_to_metric_families(metrics)}
     assert families["dbtool_cluster_primaries"].samples[0].value == 1
     assert_clean_error(initialised("cluster", "--format", "xml"), 2)
+
+
+def test_cluster_watch_on_a_terminal_fits_and_stops_on_ctrl_c(initialised: Dbtool) -> None:
+    terminal = Terminal("--url", initialised.url, "cluster", "--watch", "--interval", "0.3",
+                        env={"COLUMNS": "80"})  # fmt: skip
+    terminal.expect("Ctrl-C to quit")
+    terminal.expect("leader")
+    terminal.send_raw(b"\x03")
+    assert terminal.wait() == 0, terminal.transcript
+    assert "Traceback" not in terminal.transcript and "…" not in terminal.transcript

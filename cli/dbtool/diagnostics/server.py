@@ -8,6 +8,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -115,9 +116,12 @@ async def single_server_view(db: Database) -> ClusterView:
     one server the URL reaches, as a member of a cluster of one."""
     role = await db.server_role()
     standby = role is not None and role.standby
+    url = db.settings.url
     where = (role.host if role is not None else None) or db.settings.masked_url
+    # A file's name (SQLite) rather than its whole path, which is the member's "host".
+    name = (role.host if role is not None else None) or PurePath(url.database or where).name
     member = ClusterMember(
-        name=where, host=where, role="standby" if standby else "primary",
+        name=name, host=where, role="standby" if standby else "primary",
         state=(role.receiver if role is not None else None) or "running",
         replay_lag_bytes=role.replay_lag_bytes if standby and role else None,
         replay_lag_seconds=role.replay_lag_seconds if standby and role else None,

@@ -41,10 +41,25 @@ def cluster_renderable(
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(*COLUMNS, header_style="bold")
-    for member in view.members:
-        style = {"primary": "bold green", "unreachable": "red"}.get(member.role, "")
-        table.add_row(*(Text(value, style=style) for value in _row(member)))
+    from dbtool.render.console import out_console
+
+    console = out_console()
+    rows = [_row(member) for member in view.members]
+    # Columns left out, in this order, until the table fits the terminal (never cut to "…").
+    shown = list(COLUMNS)
+    for spare in (None, "Patroni", "Receive lag", "TL", "Host"):
+        if spare is not None:
+            shown.remove(spare)
+        fits = spare != "Host"  # the last try folds what still does not fit
+        table = Table(header_style="bold")
+        for name in shown:
+            table.add_column(name, no_wrap=fits, overflow="fold")
+        for member, row in zip(view.members, rows, strict=True):
+            style = {"primary": "bold green", "unreachable": "red"}.get(member.role, "")
+            cells = dict(zip(COLUMNS, row, strict=True))
+            table.add_row(*(Text(cells[name], style=style) for name in shown))
+        if table.__rich_measure__(console, console.options).maximum <= console.width:
+            break
     parts: list[RenderableType] = [
         Text(f"updated {refreshed:%H:%M:%S}, every {interval:g}s · Ctrl-C to quit", style="dim"),
         Text.assemble(("leader ", "bold"), view.leader or "none"),
