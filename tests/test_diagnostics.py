@@ -371,3 +371,10 @@ def test_cluster_watch_on_a_terminal_fits_and_stops_on_ctrl_c(initialised: Dbtoo
     terminal.send_raw(b"\x03")
     assert terminal.wait() == 0, terminal.transcript
     assert "Traceback" not in terminal.transcript and "…" not in terminal.transcript
+
+
+def test_json_and_another_format_are_one_choice_too_many(initialised: Dbtool) -> None:
+    for command in ("cluster", "pool-status"):
+        both = initialised(command, "--json", "--format", "openmetrics")
+        assert_clean_error(both, 2, "choose one of --json and --format openmetrics")
+        assert initialised(command, "--json", "--format", "json").exit_code == 0

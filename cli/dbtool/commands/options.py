@@ -163,6 +163,17 @@ FormatOption = Annotated[
         "node_exporter textfile collector or a scrape wrapper.",
     ),
 ]
+
+
+def chosen_format(as_json: bool, chosen: str) -> str:
+    """--json, or --format: the same choice said twice is fine, two choices are not."""
+    if as_json and chosen not in ("table", "json"):
+        from dbtool.errors import UsageError
+
+        raise UsageError(f"choose one of --json and --format {chosen}")
+    return "json" if as_json else chosen
+
+
 IntervalOption = Annotated[
     float,
     typer.Option(

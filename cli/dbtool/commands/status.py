@@ -11,6 +11,7 @@ from dbtool.commands.options import (
     IntervalOption,
     JsonOption,
     WaitOption,
+    chosen_format,
     finite_seconds,
     flag,
     lag_limit,
@@ -144,8 +145,8 @@ def cluster(
     from dbtool.render import console as output
     from dbtool.render.cluster import cluster_renderable, print_cluster
 
-    chosen = "json" if as_json else output_format
     with Command(ctx) as cmd:
+        chosen = chosen_format(as_json, output_format)
         settings = cmd.settings
         backend = backend_for(settings.url)
         source = patroni or settings.patroni_url
@@ -254,8 +255,6 @@ def pool_status(
     from dbtool.render import console as output
     from dbtool.render import reports
 
-    chosen = "json" if as_json else output_format
-
     def render(report: "PoolReport") -> None:
         if chosen == "json" and watch:
             output.print_json_line(report.as_dict())  # a stream: one object per refresh
@@ -267,6 +266,7 @@ def pool_status(
             reports.print_pool_report(report)
 
     with Command(ctx) as cmd:
+        chosen = chosen_format(as_json, output_format)
         admin = pgbouncer or cmd.settings.pgbouncer_admin_url
 
         def collect(probe_connections: int) -> "PoolReport":
