@@ -378,3 +378,72 @@ def test_json_and_another_format_are_one_choice_too_many(initialised: Dbtool) ->
         both = initialised(command, "--json", "--format", "openmetrics")
         assert_clean_error(both, 2, "choose one of --json and --format openmetrics")
         assert initialised(command, "--json", "--format", "json").exit_code == 0
+
+
+def scrape(port: int, path: str = "/metrics") -> tuple[int, str, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return answer.status, answer.headers["Content-Type"], answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+def serving(dbtool: Dbtool, *args: str) -> tuple[Any, int]:
+    """dbtool serving /metrics on a free port, once it answers."""
+    from tests.topology import free_port
+
+    port = free_port()
+    process = dbtool.spawn(*args, "--listen", f"127.0.0.1:{port}")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            scrape(port, "/")
+            return process, port
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError(process.communicate()[1])
+
+
+@pytest.mark.parametrize("command", ["cluster", "pool-status"])
+def test_listen_serves_fresh_openmetrics_until_ctrl_c(initialised: Dbtool, command: str) -> None:
+    process, port = serving(initialised, command)
+    try:
+        readings = [scrape(port) for _ in range(2)]
+        for status, kind, body in readings:
+            assert status == 200 and kind.startswith("application/openmetrics-text")
+            assert {f.name for f in text_string_to_metric_families(body)}
+        assert scrape(port, "/other")[0] == 404
+    finally:
+        process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "serving OpenMetrics on http://127.0.0.1:" in err and "Traceback" not in err
+
+
+@pytest.mark.postgres
+def test_listen_answers_503_while_the_server_is_down_and_recovers() -> None:
+    from tests.topology import Cluster, TopologyError
+
+    try:
+        server = Cluster.create()
+    except TopologyError as exc:
+        pytest.skip(str(exc))
+    try:
+        process, port = serving(Dbtool(server.url("postgres")), "pool-status")
+        try:
+            assert scrape(port)[0] == 200
+            server.stop()
+            status, _, reason = scrape(port)
+            assert status == 503, reason
+            assert "cannot connect" in reason or "lost" in reason
+            server.start()
+            assert scrape(port)[0] == 200
+        finally:
+            process.send_signal(signal.SIGINT)
+        assert process.communicate(timeout=30) and process.returncode == 0
+    finally:
+        server.remove()

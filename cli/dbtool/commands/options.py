@@ -174,6 +174,27 @@ def chosen_format(as_json: bool, chosen: str) -> str:
     return "json" if as_json else chosen
 
 
+def listen_address(value: str | None) -> str | None:
+    """Option callback: HOST:PORT to serve /metrics on (a port of 1 to 65535)."""
+    if value is None:
+        return None
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9187)")
+    return value
+
+
+ListenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--listen",
+        metavar="HOST:PORT",
+        callback=listen_address,
+        help="Serve the OpenMetrics text at http://HOST:PORT/metrics, read afresh at each "
+        "scrape, until Ctrl-C (503 with the reason while the database does not answer).",
+        show_default=False,
+    ),
+]
 IntervalOption = Annotated[
     float,
     typer.Option(

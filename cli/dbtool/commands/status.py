@@ -10,6 +10,7 @@ from dbtool.commands.options import (
     FormatOption,
     IntervalOption,
     JsonOption,
+    ListenOption,
     WaitOption,
     chosen_format,
     finite_seconds,
@@ -25,6 +26,8 @@ from dbtool.render.live import watch as refresh_until_stopped
 from dbtool.wording import counted
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dbtool.backends.base import ClusterView
     from dbtool.config import Settings
     from dbtool.diagnostics.pools import PoolReport
@@ -126,6 +129,7 @@ def cluster(
     ] = False,
     interval: IntervalOption = 2.0,
     output_format: FormatOption = "table",
+    listen: ListenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show every member of a replicated PostgreSQL cluster: role, state, timeline and lag.
@@ -176,7 +180,12 @@ def cluster(
             leaders.append(view.leader)
             return view
 
-        if not watch:
+        if listen is not None:
+            from dbtool.render.cluster import cluster_exposition
+            from dbtool.render.metrics import serve
+
+            serve(listen, lambda: _scraped(cmd, lambda: cluster_exposition(observe())))
+        elif not watch:
             print_cluster(observe(), chosen)
         else:
             refresh_until_stopped(
@@ -242,6 +251,7 @@ def pool_status(
     ] = None,
     wait: WaitOption = 0.0,
     output_format: FormatOption = "table",
+    listen: ListenOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show the pool each process gets, who holds connections on the server, and the room left.
@@ -288,7 +298,11 @@ def pool_status(
                 )
             )
 
-        if not watch:
+        if listen is not None:
+            from dbtool.render.metrics import serve
+
+            serve(listen, lambda: _scraped(cmd, lambda: reports.pool_metrics(collect(0))))
+        elif not watch:
             render(collect(probe))
         else:
             refresh_until_stopped(
@@ -298,6 +312,23 @@ def pool_status(
                 ),
                 on_lost=cmd.forget_connections,
             )  # fmt: skip
+
+
+def _scraped(cmd: Command, exposition: "Callable[[], str]") -> str:
+    """One scrape of --listen: the database's failures as dbtool's errors (an unreachable
+    one answered 503), its pooled connections let go so that the next scrape reconnects."""
+    from dbtool.backends.errors import translate_error
+    from dbtool.errors import DatabaseUnavailableError
+
+    try:
+        return exposition()
+    except Exception as exc:
+        error = translate_error(exc, cmd.settings)
+        if isinstance(error, DatabaseUnavailableError):
+            cmd.forget_connections()
+        if error is None or error is exc:
+            raise
+        raise error from exc
 
 
 @command(

@@ -24,7 +24,7 @@ def print_cluster(view: ClusterView, fmt: str, *, stream: bool = False) -> None:
     if fmt == "json":
         (output.print_json_line if stream else output.print_json)(view.as_dict())
     elif fmt == "openmetrics":
-        sys.stdout.write(render(cluster_metrics(view)))
+        sys.stdout.write(cluster_exposition(view))
         sys.stdout.flush()
     else:
         output.print_table(COLUMNS, (_row(m) for m in view.members), keep=("Member", "Role"))
@@ -93,6 +93,11 @@ def _bytes(value: int | None) -> str:
         if value >= size:
             return f"{value / size:.1f} {unit}"
     return f"{value} B"
+
+
+def cluster_exposition(view: ClusterView) -> str:
+    """The cluster as OpenMetrics text."""
+    return render(cluster_metrics(view))
 
 
 def cluster_metrics(view: ClusterView) -> list[Family]:

@@ -240,8 +240,13 @@ def print_pool_report(report: PoolReport) -> None:
 
 
 def print_pool_metrics(report: PoolReport) -> None:
-    """`pool-status --format openmetrics`: the report as gauges (and PgBouncer's totals as
-    counters), for a textfile collector or a scrape wrapper."""
+    """`pool-status --format openmetrics`, for a textfile collector or a scrape wrapper."""
+    sys.stdout.write(pool_metrics(report))
+    sys.stdout.flush()
+
+
+def pool_metrics(report: PoolReport) -> str:
+    """The report as OpenMetrics text: gauges, and PgBouncer's totals as counters."""
     from dbtool.render.metrics import Family, render
 
     client = report.client
@@ -305,8 +310,7 @@ def print_pool_metrics(report: PoolReport) -> None:
             metric = f"dbtool_pgbouncer_{name}"
             families.append(Family(metric, f"PgBouncer's SHOW STATS total ({name})",
                                    kind="counter", unit=unit).add(value, **labels))  # fmt: skip
-    sys.stdout.write(render(families))
-    sys.stdout.flush()
+    return render(families)
 
 
 def _aligned(rows: Sequence[Sequence[str]], indent: str) -> list[str]:
