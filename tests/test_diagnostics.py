@@ -447,3 +447,39 @@ def test_listen_answers_503_while_the_server_is_down_and_recovers() -> None:
         assert process.communicate(timeout=30) and process.returncode == 0
     finally:
         server.remove()
+
+
+@pytest.mark.postgres
+def test_watch_rides_out_a_server_restart_and_says_so() -> None:
+    """pool-status --watch through a restart of its server: the gap is said on stderr, the
+    reports go on once it is back, Ctrl-C still ends it with 0."""
+    from tests.topology import Cluster, TopologyError
+
+    try:
+        server = Cluster.create()
+    except TopologyError as exc:
+        pytest.skip(str(exc))
+    try:
+        process = Dbtool(server.url("postgres")).spawn(
+            "pool-status", "--watch", "--interval", "0.3", "--json"
+        )
+        assert process.stdout is not None
+        try:
+            assert json.loads(process.stdout.readline())["server"]
+            server.stop()
+            time.sleep(1.5)
+            server.start()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # reports again after the restart
+                report = json.loads(process.stdout.readline())
+                if report["server"]["in_use"] >= 1:
+                    break
+            time.sleep(1)
+        finally:
+            process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 0, err
+        assert "lost the database at" in err and "the database is back after" in err
+        assert "Traceback" not in err
+    finally:
+        server.remove()

@@ -216,11 +216,16 @@ class Database:
                 return await step()
             except Exception as exc:
                 error = self._gone(exc, write=write)
+                if error is None:
+                    raise
                 remaining = deadline - loop.time()
-                if error is None or wait <= 0 or remaining <= 0:
-                    raise
-                if isinstance(exc, CommitUncertainError) and not replayable:
-                    raise
+                uncertain = isinstance(exc, CommitUncertainError) and not replayable
+                if wait <= 0 or remaining <= 0 or uncertain:
+                    # As dbtool's error, so that a caller that carries on (--watch, a
+                    # scrape) knows the database went away, whatever the driver raised.
+                    if error is exc or self.backend.is_read_only(exc):
+                        raise  # (a write on a standby stays the refusal it is: exit 5)
+                    raise error from exc
                 if on_retry is not None:
                     on_retry(attempt, error, remaining)
             await self.engine.dispose()  # the next connection may reach another host
