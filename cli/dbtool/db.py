@@ -243,6 +243,8 @@ class Database:
         None."""
         if isinstance(exc, CommitUncertainError):
             return exc
+        if isinstance(exc, BrokenPipeError):
+            return None  # our own output's reader left (`| head`), not the database
         lost = connection_error(exc, self.settings)
         if lost is not None:
             return lost if lost.retryable else None
