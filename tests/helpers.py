@@ -163,6 +163,21 @@ def run_sql(url: str, sql: str, params: dict[str, Any] | None = None) -> list[tu
         engine.dispose()
 
 
+def column_type(url: str, table: str, column: str) -> str:
+    """A column's type as the database declares it (to reference it from another table:
+    SQLAlchemy's Uuid is CHAR(32) on MariaDB under 2.0, its native UUID under 2.1)."""
+    backend = make_url(url).get_backend_name()
+    if backend == "postgresql":
+        query = ("SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+                 " WHERE attrelid = CAST(:table AS regclass) AND attname = :column")  # fmt: skip
+    elif backend in ("mysql", "mariadb"):
+        query = ("SELECT column_type FROM information_schema.columns WHERE table_schema ="
+                 " DATABASE() AND table_name = :table AND column_name = :column")  # fmt: skip
+    else:
+        query = "SELECT type FROM pragma_table_info(:table) WHERE name = :column"
+    return str(run_sql(url, query, {"table": table, "column": column})[0][0])
+
+
 def model_rows(url: str, table: Any) -> list[tuple[Any, ...]]:
     """The rows of a models' `table`, read through its column types (datetimes, decimals,
     UUIDs as Python values) by plain SQLAlchemy and another driver than dbtool's, sorted."""

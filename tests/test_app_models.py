@@ -33,6 +33,7 @@ from tests.helpers import (
     Dbtool,
     Terminal,
     assert_clean_error,
+    column_type,
     dbtool_executable,
     run_sql,
     table_names,
@@ -311,7 +312,7 @@ def test_drop_names_an_outside_table_that_references_the_models(
 ) -> None:
     dbtool = Dbtool(database_url)
     assert dbtool("init").exit_code == 0
-    id_type = "UUID" if backend == "postgres" else "CHAR(32)"  # SQLAlchemy's Uuid elsewhere
+    id_type = column_type(database_url, "users", "id")
     run_sql(database_url, "CREATE TABLE audit_log (id INTEGER PRIMARY KEY,"
                           f" user_id {id_type} REFERENCES users(id))")  # fmt: skip
     refused = dbtool("drop", "--yes")

@@ -29,6 +29,7 @@ from tests.helpers import (
     Dbtool,
     Result,
     assert_clean_error,
+    column_type,
     dbtool_executable,
     raw_uuid,
     run_sql,
@@ -644,8 +645,8 @@ def test_reset_is_one_transaction(initialised: Dbtool, database_url: str, backen
         "postgres": "CREATE TYPE posts AS (x int)",
         "sqlite": "CREATE INDEX posts ON users (email)",
         # InnoDB's foreign key names are the database's: posts' own (posts_ibfk_1) taken.
-        "mariadb": "CREATE TABLE blocker (a CHAR(32), CONSTRAINT posts_ibfk_1 FOREIGN KEY (a)"
-        " REFERENCES users (id))",
+        "mariadb": f"CREATE TABLE blocker (a {column_type(database_url, 'users', 'id')},"
+        " CONSTRAINT posts_ibfk_1 FOREIGN KEY (a) REFERENCES users (id))",
     }[backend]
     run_sql(database_url, blocker)
     result = app("reset", "--yes")
