@@ -115,19 +115,21 @@ async def single_server_view(db: Database) -> ClusterView:
     """`dbtool cluster` where the backend knows no cluster (SQLite, MariaDB for now): the
     one server the URL reaches, as a member of a cluster of one."""
     role = await db.server_role()
-    standby = role is not None and role.standby
-    url = db.settings.url
-    where = (role.host if role is not None else None) or db.settings.masked_url
+    host = role.host if role is not None else None
+    lagging = role if role is not None and role.standby else None
     # A file's name (SQLite) rather than its whole path, which is the member's "host".
-    name = (role.host if role is not None else None) or PurePath(url.database or where).name
+    name = host or PurePath(db.settings.url.database or db.settings.masked_url).name
     member = ClusterMember(
-        name=name, host=where, role="standby" if standby else "primary",
+        name=name, host=host or db.settings.masked_url,
+        role="primary" if lagging is None else "standby",
         state=(role.receiver if role is not None else None) or "running",
-        replay_lag_bytes=role.replay_lag_bytes if standby and role else None,
-        replay_lag_seconds=role.replay_lag_seconds if standby and role else None,
+        replay_lag_bytes=lagging.replay_lag_bytes if lagging else None,
+        replay_lag_seconds=lagging.replay_lag_seconds if lagging else None,
     )  # fmt: skip
     return ClusterView(
-        members=[member], leader=None if standby else member.name, checked_at=datetime.now(UTC)
+        members=[member],
+        leader=member.name if lagging is None else None,
+        checked_at=datetime.now(UTC),
     )
 
 
