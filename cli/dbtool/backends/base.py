@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
+from dbtool.errors import DbtoolError
 from dbtool.formats import Format
 
 # Execution option marking a transaction that only reads (SQLite: BEGIN DEFERRED).
@@ -187,6 +188,15 @@ class RowRejected(Exception):
     def __init__(self, line: int, column: str | None, reason: str) -> None:
         super().__init__(f"line {line}: {column or ''} {reason}")
         self.line, self.column, self.reason = line, column, reason
+
+
+class IndexConflictError(DbtoolError):
+    """A unique index could not be built again after the load (`indexes_after_load`): the
+    data repeats a value. The transaction is rolled back."""
+
+
+class IndexRebuildError(DbtoolError):
+    """An index came back different from what it was before the load: rolled back."""
 
 
 @dataclass(frozen=True)
@@ -476,6 +486,26 @@ class Backend:
         self, conn: AsyncConnection, table: Table, columns: list[str], records: list[list[Any]]
     ) -> None:
         """COPY `records` into `table`; a unique violation as SQLAlchemy's IntegrityError."""
+        raise NotImplementedError
+
+    async def drop_indexes_for_load(self, conn: AsyncConnection, table: Table) -> Any | None:
+        """Within an import's transaction into `table`: where the table is empty and no other
+        session can see it until the commit, its secondary indexes dropped, and an object
+        whose `count` says how many and whose `rebuild()` builds them again after the load,
+        exactly as they were (else IndexConflictError, IndexRebuildError); None elsewhere."""
+        return None
+
+    @property
+    def loads_csv_blocks(self) -> bool:
+        """Whether `load_csv_block` exists."""
+        return False
+
+    async def load_csv_block(
+        self, conn: AsyncConnection, table: Table, columns: list[str], data: bytes
+    ) -> int | None:
+        """Load CSV lines (no header) into `columns` of `table` with the database's own
+        loader, in a savepoint: the rows loaded, or None where the database refused a value
+        or a constraint (the savepoint then rolled back, the transaction usable)."""
         raise NotImplementedError
 
     async def copy_csv(self, conn: AsyncConnection, table: Table, source: CsvSource) -> int | None:

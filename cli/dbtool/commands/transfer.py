@@ -2,11 +2,13 @@
 one JSON array, and from other systems' exports. Typer wiring only: the files are
 `dbtool.transfer.files`', the work `dbtool.transfer`'s."""
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -182,6 +184,7 @@ def users_import(
         for note in field_map.notes if field_map is not None else []:
             output.note(note)
         with (
+            contextlib.ExitStack() as reopened,
             open_input(file) as (source_stream, bytes_read),
             rejects_writer(
                 rejects, chosen, fields, transfer.plain_password_key(model)
@@ -190,18 +193,25 @@ def users_import(
         ):
             db = cmd.database(write=True)
             name = "standard input" if file == "-" else file
+
+            def records(stream: IO[str]) -> Iterable[tuple[int, dict[str, Any]]]:
+                return transfer.read_records(
+                    stream, chosen, fields, required=(model.email.name,), name=name,
+                    fields=field_map,
+                )  # fmt: skip
+
+            def again() -> Iterable[tuple[int, dict[str, Any]]]:
+                """The file read from its start once more (a pipe or standard input cannot
+                be)."""
+                stream, _ = reopened.enter_context(open_input(file))
+                return records(stream)
+
             try:
                 report = cmd.run(
                     transfer.import_users(
                         db,
-                        transfer.read_records(
-                            source_stream,
-                            chosen,
-                            fields,
-                            required=(model.email.name,),
-                            name=name,
-                            fields=field_map,
-                        ),
+                        records(source_stream),
+                        again=again if file != "-" and Path(file).is_file() else None,
                         on_conflict=on_conflict,
                         skip_invalid=skip_invalid,
                         batch_size=batch_size,

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import islice
+from itertools import chain, islice
 from operator import itemgetter
 from typing import Any
 
@@ -45,7 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import DefaultClause
 from sqlalchemy.sql.elements import BindParameter
 
-from dbtool.backends.base import Backend
+from dbtool.backends.base import Backend, IndexConflictError
 from dbtool.db import Database
 from dbtool.errors import ConflictError, DbtoolError, InvalidInputError
 from dbtool.formats import OnConflict
@@ -58,7 +58,8 @@ from dbtool.models.user_model import (
     converter,
     python_type,
 )
-from dbtool.transfer.readers import ERROR_KEY, detect_format, read_records
+from dbtool.transfer.blocks import Block, BlockForm, block_form, csv_constant
+from dbtool.transfer.readers import ERROR_KEY, Records, block_records, detect_format, read_records
 from dbtool.users import passwords
 from dbtool.users.validation import normalize_email, normalize_username, username_from_email
 from dbtool.wording import counted
@@ -324,6 +325,7 @@ class ImportReport:
     skipped: int = 0
     rejected: int = 0
     seconds: float = 0.0
+    indexes_built_after: int = 0  # secondary indexes built after the load (empty table)
     rejections: list[Rejection] = field(default_factory=list)  # the first REPORT_LIMIT
     conflicts: list[str] = field(default_factory=list)
 
@@ -334,6 +336,7 @@ class ImportReport:
             "updated": self.updated,
             "skipped": self.skipped,
             "rejected": self.rejected,
+            "indexes_built_after_load": self.indexes_built_after,
             "seconds": round(self.seconds, 3),
         }
 
@@ -398,8 +401,15 @@ async def import_users(
     on_progress: Callable[[int], None] | None = None,
     model: UserModel | None = None,
     assume_utc: bool = False,
+    again: Callable[[], Iterable[tuple[int, dict[str, Any]]]] | None = None,
 ) -> ImportReport:
     """Import `records` (from read_records) in one transaction: all or nothing.
+
+    `again`, where the input can be read again from its start (a file): the records anew.
+    An import that fails on conflicts may then go into an empty table without its
+    secondary indexes, built once after the load (`Backend.indexes_after_load`); a value
+    the file repeats is found when they are built, and the file is then imported again
+    the usual way, which names the lines.
 
     Each batch is staged (COPY on PostgreSQL, executemany on SQLite) and moved into the user
     table by set-based statements according to `on_conflict` (or, where it can be, copied
@@ -424,7 +434,7 @@ async def import_users(
         integer_range=backend.integer_range,
     )
     report = ImportReport()
-    rows = iter(records)
+    rows: Iterator[tuple[int, Any]] = iter(records)
 
     # A driver whose exchanges with the server are taken up only when the event loop turns
     # gets turns while a batch is validated; one that works in its own thread needs none
@@ -433,28 +443,89 @@ async def import_users(
 
     created = datetime.now(UTC)  # the creation time of the rows that have none
 
-    async def next_batch() -> tuple[bool, list[tuple[list[Any], str | None]]]:
+    found: list[Any] = []  # a block that ended a slice, or a record that ended a block
+
+    def take(count: int) -> list[tuple[int, dict[str, Any]]]:
+        """Up to `count` records, ending early at a block."""
+        if not blocks_offered:
+            return list(islice(rows, count))
+        part = []
+        pushed_back = found[:]
+        found.clear()
+        for item in chain(pushed_back, rows) if pushed_back else rows:
+            if item[1].__class__ is Block:
+                found.append(item)
+                break
+            part.append(item)
+            if len(part) >= count:
+                break
+        return part
+
+    async def next_block() -> Block | None:
+        """The block that ended the last slice and those right after it, up to a batch:
+        one load for the database, the event loop turning between them (the database's
+        replies to the load in flight are read while the reader checks the next)."""
+        if not found or found[0][1].__class__ is not Block:
+            return None
+        block: Block = found.pop()[1]
+        while block.rows < batch_size:
+            await asyncio.sleep(0)
+            item: tuple[int, Any] | None = next(rows, None)
+            if item is None:
+                break
+            if not isinstance(item[1], Block):
+                found.append(item)  # a record: the next batch starts with it
+                break
+            block = block.followed_by(item[1])
+        return block
+
+    async def next_batch() -> tuple[bool, list[tuple[list[Any], str | None]], Block | None]:
         """Read and validate the next batch, a slice at a time, letting the event loop turn
         between slices: the database's replies to the batch in flight are read, and its next
-        statement sent, while Python works (so the server never waits for a whole batch)."""
+        statement sent, while Python works (so the server never waits for a whole batch).
+        A block of lines the file gives in a plain form ends the batch, and comes with it."""
         staged: list[tuple[list[Any], str | None]] = []
         more, left = False, batch_size
-        while left > 0 and (part := list(islice(rows, min(left, slice_rows)))):
+        while left > 0 and (part := take(min(left, slice_rows))):
             more, left = True, left - len(part)
             staged += _validate_batch(plan, part, report, on_reject, created)
             await asyncio.sleep(0)
-        return more, staged
+            if found:
+                break
+        block = await next_block()
+        return more or block is not None, staged, block
 
     staging = staging_table(model, plan)
-    moving: asyncio.Task[None] | None = None
+    moving: asyncio.Task[Any] | None = None
     moving_payload: Any = None  # the batch in flight, for a conflict report
     batches = 0
+    blocks_offered = False
+
+    async def settle(task: asyncio.Task[Any] | None) -> None:
+        """Wait for the batch in flight. A block the database refused (a date that does not
+        exist, a taken email) was rolled back to its savepoint: its rows go the slow way,
+        which finds the line, or the conflict to report."""
+        nonlocal moving, moving_payload
+        moving = None
+        refused = None if task is None else await task
+        if refused is None:
+            return
+        ready = [values for values, _ in _validate_batch(
+            plan, list(block_records(refused)), report, on_reject, created
+        )]  # fmt: skip
+        if ready and (not report.rejected or skip_invalid):
+            moving_payload = payload = stage.prepare(ready)
+            await _send(stage, payload, moves, report, len(ready), direct)
+
     with _collector_paused(), _hashing_threads() as hashing:
         try:
             async with db.session() as session, AsyncExitStack() as stack:
                 conn = await session.connection()
                 await stack.enter_async_context(backend.import_lock(conn, model.table))
                 await stack.enter_async_context(backend.bulk_session(conn))
+                dropped = None
+                if again is not None and on_conflict is OnConflict.FAIL:
+                    dropped = await backend.drop_indexes_for_load(conn, model.table)
                 await backend.create_temporary(conn, staging)
                 json_batches = await backend.rows_as_json(conn)
                 moves = _Moves.build(backend, on_conflict, model, staging, plan, json=json_batches)
@@ -466,27 +537,32 @@ async def import_users(
                     and not moves.staged.align_spellings
                     else None
                 )
+                loader = _BlockLoader.offered(backend, conn, records, plan, direct)
+                blocks_offered = loader is not None
                 try:
-                    more, staged = await next_batch()
+                    more, staged, block = await next_batch()
                     while more:
-                        if not report.rejected or skip_invalid:
+                        if staged and (not report.rejected or skip_invalid):
                             ready = await _hash_plain_passwords(
                                 staged, hashing, plan, settings.password_hash
                             )
                             payload = stage.prepare(ready)  # while the previous batch moves
-                            if moving is not None:
-                                await moving  # the previous batch has left the staging table
+                            await settle(moving)  # the previous batch has left the staging table
                             moving_payload = payload
                             moving = _send(stage, payload, moves, report, len(ready), direct)
                             await asyncio.sleep(0)  # the batch is on its way; the database...
-                        more, staged = await next_batch()  # ...works while Python does this
+                        if block is not None and loader is not None:
+                            data = loader.payload(block)
+                            await settle(moving)
+                            moving = asyncio.create_task(loader.load(block, data, report))
+                            await asyncio.sleep(0)
+                        more, staged, block = await next_batch()  # ...works while Python does this
                         batches += 1
                         if batches % 20 == 0:  # see _collector_paused
                             gc.collect()
                         if on_progress is not None:
                             on_progress(report.rows)
-                    if moving is not None:
-                        await moving
+                    await settle(moving)
                 finally:
                     # Never leave a statement running on the connection about to be closed.
                     if moving is not None and not moving.done():
@@ -494,9 +570,20 @@ async def import_users(
                     await stack.aclose()  # the connection's own settings back
                 if report.rejected and not skip_invalid:
                     raise ImportRejectedError(report)
+                if dropped is not None:
+                    await dropped.rebuild()
+                    report.indexes_built_after = dropped.count
                 if moves.staged.after is not None:
                     await conn.execute(moves.staged.after)
                 await conn.run_sync(lambda sync: staging.drop(sync))
+        except IndexConflictError:
+            assert again is not None
+            # Its rejected rows went to on_reject already: not again.
+            return await import_users(
+                db, again(), on_conflict=on_conflict, skip_invalid=skip_invalid,
+                batch_size=batch_size, min_password_length=min_password_length,
+                on_progress=on_progress, model=model, assume_utc=assume_utc,
+            )  # fmt: skip
         except IntegrityError:
             # The transaction is gone (nothing written); explain the batch that conflicted.
             report.conflicts = await _explain_conflicts(
@@ -871,12 +958,67 @@ class _DirectCopy:
         end = self.end
         return [row[1:end] for row in rows]
 
+    def csv_fills(self, plan: RowPlan) -> dict[str, str | None]:
+        """The columns filled in where a row has no value, and with what constant, as the
+        CSV loader reads it (None: not a constant)."""
+        return {
+            plan.columns[at]: None if source is not None else csv_constant(constant)
+            for at, constant, source in self.fills
+        }
+
     async def copy(
         self, conn: AsyncConnection, records: list[list[Any]], report: ImportReport
     ) -> None:
         await self.backend.copy_rows(conn, self.table, self.columns, records)
         report.staged += len(records)
         report.inserted += len(records)
+
+
+class _BlockLoader:
+    """Blocks of plain lines of a CSV file (dbtool.transfer.blocks) sent to the database's
+    CSV loader as they are, each in a savepoint, where `_DirectCopy` would copy their rows."""
+
+    def __init__(self, backend: Backend, conn: AsyncConnection, table: Table) -> None:
+        self.backend, self.conn, self.table = backend, conn, table
+        self.form: BlockForm | None = None
+
+    @classmethod
+    def offered(
+        cls,
+        backend: Backend,
+        conn: AsyncConnection,
+        records: Iterable[Any],
+        plan: RowPlan,
+        direct: _DirectCopy | None,
+    ) -> _BlockLoader | None:
+        """A loader whose means to check blocks were offered to the reader of `records`,
+        or None where blocks cannot be taken (the reader, the backend or the policy)."""
+        if direct is None or not backend.loads_csv_blocks or not isinstance(records, Records):
+            return None
+        loader = cls(backend, conn, plan.model.table)
+        fills = direct.csv_fills(plan)
+
+        def form_for(header: list[str]) -> BlockForm | None:
+            loader.form = block_form(plan, header, fills)
+            return loader.form
+
+        records.offer_blocks(form_for)
+        return loader
+
+    def payload(self, block: Block) -> bytes:
+        assert self.form is not None  # the reader found it before the first block
+        return self.form.payload(block)
+
+    async def load(self, block: Block, data: bytes, report: ImportReport) -> Block | None:
+        """Load the block; it is given back where the database refused it (rolled back)."""
+        assert self.form is not None
+        copied = await self.backend.load_csv_block(self.conn, self.table, self.form.columns, data)
+        if copied is None:
+            return block
+        report.rows += block.rows
+        report.staged += copied
+        report.inserted += copied
+        return None
 
 
 def _processed(column: Column[Any], dialect: Any, value: Any) -> Any:

@@ -13,12 +13,13 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from dbtool.errors import FileError, UsageError
 from dbtool.formats import Format
+from dbtool.transfer.blocks import Block, BlockForm
 
 MAX_LINE_CHARS = 1 << 20  # 1 MiB of text per physical line
 MAX_FIELD_CHARS = 1 << 16  # 64 KiB per CSV field
@@ -143,6 +144,28 @@ class _Names:
         return all(name in header for name in self.required)
 
 
+class Records(Iterator[tuple[int, Any]]):
+    """What read_records returns: (line number, record) pairs, read as they are asked for.
+    A reader of CSV without --map can also hand over whole blocks of lines, as
+    (first line number, Block), where `offer_blocks` gave it the means to check them before
+    the first record was asked for (dbtool.transfer.blocks)."""
+
+    def __init__(self, read: Callable[[Records], Iterator[tuple[int, Any]]]) -> None:
+        self._read = read
+        self._records: Iterator[tuple[int, Any]] | None = None
+        self.block_form: Callable[[list[str]], BlockForm | None] | None = None
+
+    def offer_blocks(self, block_form: Callable[[list[str]], BlockForm | None]) -> None:
+        """`block_form(header)`: the BlockForm of a CSV file with that header, or None."""
+        self.block_form = block_form
+
+    def __next__(self) -> tuple[int, Any]:
+        if self._records is None:
+            self._records = self._read(self)
+        line, record = next(self._records)
+        return line, record
+
+
 def read_records(
     stream: IO[str],
     fmt: Format,
@@ -151,7 +174,7 @@ def read_records(
     required: Iterable[str] = ("email",),
     name: str = "the input",
     fields: RecordNames | None = None,
-) -> Iterator[tuple[int, dict[str, Any]]]:
+) -> Records:
     """(line number, record) for every row, streaming. A header (CSV) or object (JSON)
     with unknown columns is a UsageError; a row that cannot be read at all becomes a record
     holding only ERROR_KEY with the reason. With `fields`, records are mapped to the import
@@ -159,12 +182,19 @@ def read_records(
     UTF-8 is then a row error, not the end of the import."""
     allowed = tuple(allowed)
     names: RecordNames | _Names = fields if fields is not None else _Names(allowed, tuple(required))
-    if fmt is Format.CSV:
-        yield from _read_csv(_bounded_lines(stream, name), names, tuple(required))
-    elif fmt is Format.JSONL:
-        yield from _read_jsonl(_bounded_lines(stream, name), names)
-    else:
-        yield from _read_json(stream, name, names)
+
+    def read(records: Records) -> Iterator[tuple[int, Any]]:
+        if fmt is Format.CSV:
+            blocks = None if fields is not None else records.block_form
+            yield from _read_csv(
+                _bounded_lines(stream, name), names, tuple(required), blocks, stream, name
+            )
+        elif fmt is Format.JSONL:
+            yield from _read_jsonl(_bounded_lines(stream, name), names)
+        else:
+            yield from _read_json(stream, name, names)
+
+    return Records(read)
 
 
 def _mapped(
@@ -179,8 +209,13 @@ def _mapped(
 
 
 def _read_csv(
-    lines: Iterator[str], names: RecordNames | _Names, required: tuple[str, ...]
-) -> Iterator[tuple[int, dict[str, Any]]]:
+    lines: Iterator[str],
+    names: RecordNames | _Names,
+    required: tuple[str, ...],
+    blocks: Callable[[list[str]], BlockForm | None] | None = None,
+    stream: IO[str] | None = None,
+    name: str = "the input",
+) -> Iterator[tuple[int, Any]]:
     previous_limit = csv.field_size_limit(MAX_FIELD_CHARS)
     mapped = not isinstance(names, _Names)
     try:
@@ -207,33 +242,125 @@ def _read_csv(
                 f"the CSV header has no {' or '.join(required)} column"
                 + (" (or a column mapped to it)" if mapped else "")
             )
-        width = len(header)
-        while True:
-            start = reader.line_num + 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield start, {ERROR_KEY: _csv_problem(str(exc), start, reader.line_num)}
-                continue
-            if not row:
-                continue  # a blank line
-            joined = "\n".join(row)  # one string to check (the marker has no "\n")
-            if _OVERLONG in joined:
-                yield start, {ERROR_KEY: TOO_LONG}
-            elif not is_text(joined):
-                yield start, {ERROR_KEY: NOT_UTF8}
-            elif len(row) != width:
-                more = "more" if len(row) > width else "fewer"
-                yield start, {ERROR_KEY: f"{more} fields ({len(row)}) than the header ({width})"}
-            elif mapped:
-                yield start, names.apply(dict(zip(header, row, strict=True)))  # type: ignore[union-attr]
-            else:
-                # strict=False: the lengths were compared just above (strict costs per row).
-                yield start, dict(zip(header, row, strict=False))
+        form = blocks(header) if blocks is not None and stream is not None else None
+        if form is not None:
+            yield from _csv_blocks(stream, name, form, header, names, reader.line_num + 1)  # type: ignore[arg-type]
+        else:
+            yield from _csv_rows(reader, header, names)
     finally:
         csv.field_size_limit(previous_limit)
+
+
+def _csv_rows(
+    reader: Any,
+    header: list[str],
+    names: RecordNames | _Names,
+    offset: int = 0,
+    until: Callable[[], bool] | None = None,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The records of a csv.reader past the header; `offset`: lines before the reader's
+    first; `until`: stop where it says so, between records."""
+    mapped = not isinstance(names, _Names)
+    width = len(header)
+    while until is None or not until():
+        start = offset + reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield start, {ERROR_KEY: _csv_problem(str(exc), start, offset + reader.line_num)}
+            continue
+        if not row:
+            continue  # a blank line
+        joined = "\n".join(row)  # one string to check (the marker has no "\n")
+        if _OVERLONG in joined:
+            yield start, {ERROR_KEY: TOO_LONG}
+        elif not is_text(joined):
+            yield start, {ERROR_KEY: NOT_UTF8}
+        elif len(row) != width:
+            more = "more" if len(row) > width else "fewer"
+            yield start, {ERROR_KEY: f"{more} fields ({len(row)}) than the header ({width})"}
+        elif mapped:
+            yield start, names.apply(dict(zip(header, row, strict=True)))  # type: ignore[union-attr]
+        else:
+            # strict=False: the lengths were compared just above (strict costs per row).
+            yield start, dict(zip(header, row, strict=False))
+
+
+# About 250 rows of an export with Argon2 hashes: the importer joins blocks into its
+# batches, and the event loop turns between two.
+BLOCK_CHARS = 1 << 16
+
+
+def _csv_blocks(
+    stream: IO[str],
+    name: str,
+    form: BlockForm,
+    header: list[str],
+    names: RecordNames | _Names,
+    line: int,
+) -> Iterator[tuple[int, Any]]:
+    """The rows after the header, `line` the first: a block of whole lines that `form`
+    accepts as (its first line, Block), any other as records, read by the csv module (a
+    quoted field that goes on past the block's end is followed into the next lines)."""
+    pending = ""
+    while True:
+        try:
+            chunk = stream.read(BLOCK_CHARS)
+        except OSError as exc:
+            raise FileError(f"cannot read {name}: {exc.strerror or exc}") from None
+        text = pending + chunk
+        if not text:
+            return
+        cut = text.rfind("\n") + 1 if chunk else len(text)
+        if cut == 0 and len(text) <= MAX_LINE_CHARS:
+            pending = text  # a line longer than a chunk: read on
+            continue
+        block, pending = text[: cut or len(text)], text[cut or len(text) :]
+        if form.accepts(block):
+            rows = block.count("\n")
+            yield line, Block(block, rows, line, header)
+            line += rows
+            continue
+        rest = _Prefixed(pending, stream)
+        feed = _Feed(block, _bounded_lines(rest, name))  # type: ignore[arg-type]
+        reader = csv.reader(feed, strict=True)
+        yield from _csv_rows(reader, header, names, line - 1, feed.block_read)
+        line += reader.line_num
+        pending = rest.remaining()
+
+
+def block_records(block: Block) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The records of a block, as the csv module reads them (a block the database refused,
+    read the slow way to find the line)."""
+    reader = csv.reader(_Feed(block.text, iter(())), strict=True)
+    names = _Names(tuple(block.header), ())
+    yield from _csv_rows(reader, block.header, names, block.line - 1)
+
+
+class _Feed:
+    """The lines of a block, then, for a record that goes on, those that follow it."""
+
+    def __init__(self, block: str, following: Iterator[str]) -> None:
+        parts = block.split("\n")  # not splitlines: a field may hold \f or \x1c
+        lines = [part + "\n" for part in parts[:-1]]
+        if parts[-1]:
+            lines.append(parts[-1])
+        self.lines = [_OVERLONG + "\n" if len(text) > MAX_LINE_CHARS else text for text in lines]
+        self.next, self.following = 0, following
+
+    def block_read(self) -> bool:
+        return self.next >= len(self.lines)
+
+    def __iter__(self) -> _Feed:
+        return self
+
+    def __next__(self) -> str:
+        if self.next < len(self.lines):
+            self.next += 1
+            return self.lines[self.next - 1]
+        return next(self.following)
 
 
 def _csv_problem(message: str, start: int, end: int) -> str:
@@ -414,6 +541,10 @@ class _Prefixed:
 
     def __init__(self, prefix: str, stream: IO[str]) -> None:
         self.prefix, self.stream = io.StringIO(prefix), stream
+
+    def remaining(self) -> str:
+        """What is left of the text already read."""
+        return self.prefix.read()
 
     def readline(self, size: int = -1) -> str:
         line = self.prefix.readline(size)

@@ -19,6 +19,7 @@ from dbtool.errors import DbtoolError, InvalidInputError
 from dbtool.users import legacy_hashes
 from dbtool.users.bounds import (
     BCRYPT,
+    BCRYPT_COST,
     bcrypt_match_problem,
     outside,
 )
@@ -151,6 +152,46 @@ def _argon2_parameters_problem(parameters: str) -> str | None:
             f"{ARGON2_WORK_KIB})"
         )
     return None
+
+
+# Every block of an import's hashes: the parameter sets of its Argon2 hashes.
+_ARGON2_PARAMETERS_IN_TEXT = re.compile(
+    r"\$(argon2(?:id|i|d)\$v=\d{1,4}\$m=\d{1,12},t=\d{1,12},p=\d{1,12})\$"
+)
+
+
+# The salt and digest lengths of the Argon2 hashes libraries make (8, 16, 24 or 32-byte
+# salts; 32, 48 or 64-byte digests), in base64 characters: each one of _ARGON2_SALT_CHARS,
+# _ARGON2_DIGEST_CHARS. Fixed runs are what the regex engine matches fastest.
+_COMMON_SALT_CHARS = (22, 11, 32, 43)
+_COMMON_DIGEST_CHARS = (43, 64, 86)
+
+
+def plain_hash_pattern() -> tuple[str, str, int]:
+    """Regular expressions of common Argon2 and bcrypt hashes that `normalized_hash_problem`
+    passes as they are, but for the Argon2 parameters, which `argon2_parameters_problem_in`
+    checks for a whole block of text: (Argon2, which has commas, bcrypt, which has none,
+    the longest hash they match). For import files checked a block at a time."""
+    assert set(_COMMON_SALT_CHARS) <= _ARGON2_SALT_CHARS
+    assert set(_COMMON_DIGEST_CHARS) <= _ARGON2_DIGEST_CHARS
+
+    def runs(lengths: tuple[int, ...]) -> str:
+        return "(?:" + "|".join(f"[A-Za-z0-9+/]{{{n}}}" for n in lengths) + ")"
+
+    argon2 = (
+        r"\$argon2(?:id|i)\$v=(?:19|16)\$m=\d{1,12},t=\d{1,12},p=\d{1,12}"
+        rf"\${runs(_COMMON_SALT_CHARS)}\${runs(_COMMON_DIGEST_CHARS)}"
+    )
+    widest = len("$argon2id$v=19$m=,t=,p=$$") + 3 * 12
+    widest += max(_COMMON_SALT_CHARS) + max(_COMMON_DIGEST_CHARS)
+    costs = "|".join(f"{cost:02d}" for cost in range(BCRYPT_COST[0], BCRYPT_COST[1] + 1))
+    return argon2, rf"\$2[aby]\$(?:{costs})\$[A-Za-z0-9./]{{53}}", widest
+
+
+def argon2_parameters_problem_in(text: str) -> bool:
+    """Whether some Argon2 hash in `text` has parameters `hash_problem` refuses."""
+    found = set(_ARGON2_PARAMETERS_IN_TEXT.findall(text))
+    return any(_argon2_parameters_problem(parameters) is not None for parameters in found)
 
 
 def hash_problem(value: str) -> str | None:

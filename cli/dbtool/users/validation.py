@@ -10,6 +10,7 @@ from dbtool.formats import excerpt
 from dbtool.models.builtin import USERNAME_MAX_LENGTH
 
 USERNAME_MIN_LENGTH = 1
+EMAIL_MAX_LENGTH = 254  # what email-validator accepts, and so plain_email_pattern
 # Django's rule (UnicodeUsernameValidator, max_length 150): the usernames people bring along.
 USERNAME_RULE = f"1-{USERNAME_MAX_LENGTH} characters of letters, digits and @ . + - _"
 
@@ -27,24 +28,37 @@ _fast_pattern: re.Pattern[str] | None = None
 _mailbox_names: frozenset[str] = frozenset()  # local parts email-validator lower-cases
 
 
+def plain_email_pattern(stop: str | None = None, *, lower_only: bool = False) -> str:
+    """The regular expression of the common case above. `stop`: the character that ends
+    the address inside a longer text (a CSV field's separator), else the end of the text.
+    `lower_only`: addresses without capitals, which the built-in model stores exactly as
+    written."""
+    from email_validator import SPECIAL_USE_DOMAIN_NAMES
+
+    atext, label = _ATEXT, _LABEL
+    if lower_only:
+        atext, label = atext.replace("A-Z", ""), label.replace("A-Z", "")
+    special = "|".join(re.escape(name) for name in SPECIAL_USE_DOMAIN_NAMES)
+    letters = "[a-z]" if lower_only else "[A-Za-z]"
+    # "Anything up to the stop" as a negated single character: the regex engine's fast loop.
+    rest, end = (".", r"\Z") if stop is None else (f"[^{stop}]", f"(?=[{stop}])")
+    return (
+        rf"(?=[^@]{{1,64}}@)(?={rest}{{1,{EMAIL_MAX_LENGTH}}}{end})"
+        rf"{atext}+(?:\.{atext}+)*@"
+        rf"(?={rest}{{1,253}}{end})(?:{label}\.)+(?!(?i:{special}){end}){letters}{{2,63}}{end}"
+    )
+
+
 def _fast_email(candidate: str, *, lower_case: bool = True) -> str | None:
     """The normalised email if `candidate` is plainly valid, else None ("ask the validator")."""
     global _fast_pattern, _mailbox_names
     if _fast_pattern is None:
-        from email_validator import SPECIAL_USE_DOMAIN_NAMES
-
         try:  # email-validator >= 2.2 lower-cases postmaster, abuse, noc, ... (RFC 2142)
             from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
         except ImportError:  # pragma: no cover - older email-validator keeps them as typed
             CASE_INSENSITIVE_MAILBOX_NAMES = []
         _mailbox_names = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
-
-        special = "|".join(re.escape(name) for name in SPECIAL_USE_DOMAIN_NAMES)
-        _fast_pattern = re.compile(
-            rf"(?=.{{1,254}}\Z)(?=[^@]{{1,64}}@)"
-            rf"{_ATEXT}+(?:\.{_ATEXT}+)*@"
-            rf"(?=.{{1,253}}\Z)(?:{_LABEL}\.)+(?!(?i:{special})\Z)[A-Za-z]{{2,63}}"
-        )
+        _fast_pattern = re.compile(plain_email_pattern())
     if _fast_pattern.fullmatch(candidate) is None:
         return None
     if lower_case:

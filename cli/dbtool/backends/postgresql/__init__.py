@@ -509,6 +509,22 @@ class PostgreSQL(Backend):
         except IntegrityConstraintViolationError as exc:  # as SQLAlchemy reports the move's
             raise IntegrityError("COPY", None, exc) from exc
 
+    @property
+    def loads_csv_blocks(self) -> bool:
+        return True
+
+    async def drop_indexes_for_load(self, conn: AsyncConnection, table: Table) -> Any | None:
+        from dbtool.backends.postgresql.indexes import drop_indexes_for_load
+
+        return await drop_indexes_for_load(conn, table, _quoted(table))
+
+    async def load_csv_block(
+        self, conn: AsyncConnection, table: Table, columns: list[str], data: bytes
+    ) -> int | None:
+        from dbtool.backends.postgresql.copy_in import load_csv_block
+
+        return await load_csv_block(conn, table, columns, data)
+
     async def copy_csv(self, conn: AsyncConnection, table: Table, source: CsvSource) -> int | None:
         from dbtool.backends.postgresql.copy_in import copy_csv
 

@@ -9,6 +9,7 @@ UTC (the transaction's time zone), as dbtool writes them.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -43,6 +44,28 @@ async def copy_csv(conn: AsyncConnection, table: Table, source: CsvSource) -> in
         raise IntegrityError("COPY", None, exc) from exc
     except DataError as exc:
         raise _rejected(exc) from None
+    return int(str(status).split()[-1])
+
+
+async def load_csv_block(
+    conn: AsyncConnection, table: Table, columns: list[str], data: bytes
+) -> int | None:
+    """`data`, CSV lines without a header, into `table` in a savepoint; None where the server
+    refused a value or a constraint (rolled back to the savepoint: the caller reads the
+    lines itself to say which)."""
+    from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
+
+    raw: Any = (await conn.get_raw_connection()).driver_connection
+    await raw.execute("SAVEPOINT dbtool_block")
+    try:
+        status = await raw.copy_to_table(
+            table.name, source=io.BytesIO(data), columns=columns, schema_name=table.schema,
+            format="csv",
+        )  # fmt: skip
+    except (DataError, IntegrityConstraintViolationError):
+        await raw.execute("ROLLBACK TO SAVEPOINT dbtool_block")
+        return None
+    await raw.execute("RELEASE SAVEPOINT dbtool_block")
     return int(str(status).split()[-1])
 
 

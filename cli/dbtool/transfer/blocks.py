@@ -1,0 +1,222 @@
+"""Whole blocks of a CSV import checked at once, and handed to the database as they are.
+
+Most import files are another system's clean export: every row in the same plain form.
+For such a file, `block_form` builds one regular expression per header that a row matches
+only if `RowPlan.validate` would take every value of it exactly as written (an email
+already lower case and plainly valid, a complete Argon2 or bcrypt hash, a canonical UUID,
+`true`, a timestamp with its offset, ...). A block of lines that matches as a whole is
+sent to the database's CSV loader (COPY ... FROM STDIN on PostgreSQL) without being split
+into values in Python; its Argon2 parameter sets are checked once per block. The rule is
+one-sided: a row the expression refuses is read and validated as before, line by line,
+and a block the database refuses (a date that does not exist, a taken email) is rolled back
+to its savepoint and imported the slow way, which reports the exact line.
+
+Not covered, so read the slow way: mapped files (--map, --from), plain passwords, emails
+kept as typed, values with capitals, quotes or non-ASCII characters, timestamps without an
+offset, and columns of other types (dates, numbers with a fraction, JSON, enums, custom
+types); a file missing a column that only Python fills in (a creation time, a derived
+username).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, SmallInteger, String, Uuid
+
+from dbtool.models.builtin import USERNAME_MAX_LENGTH
+from dbtool.models.user_model import keeps_time_zone
+from dbtool.users.passwords import argon2_parameters_problem_in, plain_hash_pattern
+from dbtool.users.validation import EMAIL_MAX_LENGTH, plain_email_pattern
+
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# Years 1000-2999: no offset can carry them out of range, in Python or in the database.
+_DATE_TIME = (
+    r"[12]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[T ]"
+    r"(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
+)
+_OFFSET = r"[+-](?:[01]\d|2[0-3]):[0-5]\d"
+_FLAGS = r"(?:1|true|yes|on|t|y|0|false|no|off|f|n)"  # user_model's, read alike by PostgreSQL
+
+
+@dataclass(frozen=True)
+class Block:
+    """Lines of an import file that matched the block form, each ending in a newline:
+    `line` the number of the first, `header` the file's."""
+
+    text: str
+    rows: int
+    line: int
+    header: list[str]
+
+    def followed_by(self, block: Block) -> Block:
+        """This block and the next (its lines follow this one's)."""
+        return Block(self.text + block.text, self.rows + block.rows, self.line, self.header)
+
+
+@dataclass(frozen=True)
+class BlockForm:
+    """How the blocks of one file are checked and what the database is sent."""
+
+    pattern: re.Pattern[str]
+    columns: list[str]  # the COPY column list, in the order `payload` gives them
+    suffix: str  # the constants the import fills in, appended to every line
+    new_ids: bool  # a new random id appended to every line (the file has none)
+    checks_argon2: bool
+
+    def accepts(self, text: str) -> bool:
+        if self.pattern.fullmatch(text) is None:
+            return False
+        return not (self.checks_argon2 and argon2_parameters_problem_in(text))
+
+    def payload(self, block: Block) -> bytes:
+        """The block as the database's CSV loader reads it (ASCII: the form admits nothing
+        else)."""
+        text = block.text.replace("\r\n", "\n") if "\r" in block.text else block.text
+        if self.suffix:
+            text = text.replace("\n", self.suffix + "\n")
+        if self.new_ids:
+            ids = _random_uuids(block.rows)
+            lines = text.split("\n")  # the last is the empty string after the final newline
+            text = "\n".join([f"{line},{new}" for line, new in zip(lines, ids, strict=False)])
+            text += "\n"
+        return text.encode("ascii")
+
+
+def csv_constant(value: Any) -> str | None:
+    """A constant the import fills in, as the CSV loader reads it (None: it cannot say)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and re.fullmatch(r"[ !#-+\--~]+", value):
+        return value
+    return None
+
+
+def block_form(plan: Any, header: list[str], fills: dict[str, str | None]) -> BlockForm | None:
+    """The block form of a file with `header` for the import `plan` (a RowPlan), or None
+    where some column the file gives, or one it leaves out, needs Python's work per row.
+    `fills`: the columns the import fills with a constant where a row has no value, with
+    that constant as the database reads it in CSV (from `_DirectCopy`)."""
+    model = plan.model
+    columns = {column.name: column for column in model.table.columns}
+    if plan.plain in header or not set(header) <= set(columns):
+        return None
+    fields = []
+    for number, name in enumerate(header, start=1):
+        field = _field(columns[name], model, "," if number < len(header) else r"\r\n")
+        if field is None:
+            return None
+        fields.append(field)
+    suffix, copied = "", list(header)
+    new_ids = False
+    python_made = {model.created, model.updated, model.username, *model.generated}
+    python_made |= {column for column in model.table.columns if _python_default(column, model)}
+    for name, column in columns.items():
+        if name in header:
+            continue
+        if column is model.id and (model.generate_id or plan.server_ids):
+            new_ids = True
+        elif name in fills:
+            if (constant := fills[name]) is None:
+                return None
+            suffix += "," + constant
+            copied.append(name)
+        elif column in python_made or column in model.required:
+            return None
+        elif not column.nullable and column.server_default is None and not _numbered(column):
+            return None  # required: the slow path names it row by row
+    if new_ids:
+        copied.append(model.id.name)
+    line = ",".join(fields) + r"\r?\n"  # a separator ends each field: no look-ahead
+    return BlockForm(
+        re.compile(f"(?:{line})+"),
+        copied,
+        suffix,
+        new_ids,
+        checks_argon2=model.password.name in header,
+    )
+
+
+def _field(column: Column[Any], model: Any, stop: str) -> str | None:
+    """The regular expression of a CSV field of `column` that the import stores exactly as
+    written, or None. `stop`: the character after the field ("," or, for the last, a new
+    line)."""
+    column_type = column.type
+    kind = type(column_type)
+    length = getattr(column_type, "length", None)
+    if column is model.email:
+        if not model.lowercase_emails:
+            return None
+        pattern = plain_email_pattern(stop, lower_only=True)
+        return _capped(pattern, length, EMAIL_MAX_LENGTH)
+    if column is model.password:
+        with_commas, without, widest = plain_hash_pattern()
+        quoted = _capped(f"(?:{with_commas}|{without})", length, widest, quote='\\"')
+        return rf'(?:"{quoted}"|{_capped(without, length, widest)})'
+    if column is model.username:
+        limit = min(USERNAME_MAX_LENGTH, length or USERNAME_MAX_LENGTH)
+        return rf"[A-Za-z0-9_.@+-]{{1,{limit}}}"
+    if issubclass(kind, Uuid):
+        return _either(_UUID)
+    if issubclass(kind, Boolean):
+        return _either(_FLAGS)
+    if issubclass(kind, DateTime):
+        # PostgreSQL ignores the offset of a time for a column without a time zone; the
+        # import converts it to UTC: they agree on +00:00 only.
+        offset = _OFFSET if keeps_time_zone(column) else r"[+-]00:00"
+        return _either(_DATE_TIME + offset)
+    if issubclass(kind, Integer):
+        digits = 18 if issubclass(kind, BigInteger) else 4 if issubclass(kind, SmallInteger) else 9
+        return _either(rf"(?:0|-?[1-9]\d{{0,{digits - 1}}})")
+    if issubclass(kind, String) and not getattr(column_type, "enums", None):
+        limit = rf"{{1,{length}}}" if length else "+"
+        # Never empty: an empty field is NULL to the loader, and "" to the import.
+        return rf'(?:[ !#-+\--~]{limit}|"[ !#-~]{limit}")'
+    return None
+
+
+def _either(value: str) -> str:
+    """`value` (which has no comma) unquoted or in quotes."""
+    return rf'(?:{value}|"{value}")'
+
+
+def _capped(value: str, length: int | None, widest: int, *, quote: str = ",") -> str:
+    """`value` (at most `widest` characters), at most `length` characters long: checked by a
+    look-ahead to the end of the field, `quote` or a separator, where it can be longer."""
+    if length is None or widest <= length:
+        return value
+    return rf"(?=[^{quote}\r\n]{{1,{length}}}[{quote}\r\n]){value}"
+
+
+def _python_default(column: Column[Any], model: Any) -> bool:
+    """Whether the import fills `column` in Python (a callable default) when a row has none."""
+    default = column.default
+    return (
+        default is not None
+        and default.is_callable
+        and column is not model.id
+        and column not in {model.created, model.updated}
+    )
+
+
+def _numbered(column: Column[Any]) -> bool:
+    return column.table.autoincrement_column is column
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def _random_uuids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs as text, made together: a third of uuid4's time."""
+    digits = os.urandom(16 * count).hex()
+    variant = _VARIANT
+    return [
+        f"{digits[at : at + 8]}-{digits[at + 8 : at + 12]}-4{digits[at + 13 : at + 16]}-"
+        f"{variant[digits[at + 16]]}{digits[at + 17 : at + 20]}-{digits[at + 20 : at + 32]}"
+        for at in range(0, 32 * count, 32)
+    ]
