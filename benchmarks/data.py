@@ -57,6 +57,16 @@ def psql(url: str, command: str) -> None:
     )
 
 
+def psql_script(url: str, script: str) -> None:
+    """A psql script (meta-commands such as \\copy included) in one transaction."""
+    subprocess.run(
+        ["psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", libpq(url), "-f", "-"],
+        input=script.encode(),
+        check=True,
+        capture_output=True,
+    )
+
+
 @contextmanager
 def postgres_database(server_url: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """A new database on the server, initialised by dbtool (its URL; `env`: the models, when

@@ -134,11 +134,21 @@ def test_rows_outside_the_plain_form_are_read_one_by_one_in_place(
     assert {r[1]: r[2:] for r in stored(initialised.url)} == want
 
 
+def seed(dbtool: Dbtool) -> None:
+    """One user already there: the import keeps the table's indexes."""
+    result = dbtool("users", "add", "seed@example.org", "--password-stdin",
+                    input="long enough pw\n")  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("empty", [True, False], ids=["empty", "with-rows"])
 def test_a_value_the_database_refuses_is_named_by_its_line(
-    initialised: Dbtool, tmp_path: Path
+    initialised: Dbtool, tmp_path: Path, empty: bool
 ) -> None:
-    """February 30th looks plain to the block check; the database refuses it, and the
-    import names the line, writing nothing."""
+    """February 30th looks plain to the block check; the database (or the conversion for
+    it) refuses it, and the import names the line, writing nothing."""
+    if not empty:
+        seed(initialised)
     rows = export_rows(ROWS)
     rows[1999][5] = "2026-02-30T10:00:00+00:00"  # file line 2001
     path = write(tmp_path / "users.csv", rows)
@@ -146,15 +156,20 @@ def test_a_value_the_database_refuses_is_named_by_its_line(
     result = initialised("users", "import", str(path))
     assert_clean_error(result, 1, "1 invalid row")
     assert "line 2001" in result.stderr and "created_at" in result.stderr
-    assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(0,)]
+    assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(0 if empty else 1,)]
     assert indexes(initialised.url) == before
 
 
+@pytest.mark.parametrize("empty", [True, False], ids=["empty", "with-rows"])
 def test_a_repeated_email_is_named_by_its_lines_and_nothing_is_written(
-    initialised: Dbtool, tmp_path: Path
+    initialised: Dbtool, tmp_path: Path, empty: bool
 ) -> None:
-    """Distinct ids, one email twice, far apart: on PostgreSQL the unique index built after
-    the load finds it, and the file is read again the usual way to name the lines."""
+    """Distinct ids, one email twice, far apart: into an empty PostgreSQL table the unique
+    index built after the load finds it, and the file is read again the usual way to name
+    the lines; into one with rows, the index refuses the block, read again row by row (one
+    batch: the report finds both lines)."""
+    if not empty:
+        seed(initialised)
     rows = export_rows(ROWS)
     rows[2800][1] = rows[3][1]  # lines 5 and 2802
     path = write(tmp_path / "users.csv", rows)
@@ -162,7 +177,7 @@ def test_a_repeated_email_is_named_by_its_lines_and_nothing_is_written(
     result = initialised("users", "import", str(path))
     assert_clean_error(result, 4, "conflicting users")
     assert f"email {rows[3][1]!r} appears 2 times (first on line 5, last on 2802)" in result.stderr
-    assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(0,)]
+    assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(0 if empty else 1,)]
     assert indexes(initialised.url) == before
 
 
@@ -209,3 +224,34 @@ def test_a_table_another_session_uses_keeps_its_indexes(
         report = summary(initialised("users", "import", str(path), "--json"))
         assert report["inserted"] == 500 and report["indexes_built_after_load"] == 0
         other.rollback()
+
+
+@pytest.mark.parametrize("policy", ["skip", "update"])
+def test_skip_and_update_store_what_the_row_by_row_path_stores(
+    dbtool: Dbtool, new_database: Any, tmp_path: Path, policy: str
+) -> None:
+    """Into a half-full table, a plain CSV (blocks, through the staging table) and the same
+    rows as JSON Lines (read and validated row by row) leave identical tables."""
+    rows = export_rows(ROWS)
+    changed = [[*row[:7], ARGON2] for row in rows]  # the half present have bcrypt ones
+    results = []
+    for fmt in ("csv", "jsonl"):
+        target = Dbtool(new_database())
+        assert target("init").exit_code == 0
+        half_file = write(tmp_path / "half.csv", rows[::2])
+        assert target("users", "import", str(half_file)).exit_code == 0
+        path = tmp_path / f"all.{fmt}"
+        if fmt == "csv":
+            write(path, changed)
+        else:
+            path.write_text(
+                "".join(json.dumps(dict(zip(COLUMNS, r, strict=True))) + "\n" for r in changed)
+            )
+        report = summary(target("users", "import", str(path), "--on-conflict", policy, "--json"))
+        half = len(rows[::2])
+        assert report["inserted"] == ROWS - half
+        assert report["skipped" if policy == "skip" else "updated"] == half
+        results.append(stored(target.url))
+    assert results[0] == results[1]
+    hashes = {row[7] for row in results[0]}
+    assert hashes == ({ARGON2, BCRYPT} if policy == "skip" else {ARGON2})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -496,16 +496,24 @@ class Backend:
         return None
 
     @property
-    def loads_csv_blocks(self) -> bool:
-        """Whether `load_csv_block` exists."""
+    def loads_blocks(self) -> bool:
+        """Whether `load_block` exists."""
         return False
 
-    async def load_csv_block(
-        self, conn: AsyncConnection, table: Table, columns: list[str], data: bytes
+    async def load_block(
+        self,
+        conn: AsyncConnection,
+        table: Table,
+        columns: list[str],
+        rows: Iterable[Any],
+        *,
+        csv_lines: bool = False,
     ) -> int | None:
-        """Load CSV lines (no header) into `columns` of `table` with the database's own
-        loader, in a savepoint: the rows loaded, or None where the database refused a value
-        or a constraint (the savepoint then rolled back, the transaction usable)."""
+        """Load `rows` into `columns` of `table` in a savepoint: pieces of CSV text without
+        a header (`csv_lines`: the database's own loader parses them), or rows of values (a
+        binary COPY; a ValueError while they are read ends it). The rows loaded, or None where the
+        database refused a value or a constraint, or a row raised ValueError (the savepoint
+        then rolled back, the transaction usable)."""
         raise NotImplementedError
 
     async def copy_csv(self, conn: AsyncConnection, table: Table, source: CsvSource) -> int | None:

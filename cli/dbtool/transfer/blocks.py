@@ -20,9 +20,12 @@ username).
 
 from __future__ import annotations
 
+import csv
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, SmallInteger, String, Uuid
@@ -40,21 +43,32 @@ _DATE_TIME = (
 )
 _OFFSET = r"[+-](?:[01]\d|2[0-3]):[0-5]\d"
 _FLAGS = r"(?:1|true|yes|on|t|y|0|false|no|off|f|n)"  # user_model's, read alike by PostgreSQL
+_TRUTH = {**dict.fromkeys(("1", "true", "yes", "on", "t", "y"), True),
+          **dict.fromkeys(("0", "false", "no", "off", "f", "n"), False)}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Block:
-    """Lines of an import file that matched the block form, each ending in a newline:
-    `line` the number of the first, `header` the file's."""
+    """Lines of an import file that matched the block form, each ending in a newline, in
+    the parts they were read in: `line` the number of the first, `header` the file's."""
 
-    text: str
+    parts: tuple[str, ...]
     rows: int
     line: int
     header: list[str]
 
-    def followed_by(self, block: Block) -> Block:
-        """This block and the next (its lines follow this one's)."""
-        return Block(self.text + block.text, self.rows + block.rows, self.line, self.header)
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    @classmethod
+    def joined(cls, blocks: list[Block]) -> Block:
+        """Consecutive blocks as one. Their parts stay apart: what is sent is made part by
+        part as the database takes it (one string for a batch, and its copies, cost 25 MiB
+        of memory more for a batch of 20,000 rows)."""
+        first = blocks[0]
+        parts = tuple(part for block in blocks for part in block.parts)
+        return cls(parts, sum(block.rows for block in blocks), first.line, first.header)
 
 
 @dataclass(frozen=True)
@@ -66,24 +80,58 @@ class BlockForm:
     suffix: str  # the constants the import fills in, appended to every line
     new_ids: bool  # a new random id appended to every line (the file has none)
     checks_argon2: bool
+    # For `records`: how each field of the file becomes the value the driver takes (None:
+    # the text as it is), and the constants after them.
+    readers: tuple[Callable[[str], Any] | None, ...] = ()
+    constants: tuple[Any, ...] = ()
+    staged: bool = False  # `numbered` lines for the staging table
 
     def accepts(self, text: str) -> bool:
         if self.pattern.fullmatch(text) is None:
             return False
         return not (self.checks_argon2 and argon2_parameters_problem_in(text))
 
-    def payload(self, block: Block) -> bytes:
-        """The block as the database's CSV loader reads it (ASCII: the form admits nothing
-        else)."""
-        text = block.text.replace("\r\n", "\n") if "\r" in block.text else block.text
-        if self.suffix:
-            text = text.replace("\n", self.suffix + "\n")
-        if self.new_ids:
-            ids = _random_uuids(block.rows)
-            lines = text.split("\n")  # the last is the empty string after the final newline
-            text = "\n".join([f"{line},{new}" for line, new in zip(lines, ids, strict=False)])
-            text += "\n"
-        return text.encode("ascii")
+    def payload(self, block: Block) -> Iterator[bytes]:
+        """The block as the database's CSV loader reads it, part by part (ASCII: the form
+        admits nothing else)."""
+        for part in block.parts:
+            text = _lf(part)
+            if self.suffix:
+                text = text.replace("\n", self.suffix + "\n")
+            if self.new_ids:
+                lines = text.split("\n")[:-1]
+                ids = _random_uuids(len(lines))
+                text = "".join([f"{line},{new}\n" for line, new in zip(lines, ids, strict=True)])
+            yield text.encode("ascii")
+
+    def numbered(self, block: Block) -> Iterator[bytes]:
+        """The block's lines for the staging table, part by part: each after its number."""
+        number = block.line
+        for part in block.parts:
+            lines = _lf(part).split("\n")[:-1]
+            yield "".join([f"{n},{line}\n" for n, line in enumerate(lines, number)]).encode()
+            number += len(lines)
+
+    def records(self, block: Block) -> Iterator[tuple[Any, ...]]:
+        """The block's rows as values for a binary COPY into `columns`, converted part by
+        part as the driver asks for them; ValueError where a value does not convert (a date
+        that does not exist), which ends the COPY: the block is then read the slow way."""
+        for part in block.parts:
+            rows = list(csv.reader(_lf(part).split("\n")[:-1], strict=True))
+            columns: list[Any] = list(zip(*rows, strict=True))
+            for at, read in enumerate(self.readers):
+                if read is not None:
+                    columns[at] = list(map(read, columns[at]))
+            count = len(rows)
+            columns += [(constant,) * count for constant in self.constants]
+            if self.new_ids:
+                columns.append(_random_uuids(count))
+            yield from zip(*columns, strict=True)
+
+
+def _lf(text: str) -> str:
+    """Lines ending in \\n alone (what the loader and the csv module are given)."""
+    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def csv_constant(value: Any) -> str | None:
@@ -97,11 +145,15 @@ def csv_constant(value: Any) -> str | None:
     return None
 
 
-def block_form(plan: Any, header: list[str], fills: dict[str, str | None]) -> BlockForm | None:
+def block_form(
+    plan: Any, header: list[str], fills: dict[str, tuple[bool, Any]], *, staged: bool = False
+) -> BlockForm | None:
     """The block form of a file with `header` for the import `plan` (a RowPlan), or None
     where some column the file gives, or one it leaves out, needs Python's work per row.
-    `fills`: the columns the import fills with a constant where a row has no value, with
-    that constant as the database reads it in CSV (from `_DirectCopy`)."""
+    `fills`: the columns the import fills in where a row has no value, each with (whether
+    it is a constant, the value the driver takes), from `_DirectCopy`. `staged`: for the
+    import's staging table, whose move fills in those columns and the ids itself; each
+    line then goes with its number (`numbered`)."""
     model = plan.model
     columns = {column.name: column for column in model.table.columns}
     if plan.plain in header or not set(header) <= set(columns):
@@ -112,7 +164,7 @@ def block_form(plan: Any, header: list[str], fills: dict[str, str | None]) -> Bl
         if field is None:
             return None
         fields.append(field)
-    suffix, copied = "", list(header)
+    suffix, copied, constants = "", list(header), []
     new_ids = False
     python_made = {model.created, model.updated, model.username, *model.generated}
     python_made |= {column for column in model.table.columns if _python_default(column, model)}
@@ -120,11 +172,17 @@ def block_form(plan: Any, header: list[str], fills: dict[str, str | None]) -> Bl
         if name in header:
             continue
         if column is model.id and (model.generate_id or plan.server_ids):
-            new_ids = True
+            if staged and not plan.server_ids:
+                return None  # ids that Python makes, row by row
+            new_ids = not staged
+        elif staged and name in fills:
+            continue
         elif name in fills:
-            if (constant := fills[name]) is None:
+            is_constant, value = fills[name]
+            if not is_constant or (text := csv_constant(value)) is None:
                 return None
-            suffix += "," + constant
+            suffix += "," + text
+            constants.append(value)
             copied.append(name)
         elif column in python_made or column in model.required:
             return None
@@ -135,10 +193,13 @@ def block_form(plan: Any, header: list[str], fills: dict[str, str | None]) -> Bl
     line = ",".join(fields) + r"\r?\n"  # a separator ends each field: no look-ahead
     return BlockForm(
         re.compile(f"(?:{line})+"),
-        copied,
+        [plan.columns[0], *header] if staged else copied,
         suffix,
         new_ids,
         checks_argon2=model.password.name in header,
+        readers=tuple(_reader(columns[name]) for name in header),
+        constants=tuple(constants),
+        staged=staged,
     )
 
 
@@ -178,6 +239,24 @@ def _field(column: Column[Any], model: Any, stop: str) -> str | None:
         # Never empty: an empty field is NULL to the loader, and "" to the import.
         return rf'(?:[ !#-+\--~]{limit}|"[ !#-~]{limit}")'
     return None
+
+
+def _reader(column: Column[Any]) -> Callable[[str], Any] | None:
+    """How a field `_field` accepted becomes the value the driver takes for `column`."""
+    kind = type(column.type)
+    if issubclass(kind, Boolean):
+        return _TRUTH.__getitem__
+    if issubclass(kind, DateTime):
+        if keeps_time_zone(column):
+            return datetime.fromisoformat
+        return _naive_utc  # the form takes only +00:00 for these
+    if issubclass(kind, Integer):
+        return int
+    return None  # text, and UUIDs in their canonical text (the driver parses them)
+
+
+def _naive_utc(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=None)
 
 
 def _either(value: str) -> str:

@@ -320,7 +320,7 @@ def _csv_blocks(
         block, pending = text[: cut or len(text)], text[cut or len(text) :]
         if form.accepts(block):
             rows = block.count("\n")
-            yield line, Block(block, rows, line, header)
+            yield line, Block((block,), rows, line, header)
             line += rows
             continue
         rest = _Prefixed(pending, stream)

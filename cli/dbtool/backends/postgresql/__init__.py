@@ -12,7 +12,7 @@ import contextlib
 import re
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -510,7 +510,7 @@ class PostgreSQL(Backend):
             raise IntegrityError("COPY", None, exc) from exc
 
     @property
-    def loads_csv_blocks(self) -> bool:
+    def loads_blocks(self) -> bool:
         return True
 
     async def drop_indexes_for_load(self, conn: AsyncConnection, table: Table) -> Any | None:
@@ -518,12 +518,18 @@ class PostgreSQL(Backend):
 
         return await drop_indexes_for_load(conn, table, _quoted(table))
 
-    async def load_csv_block(
-        self, conn: AsyncConnection, table: Table, columns: list[str], data: bytes
+    async def load_block(
+        self,
+        conn: AsyncConnection,
+        table: Table,
+        columns: list[str],
+        rows: Iterable[Any],
+        *,
+        csv_lines: bool = False,
     ) -> int | None:
-        from dbtool.backends.postgresql.copy_in import load_csv_block
+        from dbtool.backends.postgresql.copy_in import load_block
 
-        return await load_csv_block(conn, table, columns, data)
+        return await load_block(conn, table, columns, rows, csv_lines=csv_lines)
 
     async def copy_csv(self, conn: AsyncConnection, table: Table, source: CsvSource) -> int | None:
         from dbtool.backends.postgresql.copy_in import copy_csv

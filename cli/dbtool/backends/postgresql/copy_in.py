@@ -9,9 +9,8 @@ UTC (the transaction's time zone), as dbtool writes them.
 
 from __future__ import annotations
 
-import io
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from sqlalchemy import Table
@@ -47,26 +46,39 @@ async def copy_csv(conn: AsyncConnection, table: Table, source: CsvSource) -> in
     return int(str(status).split()[-1])
 
 
-async def load_csv_block(
-    conn: AsyncConnection, table: Table, columns: list[str], data: bytes
+async def load_block(
+    conn: AsyncConnection,
+    table: Table,
+    columns: list[str],
+    rows: Iterable[Any],
+    *,
+    csv_lines: bool = False,
 ) -> int | None:
-    """`data`, CSV lines without a header, into `table` in a savepoint; None where the server
-    refused a value or a constraint (rolled back to the savepoint: the caller reads the
-    lines itself to say which)."""
+    """`rows` into `table` in a savepoint: pieces of CSV text without a header (text COPY,
+    `csv_lines`), or rows of values (binary COPY); None where the server refused a value
+    or a constraint, or `rows` raised ValueError (rolled back to the savepoint: the caller
+    reads the lines itself to say which)."""
     from asyncpg.exceptions import DataError, IntegrityConstraintViolationError
 
     raw: Any = (await conn.get_raw_connection()).driver_connection
+    where = {"columns": columns, "schema_name": table.schema}
     await raw.execute("SAVEPOINT dbtool_block")
     try:
-        status = await raw.copy_to_table(
-            table.name, source=io.BytesIO(data), columns=columns, schema_name=table.schema,
-            format="csv",
-        )  # fmt: skip
-    except (DataError, IntegrityConstraintViolationError):
+        if csv_lines:
+            source = _pieces(rows)
+            status = await raw.copy_to_table(table.name, source=source, format="csv", **where)
+        else:
+            status = await raw.copy_records_to_table(table.name, records=rows, **where)
+    except (DataError, IntegrityConstraintViolationError, ValueError):
         await raw.execute("ROLLBACK TO SAVEPOINT dbtool_block")
         return None
     await raw.execute("RELEASE SAVEPOINT dbtool_block")
     return int(str(status).split()[-1])
+
+
+async def _pieces(pieces: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:  # made as the server takes them
+        yield piece
 
 
 async def _chunks(source: CsvSource) -> AsyncIterator[bytes]:
