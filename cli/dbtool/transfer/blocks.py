@@ -25,7 +25,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, SmallInteger, String, Uuid
@@ -111,6 +111,20 @@ class BlockForm:
             lines = _lf(part).split("\n")[:-1]
             yield "".join([f"{n},{line}\n" for n, line in enumerate(lines, number)]).encode()
             number += len(lines)
+
+    def parts(self, block: Block) -> Iterator[list[Any]]:
+        """For the staging table (`staged`): the block part by part as columns of values,
+        in `columns` order (the line numbers first)."""
+        number = block.line
+        for part in block.parts:
+            rows = list(csv.reader(_lf(part).split("\n")[:-1], strict=True))
+            columns: list[Any] = [range(number, number + len(rows))]
+            columns += zip(*rows, strict=True)
+            for at, read in enumerate(self.readers, start=1):
+                if read is not None:
+                    columns[at] = list(map(read, columns[at]))
+            number += len(rows)
+            yield columns
 
     def records(self, block: Block) -> Iterator[tuple[Any, ...]]:
         """The block's rows as values for a binary COPY into `columns`, converted part by
@@ -248,11 +262,17 @@ def _reader(column: Column[Any]) -> Callable[[str], Any] | None:
         return _TRUTH.__getitem__
     if issubclass(kind, DateTime):
         if keeps_time_zone(column):
-            return datetime.fromisoformat
+            return _aware_utc
         return _naive_utc  # the form takes only +00:00 for these
     if issubclass(kind, Integer):
         return int
     return None  # text, and UUIDs in their canonical text (the driver parses them)
+
+
+def _aware_utc(value: str) -> datetime:
+    """The time in UTC, as the import's converter gives it (SQLite stores it so)."""
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 def _naive_utc(value: str) -> datetime:
