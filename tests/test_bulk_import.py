@@ -255,3 +255,25 @@ def test_skip_and_update_store_what_the_row_by_row_path_stores(
     assert results[0] == results[1]
     hashes = {row[7] for row in results[0]}
     assert hashes == ({ARGON2, BCRYPT} if policy == "skip" else {ARGON2})
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_role_that_does_not_own_the_table_imports_with_its_indexes(
+    initialised: Dbtool, tmp_path: Path
+) -> None:
+    """Only the table's owner may drop its indexes: an application's role with INSERT and
+    SELECT alone imports into the empty table the usual way, without an error."""
+    from sqlalchemy.engine import make_url
+
+    role = f"dbtool_importer_{uuid.uuid4().hex[:8]}"
+    run_sql(initialised.url, f"CREATE ROLE {role} LOGIN")
+    try:
+        run_sql(initialised.url, f"GRANT SELECT, INSERT ON users TO {role}")
+        url = make_url(initialised.url).set(username=role).render_as_string(hide_password=False)
+        path = write(tmp_path / "u.csv", export_rows(500))
+        report = summary(Dbtool(url)("users", "import", str(path), "--json"))
+        assert report["inserted"] == 500 and report["indexes_built_after_load"] == 0
+    finally:
+        run_sql(initialised.url, f"DROP OWNED BY {role}")
+        run_sql(initialised.url, f"DROP ROLE {role}")

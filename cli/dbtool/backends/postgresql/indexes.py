@@ -53,6 +53,7 @@ _DROPPABLE = (
 ORDER BY c.relname
 """
 )
+_OWNED = "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = $1::regclass"
 _DEFINITIONS = _INDEXES + " AND c.relname = ANY($2::text[]) ORDER BY c.relname"
 
 
@@ -107,15 +108,17 @@ async def drop_indexes_for_load(
     its droppable indexes dropped (None where it is not, or there are none). Nothing is
     built again if the transaction ends otherwise than by `rebuild`: its rollback brings
     them back."""
-    from asyncpg.exceptions import LockNotAvailableError
+    from asyncpg.exceptions import InsufficientPrivilegeError, LockNotAvailableError
 
     raw: Any = (await conn.get_raw_connection()).driver_connection
     if await raw.fetchval(f"SELECT EXISTS (SELECT FROM {quoted})"):
         return None
+    if not await raw.fetchval(_OWNED, quoted):
+        return None  # only its owner may drop its indexes: the normal path
     await raw.execute("SAVEPOINT dbtool_lock")
     try:
         await raw.execute(f"LOCK TABLE {quoted} IN ACCESS EXCLUSIVE MODE NOWAIT")
-    except LockNotAvailableError:  # someone is using it: the normal path
+    except (LockNotAvailableError, InsufficientPrivilegeError):  # in use: the normal path
         await raw.execute("ROLLBACK TO SAVEPOINT dbtool_lock")
         return None
     await raw.execute("RELEASE SAVEPOINT dbtool_lock")
