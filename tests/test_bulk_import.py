@@ -6,6 +6,7 @@ by its line, a repeated email by its lines, and the table's indexes are as they 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
@@ -277,3 +278,48 @@ def test_a_role_that_does_not_own_the_table_imports_with_its_indexes(
     finally:
         run_sql(initialised.url, f"DROP OWNED BY {role}")
         run_sql(initialised.url, f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize("at_boundary", [False, True], ids=["inside", "at-a-block-end"])
+def test_a_record_over_two_lines_keeps_every_line_number(
+    initialised: Dbtool, tmp_path: Path, at_boundary: bool
+) -> None:
+    """A quoted field holding a new line makes one record of two lines, also where that
+    new line ends a block the reader checks (the record then runs on into the next block):
+    the rows after it keep their true line numbers."""
+    from dbtool.transfer.readers import BLOCK_CHARS
+
+    rows = export_rows(ROWS)
+    header = ",".join(COLUMNS) + "\n"
+
+    def body() -> str:
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        return text.getvalue()
+
+    def inner(row: int) -> int:  # where the field's new line is, after the header
+        rows[row][2] = "two\nlines"  # an invalid username: rejected, by its first line
+        return body().index("two\nlines") + 3
+
+    two = 1000
+    if at_boundary:
+        # A row whose new line falls just short of a block's end (the reader reads
+        # BLOCK_CHARS at a time and checks up to the last new line read), then an earlier
+        # username padded until it is the block's last.
+        for two in range(600, 2000):
+            short = (inner(two) // BLOCK_CHARS + 1) * BLOCK_CHARS - 1 - inner(two)
+            if short <= 100:
+                break
+            rows[two][2] = f"user_{two}"
+        rows[two - 5][2] += "x" * short
+        assert (inner(two) + 1) % BLOCK_CHARS == 0
+    else:
+        inner(two)
+    rows[2500][1] = "not an email"
+    path = tmp_path / "users.csv"
+    path.write_text(header + body())
+    result = initialised("users", "import", str(path), "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert f"line {two + 2}" in result.stderr and "username" in result.stderr
+    assert "line 2503" in result.stderr and "email" in result.stderr
+    assert run_sql(initialised.url, "SELECT count(*) FROM users") == [(ROWS - 2,)]
