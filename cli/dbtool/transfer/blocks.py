@@ -4,12 +4,14 @@ Most import files are another system's clean export: every row in the same plain
 For such a file, `block_form` builds one regular expression per header that a row matches
 only if `RowPlan.validate` would take every value of it exactly as written (an email
 already lower case and plainly valid, a complete Argon2 or bcrypt hash, a canonical UUID,
-`true`, a timestamp with its offset, ...). A block of lines that matches as a whole is
-sent to the database's CSV loader (COPY ... FROM STDIN on PostgreSQL) without being split
-into values in Python; its Argon2 parameter sets are checked once per block. The rule is
-one-sided: a row the expression refuses is read and validated as before, line by line,
-and a block the database refuses (a date that does not exist, a taken email) is rolled back
-to its savepoint and imported the slow way, which reports the exact line.
+`true`, a timestamp with its offset, ...). A block of lines that matches as a whole reaches
+the database without being validated row by row: on PostgreSQL as the CSV text itself
+(COPY ... FROM STDIN) or as rows converted column by column for a binary COPY, on SQLite
+as rows converted column by column into the batch's JSON (`_BlockLoader` in importing.py
+chooses); its Argon2 parameter sets are checked once per block. The rule is one-sided: a
+row the expression refuses is read and validated as before, line by line, and a block the
+database refuses (a date that does not exist, a taken email) is rolled back to its
+savepoint and imported the slow way, which reports the exact line.
 
 Not covered, so read the slow way: mapped files (--map, --from), plain passwords, emails
 kept as typed, values with capitals, quotes or non-ASCII characters, timestamps without an

@@ -4,7 +4,9 @@ Import reads CSV or JSON Lines in batches (dbtool.transfer.readers), validates e
 rules as `users add`, hashes plain passwords on all cores, stages the rows in a temporary
 table shaped like the user table (COPY on PostgreSQL, executemany on SQLite) and moves them
 into it with set-based statements, all in one transaction. Memory holds one batch, whatever
-the file size.
+the file size. Blocks of lines in the plain form of an export skip the row-by-row work
+(dbtool.transfer.blocks, `_BlockLoader`); into an empty PostgreSQL table, the indexes are
+built after the load (`Backend.drop_indexes_for_load`).
 """
 
 from __future__ import annotations
