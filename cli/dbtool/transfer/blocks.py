@@ -34,6 +34,7 @@ from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, SmallInte
 
 from dbtool.models.builtin import USERNAME_MAX_LENGTH
 from dbtool.models.user_model import keeps_time_zone
+from dbtool.transfer.readers import Block
 from dbtool.users.passwords import argon2_parameters_problem_in, plain_hash_pattern
 from dbtool.users.validation import EMAIL_MAX_LENGTH, plain_email_pattern
 
@@ -47,30 +48,6 @@ _OFFSET = r"[+-](?:[01]\d|2[0-3]):[0-5]\d"
 _FLAGS = r"(?:1|true|yes|on|t|y|0|false|no|off|f|n)"  # user_model's, read alike by PostgreSQL
 _TRUTH = {**dict.fromkeys(("1", "true", "yes", "on", "t", "y"), True),
           **dict.fromkeys(("0", "false", "no", "off", "f", "n"), False)}  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Block:
-    """Lines of an import file that matched the block form, each ending in a newline, in
-    the parts they were read in: `line` the number of the first, `header` the file's."""
-
-    parts: tuple[str, ...]
-    rows: int
-    line: int
-    header: list[str]
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts)
-
-    @classmethod
-    def joined(cls, blocks: list[Block]) -> Block:
-        """Consecutive blocks as one. Their parts stay apart: what is sent is made part by
-        part as the database takes it (one string for a batch, and its copies, cost 25 MiB
-        of memory more for a batch of 20,000 rows)."""
-        first = blocks[0]
-        parts = tuple(part for block in blocks for part in block.parts)
-        return cls(parts, sum(block.rows for block in blocks), first.line, first.header)
 
 
 @dataclass(frozen=True)

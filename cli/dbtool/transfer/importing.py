@@ -18,7 +18,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -60,8 +60,15 @@ from dbtool.models.user_model import (
     converter,
     python_type,
 )
-from dbtool.transfer.blocks import Block, BlockForm, block_form
-from dbtool.transfer.readers import ERROR_KEY, Records, block_records, detect_format, read_records
+from dbtool.transfer.blocks import BlockForm, block_form
+from dbtool.transfer.readers import (
+    ERROR_KEY,
+    Block,
+    Records,
+    block_records,
+    detect_format,
+    read_records,
+)
 from dbtool.users import passwords
 from dbtool.users.validation import normalize_email, normalize_username, username_from_email
 from dbtool.wording import counted
@@ -409,7 +416,7 @@ async def import_users(
 
     `again`, where the input can be read again from its start (a file): the records anew.
     An import that fails on conflicts may then go into an empty table without its
-    secondary indexes, built once after the load (`Backend.indexes_after_load`); a value
+    secondary indexes, built once after the load (`Backend.drop_indexes_for_load`); a value
     the file repeats is found when they are built, and the file is then imported again
     the usual way, which names the lines.
 
@@ -1111,37 +1118,48 @@ class _BlockLoader:
         """The direct insert of the block's JSON, in a savepoint."""
         assert self.json is not None and self.moves is not None
         (payload,) = data
-        savepoint = await self.conn.begin_nested()
-        try:
-            inserted = await self.backend.run_at_once(
-                self.conn, self.moves.insert, {"payload": payload}
-            )
-        except IntegrityError:
-            await savepoint.rollback()
-            return block
-        await savepoint.commit()
-        report.rows += block.rows
-        report.staged += block.rows
-        report.inserted += inserted
-        report.skipped += block.rows - inserted
-        return None
+        json, moves = self.json, self.moves
+
+        async def insert(moved: ImportReport) -> bool:
+            await _insert_json(json, moves, payload, moved, block.rows)
+            return True
+
+        return await self._in_savepoint(block, report, insert)
 
     async def _load_and_move(
         self, block: Block, data: Iterable[Any], report: ImportReport
     ) -> Block | None:
         """Into the staging table and on into the user table, both in one savepoint."""
         assert self.form is not None and self.moves is not None
+        form, moves = self.form, self.moves
+
+        async def load_and_move(moved: ImportReport) -> bool:
+            copied = await self.backend.load_block(
+                self.conn, self.table, form.columns, data, csv_lines=True
+            )
+            if copied is None:
+                return False
+            await _move(self.conn, moves, moved, staged=copied)
+            return True
+
+        return await self._in_savepoint(block, report, load_and_move)
+
+    async def _in_savepoint(
+        self,
+        block: Block,
+        report: ImportReport,
+        step: Callable[[ImportReport], Awaitable[bool]],
+    ) -> Block | None:
+        """`step` (counting into a report of its own) in a savepoint: the block is given
+        back where the step or a constraint refused it (rolled back), else its counts are
+        added to `report`."""
         moved = ImportReport()
         savepoint = await self.conn.begin_nested()
         try:
-            copied = await self.backend.load_block(
-                self.conn, self.table, self.form.columns, data, csv_lines=True
-            )
-            if copied is not None:
-                await _move(self.conn, self.moves, moved, staged=copied)
+            done = await step(moved)
         except IntegrityError:
-            copied = None
-        if copied is None:
+            done = False
+        if not done:
             await savepoint.rollback()
             return block
         await savepoint.commit()
