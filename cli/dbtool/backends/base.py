@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Protocol
 
 from dbtool.errors import DbtoolError
 from dbtool.formats import Format
@@ -191,12 +191,21 @@ class RowRejected(Exception):
 
 
 class IndexConflictError(DbtoolError):
-    """A unique index could not be built again after the load (`indexes_after_load`): the
-    data repeats a value. The transaction is rolled back."""
+    """A unique index could not be built again after the load (`drop_indexes_for_load`):
+    the data repeats a value. The transaction is rolled back."""
 
 
 class IndexRebuildError(DbtoolError):
     """An index came back different from what it was before the load: rolled back."""
+
+
+class DroppedIndexes(Protocol):
+    """The indexes `drop_indexes_for_load` dropped: how many, and how to build them again."""
+
+    @property
+    def count(self) -> int: ...
+
+    async def rebuild(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -488,11 +497,13 @@ class Backend:
         """COPY `records` into `table`; a unique violation as SQLAlchemy's IntegrityError."""
         raise NotImplementedError
 
-    async def drop_indexes_for_load(self, conn: AsyncConnection, table: Table) -> Any | None:
+    async def drop_indexes_for_load(
+        self, conn: AsyncConnection, table: Table
+    ) -> DroppedIndexes | None:
         """Within an import's transaction into `table`: where the table is empty and no other
-        session can see it until the commit, its secondary indexes dropped, and an object
-        whose `count` says how many and whose `rebuild()` builds them again after the load,
-        exactly as they were (else IndexConflictError, IndexRebuildError); None elsewhere."""
+        session can see it until the commit, its indexes dropped, to be built again after
+        the load exactly as they were by `rebuild()` (else IndexConflictError,
+        IndexRebuildError); None elsewhere."""
         return None
 
     @property
@@ -511,9 +522,9 @@ class Backend:
     ) -> int | None:
         """Load `rows` into `columns` of `table` in a savepoint: pieces of CSV text without
         a header (`csv_lines`: the database's own loader parses them), or rows of values (a
-        binary COPY; a ValueError while they are read ends it). The rows loaded, or None where the
-        database refused a value or a constraint, or a row raised ValueError (the savepoint
-        then rolled back, the transaction usable)."""
+        binary COPY). The rows loaded, or None where the database refused a value or a
+        constraint, or reading `rows` raised ValueError (the savepoint then rolled back, the
+        transaction usable)."""
         raise NotImplementedError
 
     async def copy_csv(self, conn: AsyncConnection, table: Table, source: CsvSource) -> int | None:

@@ -63,13 +63,13 @@ _TRUE = ("1", "true", "yes", "on", "t", "y")
 _FALSE = ("0", "false", "no", "off", "f", "n")
 
 
-_FLAGS = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
+FLAG_WORDS = {**dict.fromkeys(_TRUE, True), **dict.fromkeys(_FALSE, False)}
 
 
 def parse_flag(raw: str) -> bool:
-    flag = _FLAGS.get(raw)  # "true", "false" as written: no new strings for them
+    flag = FLAG_WORDS.get(raw)  # "true", "false" as written: no new strings for them
     if flag is None:
-        flag = _FLAGS.get(raw.strip().lower())
+        flag = FLAG_WORDS.get(raw.strip().lower())
     if flag is None:
         raise ValueError("expected true or false")
     return flag
@@ -137,7 +137,7 @@ def converter(
 
         def to_bool(value: Any) -> bool:
             if value.__class__ is str:  # every CSV value: "true" and "false" looked up as they are
-                flag = _FLAGS.get(value)
+                flag = FLAG_WORDS.get(value)
                 return parse_flag(value) if flag is None else flag
             if isinstance(value, bool):
                 return value

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, Column, DateTime, Integer, SmallInteger, String, Uuid
 
 from dbtool.models.builtin import USERNAME_MAX_LENGTH
-from dbtool.models.user_model import keeps_time_zone
+from dbtool.models.user_model import FLAG_WORDS, keeps_time_zone
 from dbtool.transfer.readers import Block
 from dbtool.users.passwords import argon2_parameters_problem_in, plain_hash_pattern
 from dbtool.users.validation import EMAIL_MAX_LENGTH, plain_email_pattern
@@ -44,10 +44,11 @@ _DATE_TIME = (
     r"[12]\d{3}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[T ]"
     r"(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?"
 )
+_UNQUOTED = r"[ !#-+\--~]"  # printable ASCII but for the quote and the comma
 _OFFSET = r"[+-](?:[01]\d|2[0-3]):[0-5]\d"
-_FLAGS = r"(?:1|true|yes|on|t|y|0|false|no|off|f|n)"  # user_model's, read alike by PostgreSQL
-_TRUTH = {**dict.fromkeys(("1", "true", "yes", "on", "t", "y"), True),
-          **dict.fromkeys(("0", "false", "no", "off", "f", "n"), False)}  # fmt: skip
+# The words user_model reads as true and false, as they are written: PostgreSQL reads them
+# alike.
+_FLAGS = "(?:" + "|".join(map(re.escape, FLAG_WORDS)) + ")"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,6 @@ class BlockForm:
     # the text as it is), and the constants after them.
     readers: tuple[Callable[[str], Any] | None, ...] = ()
     constants: tuple[Any, ...] = ()
-    staged: bool = False  # `numbered` lines for the staging table
 
     def accepts(self, text: str) -> bool:
         if self.pattern.fullmatch(text) is None:
@@ -133,7 +133,7 @@ def csv_constant(value: Any) -> str | None:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, str) and re.fullmatch(r"[ !#-+\--~]+", value):
+    if isinstance(value, str) and re.fullmatch(f"{_UNQUOTED}+", value):
         return value
     return None
 
@@ -192,7 +192,6 @@ def block_form(
         checks_argon2=model.password.name in header,
         readers=tuple(_reader(columns[name]) for name in header),
         constants=tuple(constants),
-        staged=staged,
     )
 
 
@@ -230,7 +229,7 @@ def _field(column: Column[Any], model: Any, stop: str) -> str | None:
     if issubclass(kind, String) and not getattr(column_type, "enums", None):
         limit = rf"{{1,{length}}}" if length else "+"
         # Never empty: an empty field is NULL to the loader, and "" to the import.
-        return rf'(?:[ !#-+\--~]{limit}|"[ !#-~]{limit}")'
+        return rf'(?:{_UNQUOTED}{limit}|"[ !#-~]{limit}")'
     return None
 
 
@@ -238,7 +237,7 @@ def _reader(column: Column[Any]) -> Callable[[str], Any] | None:
     """How a field `_field` accepted becomes the value the driver takes for `column`."""
     kind = type(column.type)
     if issubclass(kind, Boolean):
-        return _TRUTH.__getitem__
+        return FLAG_WORDS.__getitem__
     if issubclass(kind, DateTime):
         if keeps_time_zone(column):
             return _aware_utc

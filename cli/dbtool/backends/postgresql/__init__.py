@@ -28,6 +28,7 @@ from dbtool.backends.base import (
     ClientCommand,
     ClusterView,
     CsvSource,
+    DroppedIndexes,
     ExportJob,
     ServerConnections,
     ServerProcess,
@@ -513,7 +514,9 @@ class PostgreSQL(Backend):
     def loads_blocks(self) -> bool:
         return True
 
-    async def drop_indexes_for_load(self, conn: AsyncConnection, table: Table) -> Any | None:
+    async def drop_indexes_for_load(
+        self, conn: AsyncConnection, table: Table
+    ) -> DroppedIndexes | None:
         from dbtool.backends.postgresql.indexes import drop_indexes_for_load
 
         return await drop_indexes_for_load(conn, table, _quoted(table))
